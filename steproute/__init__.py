@@ -1,0 +1,59 @@
+"""steproute: route each step of a LangGraph workflow to the cheapest model tier that can do it.
+
+Example:
+    >>> from steproute import StepRouter, step
+    >>> router = StepRouter.from_file("steproute.yaml")          # doctest: +SKIP
+    >>> llm = router.chat_model()                                  # doctest: +SKIP
+    >>> builder.add_node("plan", plan, metadata=step("plan", min_tier="standard"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
+
+from steproute.config import RouterConfig, load_config
+from steproute.errors import ConfigError, DispatchError, RoutingError, StepRouteError
+from steproute.router import RoutedCompletion, StepRouter, StreamSummary
+from steproute.types import Decision, Hint, StepKind, StepRequest, Usage
+
+if TYPE_CHECKING:
+    from steproute.langgraph import RoutedChatModel, step
+
+try:
+    __version__ = _metadata.version("steproute")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ConfigError",
+    "Decision",
+    "DispatchError",
+    "Hint",
+    "RoutedChatModel",
+    "RoutedCompletion",
+    "RouterConfig",
+    "RoutingError",
+    "StepKind",
+    "StepRequest",
+    "StepRouteError",
+    "StepRouter",
+    "StreamSummary",
+    "Usage",
+    "__version__",
+    "load_config",
+    "step",
+]
+
+_LAZY = {"RoutedChatModel": "steproute.langgraph", "step": "steproute.langgraph"}
+
+
+def __getattr__(name: str) -> Any:
+    # The LangChain layer is imported on first use, so `import steproute` stays light.
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'steproute' has no attribute {name!r}")

@@ -1,0 +1,421 @@
+"""Configuration: the pydantic models of ``steproute.yaml`` and their loading.
+
+The file is validated whole, at load time: every problem is collected and raised as one
+:class:`~steproute.errors.ConfigError` that gives each problem's path (``steps.plan.tier``)
+and what was expected. Values are never echoed back in errors, so a mistyped secret does not
+end up in a log. ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) references are resolved at load;
+values that came from the environment, and every parameter whose name looks like a credential
+(``api_key``, ``*_secret``, ``*_token``, ...), are held as :class:`pydantic.SecretStr`.
+
+Example:
+    >>> cfg = RouterConfig(
+    ...     tiers={"fast": {"models": ["openai/gpt-4o-mini"]}, "strong": {"models": ["openai/gpt-4o"]}},
+    ...     default="fast",
+    ... )
+    >>> cfg.tier_names(), cfg.baseline_tier()
+    (('fast', 'strong'), 'strong')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+
+from steproute.errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "DeploymentConfig",
+    "DispatchConfig",
+    "FixedPolicyConfig",
+    "PolicyConfig",
+    "RouterConfig",
+    "RuleCondition",
+    "RuleConfig",
+    "RulesPolicyConfig",
+    "TierConfig",
+    "load_config",
+]
+
+POLICY_NAMES = ("fixed", "rules")
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _EnvStr(str):
+    """A string that came from an environment variable (held as a secret when it is a param)."""
+
+
+def _is_secret_key(name: str) -> bool:
+    return bool(_SECRET_KEY.search(name))
+
+
+class DeploymentConfig(BaseModel):
+    """One LiteLLM deployment of a tier.
+
+    Any LiteLLM ``completion`` parameter may be given besides ``model`` (``api_base``,
+    ``api_key``, ``timeout``, ``mock_response``, ...); they are passed through unchanged.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    model: str = Field(min_length=1)
+    """LiteLLM model string, ``provider/model`` (e.g. ``openai/gpt-4o-mini``)."""
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    """Price override in USD per input token (default: LiteLLM's price map)."""
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    """Price override in USD per output token (default: LiteLLM's price map)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"model": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _hide_secrets(self) -> DeploymentConfig:
+        extra = self.__pydantic_extra__ or {}
+        for name, value in list(extra.items()):
+            if isinstance(value, str) and (isinstance(value, _EnvStr) or _is_secret_key(name)):
+                extra[name] = SecretStr(str(value))
+        return self
+
+    def litellm_params(self) -> dict[str, Any]:
+        """The LiteLLM parameters of this deployment, secrets revealed (for dispatch only)."""
+        params: dict[str, Any] = {"model": self.model}
+        for name, value in (self.__pydantic_extra__ or {}).items():
+            params[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return params
+
+
+class TierConfig(_Frozen):
+    """A tier: an ordered list of deployments (the in-tier fallback order)."""
+
+    models: list[DeploymentConfig] = Field(min_length=1)
+
+
+class DispatchConfig(_Frozen):
+    """How calls are dispatched within a tier (carried out by LiteLLM)."""
+
+    num_retries: int = Field(default=0, ge=0, le=10)
+    """Retries per deployment on retryable errors (429, 5xx, timeouts)."""
+    timeout: float | None = Field(default=None, gt=0)
+    """Per-call timeout in seconds (a deployment's own ``timeout`` wins)."""
+    allowed_fails: int = Field(default=1, ge=0)
+    """Failures a deployment may have in a minute before it is cooled down."""
+    cooldown_time: float = Field(default=30.0, ge=0)
+    """Seconds a failing deployment is skipped for."""
+
+
+class RuleCondition(_Frozen):
+    """Conditions of a rule; all given ones must hold (logical AND)."""
+
+    keywords: list[str] | None = None
+    """Any of these words or phrases appears in the latest user message (case-insensitive)."""
+    regex: str | None = None
+    """This regular expression matches the latest user message (``re.search``)."""
+    min_input_tokens: int | None = Field(default=None, ge=0)
+    """The conversation is at least this many tokens (estimated at 4 characters a token)."""
+    max_input_tokens: int | None = Field(default=None, ge=0)
+    min_turns: int | None = Field(default=None, ge=0)
+    """At least this many user messages."""
+    max_turns: int | None = Field(default=None, ge=0)
+    has_tools: bool | None = None
+    """The call offers tools (``bind_tools``)."""
+    has_schema: bool | None = None
+    """The call asks for structured output (``with_structured_output``)."""
+    kind: list[str] | None = None
+    """The step's kind is one of these."""
+    metadata: dict[str, Any] | None = None
+    """Run metadata equals these values; keys are dotted paths (``tenant.plan``); a list
+    value means 'one of'."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_to_list(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            value = dict(value)
+            for key in ("keywords", "kind"):
+                if isinstance(value.get(key), str):
+                    value[key] = [value[key]]
+        return value
+
+
+class RuleConfig(_Frozen):
+    """One rule: when its conditions hold, route to its tier."""
+
+    name: str | None = None
+    """Name shown in the decision reason (default: ``rules[i]``)."""
+    when: RuleCondition = Field(default_factory=RuleCondition)
+    tier: str
+
+
+class _StepSettings(_Frozen):
+    kind: str | None = None
+    """Step kind (rewrite, extract, plan, tool_use, synthesis, or any name)."""
+    min_tier: str | None = None
+    max_tier: str | None = None
+
+
+class FixedPolicyConfig(_StepSettings):
+    """Always the same tier."""
+
+    policy: Literal["fixed"] = "fixed"
+    tier: str
+
+
+class RulesPolicyConfig(_StepSettings):
+    """Ordered rules, first match wins; then ``fallback``, else the router's ``default``."""
+
+    policy: Literal["rules"] = "rules"
+    rules: list[RuleConfig] = Field(min_length=1)
+    fallback: str | None = None
+    """Tier when no rule matches (default: defer to the ``default`` policy)."""
+
+
+PolicyConfig = Annotated[Union[FixedPolicyConfig, RulesPolicyConfig], Field(discriminator="policy")]
+
+
+def _policy_shorthand(value: Any) -> Any:
+    """``"fast"`` means ``{"policy": "fixed", "tier": "fast"}``."""
+    if isinstance(value, str):
+        return {"policy": "fixed", "tier": value}
+    if isinstance(value, Mapping) and "policy" not in value and "tier" in value:
+        return {**value, "policy": "fixed"}
+    return value
+
+
+class RouterConfig(BaseModel):
+    """The whole router configuration (the content of ``steproute.yaml``).
+
+    Constructing it validates everything; problems raise :class:`~steproute.ConfigError`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tiers: dict[str, TierConfig] = Field(min_length=1)
+    """Tiers, ordered cheap to strong."""
+    baseline: str | None = None
+    """Tier every call's cost is compared against (default: the strongest)."""
+    default: PolicyConfig
+    """Policy of every step that has none of its own."""
+    steps: dict[str, PolicyConfig] = Field(default_factory=dict)
+    """Per-step policies, keyed by step name."""
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        source = data.pop("_source", None)
+        problems: list[ConfigProblem] = []
+        data = _resolve_env(data, (), problems)
+        if isinstance(data.get("default"), (str, Mapping)):
+            data["default"] = _policy_shorthand(data["default"])
+        if isinstance(data.get("steps"), Mapping):
+            data["steps"] = {k: _policy_shorthand(v) for k, v in data["steps"].items()}
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            problems.extend(_problems_from_pydantic(exc))
+            raise ConfigError(problems, source=source) from None
+        problems.extend(self._reference_problems())
+        if problems:
+            raise ConfigError(problems, source=source)
+        self._source = source
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def tier_names(self) -> tuple[str, ...]:
+        """Tier names, cheap to strong."""
+        return tuple(self.tiers)
+
+    def baseline_tier(self) -> str:
+        return self.baseline or self.tier_names()[-1]
+
+    def policy_for(self, step: str) -> PolicyConfig:
+        return self.steps.get(step, self.default)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RouterConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError([ConfigProblem("", "the configuration must be a mapping")], source=source)
+        return cls(**dict(data), _source=source)
+
+    # -- checks across fields ----------------------------------------------------------------
+
+    def _reference_problems(self) -> list[ConfigProblem]:
+        names = self.tier_names()
+        known = ", ".join(names)
+        problems: list[ConfigProblem] = []
+
+        def tier_ref(path: str, value: str | None) -> int | None:
+            if value is None:
+                return None
+            if value not in self.tiers:
+                problems.append(ConfigProblem(path, f"unknown tier {value!r} (known: {known})"))
+                return None
+            return names.index(value)
+
+        tier_ref("baseline", self.baseline)
+        for prefix, policy in [("default", self.default)] + [(f"steps.{n}", p) for n, p in self.steps.items()]:
+            low = tier_ref(f"{prefix}.min_tier", policy.min_tier)
+            high = tier_ref(f"{prefix}.max_tier", policy.max_tier)
+            if low is not None and high is not None and low > high:
+                problems.append(ConfigProblem(
+                    prefix, f"min_tier {policy.min_tier!r} is above max_tier {policy.max_tier!r}"))
+            if isinstance(policy, FixedPolicyConfig):
+                tier_ref(f"{prefix}.tier", policy.tier)
+            else:
+                tier_ref(f"{prefix}.fallback", policy.fallback)
+                for i, rule in enumerate(policy.rules):
+                    tier_ref(f"{prefix}.rules[{i}].tier", rule.tier)
+                    if rule.when.regex is not None:
+                        try:
+                            re.compile(rule.when.regex)
+                        except re.error as exc:
+                            problems.append(ConfigProblem(
+                                f"{prefix}.rules[{i}].when.regex", f"invalid regular expression: {exc}"))
+        return problems
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str]) -> RouterConfig:
+    """Read and validate a YAML (``.yaml``/``.yml``) or TOML (``.toml``) configuration file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, malformed or invalid; every problem
+            is listed with its path (and line, for syntax errors and duplicate keys).
+    """
+    file = Path(path)
+    source = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("", f"cannot read file: {exc.strerror}")], source=source) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigProblem("", "file is not UTF-8 text")], source=source) from None
+    if file.suffix.lower() == ".toml":
+        data = _parse_toml(text, source)
+    else:
+        data = _parse_yaml(text, source)
+    if data is None:
+        raise ConfigError([ConfigProblem("", "the file is empty")], source=source)
+    return RouterConfig.from_dict(data, source=source)
+
+
+def _parse_toml(text: str, source: str) -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem("", f"TOML syntax error: {exc}")], source=source) from None
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    duplicates: list[ConfigProblem] = []
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                duplicates.append(ConfigProblem(
+                    f"line {line}", f"duplicate key {key!r} (first defined on line {seen[key]})"))
+            else:
+                seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([ConfigProblem(where, f"YAML syntax error: {exc.problem}")], source=source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigProblem("", f"YAML error: {type(exc).__name__}")], source=source) from None
+    if duplicates:
+        raise ConfigError(duplicates, source=source)
+    return data
+
+
+def _resolve_env(value: Any, path: tuple[Any, ...], problems: list[ConfigProblem]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; report unset variables."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+        missing: list[str] = []
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            resolved = os.environ.get(name)
+            if resolved is None:
+                if default is not None:
+                    return default
+                missing.append(name)
+                return ""
+            return resolved
+
+        result = _ENV_REF.sub(sub, value)
+        for name in missing:
+            problems.append(ConfigProblem(_format_path(path), f"environment variable {name} is not set"))
+        return _EnvStr(result)
+    if isinstance(value, Mapping):
+        return {k: _resolve_env(v, (*path, k), problems) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_resolve_env(v, (*path, i), problems) for i, v in enumerate(value)]
+    return value
+
+
+def _format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        # Drop union tags and validator names pydantic inserts into the location.
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+        tag_at = {"default": 1, "steps": 2}.get(str(loc[0]) if loc else "")
+        if tag_at is not None and len(loc) > tag_at and loc[tag_at] in POLICY_NAMES:
+            loc = loc[:tag_at] + loc[tag_at + 1:]
+        kind = error["type"]
+        if kind == "union_tag_invalid":
+            tag = error.get("ctx", {}).get("tag")
+            message = f"unknown policy {tag!r} (known: {', '.join(POLICY_NAMES)})"
+        elif kind == "union_tag_not_found":
+            message = f"missing 'policy' (one of: {', '.join(POLICY_NAMES)})"
+        elif kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = error["msg"]
+        problems.append(ConfigProblem(_format_path(loc), message))
+    return problems

@@ -1,0 +1,268 @@
+"""Dispatch of one call to one tier, through LiteLLM.
+
+A tier with one deployment is called directly with ``litellm.completion`` (the healthy path
+costs no more than LiteLLM itself). A tier with several deployments becomes one
+``litellm.Router`` model group whose deployments keep the config's order (LiteLLM's
+``order``), so in-tier fallback, retries and cooldowns are LiteLLM's. Either way the answer is
+turned into steproute's own :class:`Completion` / :class:`CompletionChunk`, so the layers
+above never see LiteLLM's types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from steproute._litellm import litellm
+from steproute.config import DispatchConfig, RouterConfig
+from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError
+from steproute.pricing import Price, price_of
+from steproute.types import Usage
+
+__all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "ToolCall", "ToolCallChunk"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+    """JSON text, as the provider sent it."""
+
+
+@dataclass(frozen=True)
+class ToolCallChunk:
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished answer from one deployment."""
+
+    content: str
+    model: str
+    """The configured model string of the deployment that answered."""
+    provider: str
+    usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
+    response_model: str | None = None
+    """The model name the provider reported."""
+    response_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletionChunk:
+    """One streamed piece. The last chunk of a stream carries ``usage`` and ``finish_reason``."""
+
+    content: str = ""
+    tool_call_chunks: tuple[ToolCallChunk, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment ready to call: its LiteLLM parameters, provider and price."""
+
+    tier: str
+    index: int
+    model: str
+    provider: str
+    price: Price
+    params: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.tier}/{self.index}"
+
+
+class _Tier:
+    def __init__(self, name: str, deployments: list[Deployment], settings: DispatchConfig) -> None:
+        self.name = name
+        self.deployments = deployments
+        self.settings = settings
+        self._router: Any = None
+        if len(deployments) > 1:
+            model_list = []
+            for d in deployments:
+                params = dict(d.params)
+                params["order"] = d.index + 1
+                if settings.timeout is not None:
+                    params.setdefault("timeout", settings.timeout)
+                model_list.append({"model_name": name, "litellm_params": params, "model_info": {"id": d.id}})
+            self._router = litellm().Router(
+                model_list=model_list,
+                num_retries=settings.num_retries,
+                allowed_fails=settings.allowed_fails,
+                cooldown_time=settings.cooldown_time,
+            )
+
+    # -- building the call -------------------------------------------------------------------
+
+    def _kwargs(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
+        if self._router is not None:
+            return {**params, "model": self.name, "messages": list(messages)}
+        d = self.deployments[0]
+        kwargs = {**d.params, **params, "model": d.model, "messages": list(messages)}
+        if self.settings.num_retries:
+            kwargs.setdefault("num_retries", self.settings.num_retries)
+        if self.settings.timeout is not None:
+            kwargs.setdefault("timeout", self.settings.timeout)
+        return kwargs
+
+    def _answered_by(self, response: Any) -> Deployment:
+        if self._router is None:
+            return self.deployments[0]
+        model_id = (getattr(response, "_hidden_params", None) or {}).get("model_id")
+        for d in self.deployments:
+            if d.id == model_id:
+                return d
+        return self.deployments[0]
+
+    def _error(self, step: str, exc: Exception) -> DispatchError:
+        model = getattr(exc, "model", None) or self.deployments[0].model
+        return DispatchError(step, self.name, [Attempt(str(model), type(exc).__name__)])
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
+        kwargs = self._kwargs(messages, params)
+        try:
+            response = (self._router.completion if self._router else litellm().completion)(**kwargs)
+        except Exception as exc:
+            raise self._error(step, exc) from exc
+        return _to_completion(response, self._answered_by(response))
+
+    async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
+        kwargs = self._kwargs(messages, params)
+        try:
+            response = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
+        except Exception as exc:
+            raise self._error(step, exc) from exc
+        return _to_completion(response, self._answered_by(response))
+
+    def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Iterator[CompletionChunk]:
+        kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
+        try:
+            stream = (self._router.completion if self._router else litellm().completion)(**kwargs)
+            deployment = self._answered_by(stream)
+            for raw in stream:
+                yield from _to_chunks(raw, deployment)
+        except DispatchError:
+            raise
+        except Exception as exc:
+            raise self._error(step, exc) from exc
+
+    async def astream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> AsyncIterator[CompletionChunk]:
+        kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
+        try:
+            stream = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
+            deployment = self._answered_by(stream)
+            async for raw in stream:
+                for chunk in _to_chunks(raw, deployment):
+                    yield chunk
+        except DispatchError:
+            raise
+        except Exception as exc:
+            raise self._error(step, exc) from exc
+
+
+class Dispatcher:
+    """Calls a tier's deployments through LiteLLM.
+
+    Built from a validated :class:`~steproute.config.RouterConfig`; raises
+    :class:`~steproute.ConfigError` for deployments LiteLLM cannot place (unknown provider).
+    """
+
+    def __init__(self, config: RouterConfig) -> None:
+        problems: list[ConfigProblem] = []
+        self._tiers: dict[str, _Tier] = {}
+        for name, tier in config.tiers.items():
+            deployments = []
+            for i, model in enumerate(tier.models):
+                try:
+                    _, provider, _, _ = litellm().get_llm_provider(model.model)
+                except Exception:
+                    problems.append(ConfigProblem(
+                        f"tiers.{name}.models[{i}].model",
+                        f"LiteLLM cannot tell the provider of {model.model!r}; write it as 'provider/model'"))
+                    continue
+                deployments.append(Deployment(name, i, model.model, provider, price_of(model), model.litellm_params()))
+            if deployments:
+                self._tiers[name] = _Tier(name, deployments, config.dispatch)
+        if problems:
+            raise ConfigError(problems)
+
+    def tier(self, name: str) -> _Tier:
+        return self._tiers[name]
+
+    def first_deployment(self, tier: str) -> Deployment:
+        return self._tiers[tier].deployments[0]
+
+    def deployment(self, tier: str, model: str) -> Deployment:
+        for d in self._tiers[tier].deployments:
+            if d.model == model:
+                return d
+        return self._tiers[tier].deployments[0]
+
+
+# -- LiteLLM → steproute types -------------------------------------------------------------
+
+
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    details = getattr(raw, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(
+        input_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        cache_read_tokens=int(cached or 0),
+    )
+
+
+def _to_completion(response: Any, deployment: Deployment) -> Completion:
+    choice = response.choices[0]
+    message = choice.message
+    tool_calls = tuple(
+        ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", arguments=tc.function.arguments or "")
+        for i, tc in enumerate(getattr(message, "tool_calls", None) or ())
+    )
+    return Completion(
+        content=message.content or "",
+        model=deployment.model,
+        provider=deployment.provider,
+        usage=_usage(getattr(response, "usage", None)),
+        tool_calls=tool_calls,
+        finish_reason=choice.finish_reason,
+        response_model=getattr(response, "model", None),
+        response_id=getattr(response, "id", None),
+    )
+
+
+def _to_chunks(raw: Any, deployment: Deployment) -> Iterator[CompletionChunk]:
+    usage = getattr(raw, "usage", None)
+    for choice in getattr(raw, "choices", None) or ():
+        delta = choice.delta
+        tool_chunks = tuple(
+            ToolCallChunk(
+                index=tc.index if tc.index is not None else i,
+                id=tc.id,
+                name=tc.function.name if tc.function else None,
+                arguments=tc.function.arguments if tc.function else None,
+            )
+            for i, tc in enumerate(getattr(delta, "tool_calls", None) or ())
+        )
+        content = getattr(delta, "content", None) or ""
+        if content or tool_chunks or choice.finish_reason:
+            yield CompletionChunk(content=content, tool_call_chunks=tool_chunks, finish_reason=choice.finish_reason,
+                                  model=deployment.model, provider=deployment.provider)
+    if usage is not None:
+        yield CompletionChunk(usage=_usage(usage), model=deployment.model, provider=deployment.provider)

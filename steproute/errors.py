@@ -1,0 +1,76 @@
+"""Errors raised by steproute.
+
+Every error names what went wrong in user terms (a config path, a step, a tier) and never
+carries a secret: configuration values are not echoed back, only their paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["ConfigError", "ConfigProblem", "DispatchError", "RoutingError", "StepRouteError"]
+
+
+class StepRouteError(Exception):
+    """Base class of every error steproute raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem found in a configuration."""
+
+    path: str
+    """Dotted path of the offending key, e.g. ``steps.plan.tier``."""
+    message: str
+    """What is wrong and what was expected."""
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(StepRouteError, ValueError):
+    """A configuration is invalid. Lists every problem found, each with its path.
+
+    Example:
+        >>> err = ConfigError([ConfigProblem("steps.plan.tier", "unknown tier 'gold'")])
+        >>> print(err)
+        invalid steproute configuration (1 problem):
+          - steps.plan.tier: unknown tier 'gold'
+    """
+
+    def __init__(self, problems: Sequence[ConfigProblem], *, source: str | None = None) -> None:
+        self.problems: tuple[ConfigProblem, ...] = tuple(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        count = len(self.problems)
+        lines = [f"invalid steproute configuration{where} ({count} problem{'s' if count != 1 else ''}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class RoutingError(StepRouteError, ValueError):
+    """A step could not be routed: contradictory hints, an unknown tier in a hint, ..."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One failed model call inside a dispatch."""
+
+    model: str
+    error_type: str
+
+
+class DispatchError(StepRouteError, RuntimeError):
+    """Every deployment allowed for a step failed.
+
+    Names the step, the tier and each attempt (model and error type); never the request
+    content or a credential.
+    """
+
+    def __init__(self, step: str, tier: str, attempts: Sequence[Attempt]) -> None:
+        self.step = step
+        self.tier = tier
+        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        tried = ", ".join(f"{a.model} ({a.error_type})" for a in self.attempts) or "none"
+        super().__init__(f"step '{step}': every deployment of tier '{tier}' failed; attempts: {tried}")

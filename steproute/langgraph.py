@@ -1,0 +1,387 @@
+"""The LangGraph / LangChain layer: the routed chat model, the ``step`` hint and a ready node.
+
+:class:`RoutedChatModel` is a LangChain ``BaseChatModel``. On each call it reads the run's
+metadata (which LangGraph fills with the node's ``metadata=``, ``langgraph_node`` and the
+``thread_id``), builds a :class:`~steproute.types.StepRequest` and hands it to the
+:class:`~steproute.router.StepRouter`. This module knows nothing of LiteLLM: it sees the
+router's own result types only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Callable
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    convert_to_openai_messages,
+)
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field
+
+from steproute.dispatch import Completion, CompletionChunk
+from steproute.router import RoutedCompletion, StepRouter, StreamSummary
+from steproute.types import Hint, StepRequest, Usage
+
+__all__ = ["HINT_KEY", "RoutedChatModel", "routed_node", "step"]
+
+HINT_KEY = "steproute"
+"""Key of the step hint in a LangGraph node's (or a run's) metadata."""
+
+_SCHEMA_KWARG = "steproute_response_schema"
+
+
+def step(
+    name: str,
+    *,
+    kind: str | None = None,
+    tier: str | None = None,
+    min_tier: str | None = None,
+    max_tier: str | None = None,
+) -> dict[str, Any]:
+    """The metadata that declares a LangGraph node as a routed step.
+
+    Pass it as ``StateGraph.add_node(..., metadata=step(...))``, or to any runnable as
+    ``.with_config(metadata=step(...))``. ``tier`` fixes the tier (it wins over the step's
+    policy); ``min_tier``/``max_tier`` clamp the policy's choice. ``kind`` is one of
+    ``rewrite``, ``extract``, ``plan``, ``tool_use``, ``synthesis``, or any name.
+
+    Example:
+        >>> step("plan", kind="plan", min_tier="standard")
+        {'steproute': {'step': 'plan', 'kind': 'plan', 'min_tier': 'standard'}}
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("step(): 'name' must be a non-empty string")
+    values = {"kind": kind, "tier": tier, "min_tier": min_tier, "max_tier": max_tier}
+    for key, value in values.items():
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"step({name!r}): {key!r} must be a non-empty string or None")
+    return {HINT_KEY: {"step": name, **{k: str(v) for k, v in values.items() if v is not None}}}
+
+
+def _request_from_run(
+    messages: list[BaseMessage],
+    metadata: Mapping[str, Any],
+    fixed_step: str | None,
+    fixed_kind: str | None,
+    tools: Sequence[Mapping[str, Any]] | None,
+    schema: Mapping[str, Any] | None,
+) -> StepRequest:
+    declared = metadata.get(HINT_KEY)
+    declared = declared if isinstance(declared, Mapping) else {}
+    name = fixed_step or declared.get("step") or metadata.get("langgraph_node") or "default"
+    thread = metadata.get("thread_id") or metadata.get("conversation_id")
+    tenant = metadata.get("tenant")
+    if isinstance(tenant, Mapping):
+        tenant = tenant.get("id")
+    hint = Hint(declared.get("tier"), declared.get("min_tier"), declared.get("max_tier"))
+    return StepRequest(
+        step=str(name),
+        messages=convert_to_openai_messages(messages),
+        kind=fixed_kind or declared.get("kind"),
+        hint=hint,
+        thread=str(thread) if thread is not None else None,
+        tenant=str(tenant) if tenant is not None else None,
+        tools=tuple(tools or ()),
+        response_schema=schema,
+        metadata=metadata,
+    )
+
+
+def _usage_metadata(usage: Usage) -> UsageMetadata:
+    result = UsageMetadata(
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens)
+    if usage.cache_read_tokens:
+        result["input_token_details"] = {"cache_read": usage.cache_read_tokens}
+    return result
+
+
+def _routing_metadata(result: RoutedCompletion | StreamSummary) -> dict[str, Any]:
+    return {
+        **result.decision.as_dict(),
+        "cost_usd": result.cost_usd,
+        "baseline_cost_usd": result.baseline_cost_usd,
+        "savings_usd": result.savings_usd,
+    }
+
+
+def _to_message(result: RoutedCompletion) -> AIMessage:
+    completion: Completion = result.completion
+    calls, invalid = [], []
+    for tc in completion.tool_calls:
+        try:
+            args = json.loads(tc.arguments) if tc.arguments.strip() else {}
+            if not isinstance(args, dict):
+                raise ValueError("arguments are not a JSON object")
+            calls.append(tool_call(name=tc.name, args=args, id=tc.id))
+        except ValueError as exc:
+            invalid.append(invalid_tool_call(name=tc.name, args=tc.arguments, id=tc.id, error=str(exc)))
+    return AIMessage(
+        content=completion.content,
+        tool_calls=calls,
+        invalid_tool_calls=invalid,
+        id=completion.response_id,
+        usage_metadata=_usage_metadata(completion.usage),
+        response_metadata={
+            "model_name": completion.model,
+            "model_provider": completion.provider,
+            "finish_reason": completion.finish_reason,
+            HINT_KEY: _routing_metadata(result),
+        },
+    )
+
+
+def _to_chunk(item: CompletionChunk | StreamSummary) -> AIMessageChunk:
+    if isinstance(item, StreamSummary):
+        return AIMessageChunk(
+            content="",
+            usage_metadata=_usage_metadata(item.usage),
+            response_metadata={
+                "model_name": item.decision.model,
+                "finish_reason": item.finish_reason,
+                HINT_KEY: _routing_metadata(item),
+            },
+            chunk_position="last",
+        )
+    return AIMessageChunk(
+        content=item.content,
+        tool_call_chunks=[
+            tool_call_chunk(name=c.name, args=c.arguments, id=c.id, index=c.index) for c in item.tool_call_chunks
+        ],
+    )
+
+
+def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
+    if choice is None or choice is False:
+        return None
+    if choice == "any" or choice is True:
+        return "required"
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, str):
+        names = {t["function"]["name"] for t in tools if "function" in t}
+        if choice not in names:
+            raise ValueError(f"tool_choice {choice!r} is not one of the bound tools ({', '.join(sorted(names))})")
+        return {"type": "function", "function": {"name": choice}}
+    return choice
+
+
+class RoutedChatModel(BaseChatModel):
+    """A LangChain chat model that routes every call to a tier by step.
+
+    The step comes from the run metadata: a :func:`step` hint on the LangGraph node, else
+    the node's name (``langgraph_node``), else ``step=`` given here, else ``"default"``.
+    ``response_metadata["model_name"]`` is the model that answered;
+    ``response_metadata["steproute"]`` holds the decision, ``cost_usd``,
+    ``baseline_cost_usd`` and ``savings_usd``.
+
+    Example:
+        >>> from steproute import RouterConfig, StepRouter
+        >>> router = StepRouter(RouterConfig(
+        ...     tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini", "mock_response": "hi"}]}},
+        ...     default="fast"))
+        >>> message = router.chat_model().invoke("hello")
+        >>> message.content, message.response_metadata["steproute"]["tier"]
+        ('hi', 'fast')
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    router: StepRouter = Field(exclude=True)
+    step: str | None = None
+    """Step name for calls made outside a LangGraph node (a node's hint wins)."""
+    kind: str | None = None
+    """Step kind for calls that declare none."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    timeout: float | None = None
+    """Per-call timeout in seconds (overrides the config's ``dispatch.timeout``)."""
+    max_retries: int | None = None
+    """Retries per deployment (overrides the config's ``dispatch.num_retries``)."""
+    streaming: bool = False
+    """Accepted for LangChain compatibility; ``stream()`` streams either way."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Other LiteLLM parameters sent with every call."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "steproute"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"tiers": list(self.router.tiers), "step": self.step, **self._default_params()}
+
+    def _default_params(self) -> dict[str, Any]:
+        params = dict(self.model_kwargs)
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        if self.stop:
+            params["stop"] = self.stop
+        if self.timeout is not None:
+            params["timeout"] = self.timeout
+        if self.max_retries is not None:
+            params["num_retries"] = self.max_retries
+        return params
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "steproute"
+        params["ls_model_name"] = kwargs.get("model", "steproute")
+        return params
+
+    # -- tools and structured output ------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: str | bool | dict | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer tools to the model (OpenAI tool format on the wire).
+
+        ``tool_choice`` may be ``"auto"``, ``"none"``, ``"any"``/``"required"``/``True``, a
+        tool name, or an OpenAI tool-choice dict.
+        """
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        structured = kwargs.pop("ls_structured_output_format", None)
+        if structured is not None and structured.get("schema") is not None:
+            kwargs[_SCHEMA_KWARG] = convert_to_openai_tool(structured["schema"])["function"].get("parameters", {})
+        choice = _tool_choice(tool_choice, formatted)
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        return super().bind(tools=formatted, **kwargs)
+
+    # -- the calls ---------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[StepRequest, dict[str, Any]]:
+        params = {**self._default_params(), **kwargs}
+        if "model" in params:
+            raise ValueError(
+                "RoutedChatModel chooses the model per step; pass a tier hint (step(..., tier=...)) "
+                "instead of model=")
+        if stop:
+            params["stop"] = stop
+        schema = params.pop(_SCHEMA_KWARG, None)
+        response_format = params.get("response_format")
+        if schema is None and isinstance(response_format, Mapping):
+            schema = (response_format.get("json_schema") or {}).get("schema")
+        tools = params.get("tools")
+        metadata = run_manager.metadata if run_manager is not None else {}
+        request = _request_from_run(messages, metadata, self.step, self.kind, tools, schema)
+        return request, params
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        request, params = self._prepare(messages, stop, run_manager, kwargs)
+        message = _to_message(self.router.complete(request, **params))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        request, params = self._prepare(messages, stop, run_manager, kwargs)
+        message = _to_message(await self.router.acomplete(request, **params))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        request, params = self._prepare(messages, stop, run_manager, kwargs)
+        for item in self.router.stream(request, **params):
+            chunk = ChatGenerationChunk(message=_to_chunk(item))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        request, params = self._prepare(messages, stop, run_manager, kwargs)
+        async for item in self.router.astream(request, **params):
+            chunk = ChatGenerationChunk(message=_to_chunk(item))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def routed_node(
+    router: StepRouter,
+    step_name: str,
+    prompt: Any,
+    *,
+    output_key: str = "answer",
+    kind: str | None = None,
+    tier: str | None = None,
+    min_tier: str | None = None,
+    max_tier: str | None = None,
+    **model_fields: Any,
+) -> Runnable:
+    """A ready LangGraph node: a prompt over the state, the routed model, the answer written back.
+
+    ``prompt`` is a template string (``"Rewrite this question: {question}"``), a list of
+    ``(role, template)`` pairs, or any LangChain prompt template; its variables are read from
+    the graph state. The answer's text is written to ``output_key``; with
+    ``output_key="messages"`` the whole ``AIMessage`` is appended instead (for
+    ``MessagesState`` graphs).
+
+    Example:
+        >>> from steproute import RouterConfig, StepRouter
+        >>> router = StepRouter(RouterConfig(
+        ...     tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini", "mock_response": "Paris"}]}},
+        ...     default="fast"))
+        >>> node = router.node("extract", "Capital of {country}?", output_key="capital")
+        >>> node.invoke({"country": "France"})
+        {'capital': 'Paris'}
+    """
+    from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
+
+    if isinstance(prompt, BasePromptTemplate):
+        template = prompt
+    elif isinstance(prompt, str):
+        template = ChatPromptTemplate.from_messages([("user", prompt)])
+    else:
+        template = ChatPromptTemplate.from_messages(prompt)
+    hint = step(step_name, kind=kind, tier=tier, min_tier=min_tier, max_tier=max_tier)
+    model = router.chat_model(step=step_name, **model_fields).with_config(metadata=hint)
+
+    def write(message: AIMessage) -> dict[str, Any]:
+        return {output_key: [message] if output_key == "messages" else message.text}
+
+    return (template | model | RunnableLambda(write, name="write_" + output_key)).with_config(run_name=step_name)

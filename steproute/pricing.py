@@ -1,0 +1,71 @@
+"""Prices of deployments and the cost of calls: LiteLLM's price map, or the config's override.
+
+Prices are resolved once per deployment when the router is built, so pricing a call is a few
+multiplications, not a LiteLLM lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from steproute._litellm import litellm
+from steproute.config import DeploymentConfig
+from steproute.types import Usage
+
+__all__ = ["Price", "call_cost", "price_of"]
+
+logger = logging.getLogger("steproute")
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per token for one deployment."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    """USD per cached input token (default: the input price)."""
+    known: bool = True
+    """False when neither LiteLLM's price map nor the config had a price (priced at 0)."""
+
+
+def price_of(deployment: DeploymentConfig) -> Price:
+    """The price of a deployment: overrides from the config win over LiteLLM's price map.
+
+    A model LiteLLM has no price for, and without an override, is priced at zero with a
+    warning (set ``input_cost_per_token``/``output_cost_per_token`` in the config).
+    """
+    info: dict | None = None
+    if deployment.input_cost_per_token is None or deployment.output_cost_per_token is None:
+        try:
+            info = dict(litellm().get_model_info(deployment.model))
+        except Exception:  # LiteLLM raises a bare Exception for unmapped models
+            info = None
+    if info is None and (deployment.input_cost_per_token is None or deployment.output_cost_per_token is None):
+        logger.warning(
+            "steproute: no price for %s in LiteLLM's price map and no override in the config; "
+            "its calls are counted at $0", deployment.model)
+        return Price(deployment.input_cost_per_token or 0.0, deployment.output_cost_per_token or 0.0, known=False)
+    info = info or {}
+    input_price = deployment.input_cost_per_token
+    if input_price is None:
+        input_price = float(info.get("input_cost_per_token") or 0.0)
+    output_price = deployment.output_cost_per_token
+    if output_price is None:
+        output_price = float(info.get("output_cost_per_token") or 0.0)
+    cache = info.get("cache_read_input_token_cost") if deployment.input_cost_per_token is None else None
+    return Price(input_price, output_price, float(cache) if cache is not None else None)
+
+
+def call_cost(price: Price, usage: Usage) -> float:
+    """USD cost of one call's token usage at ``price``.
+
+    Example:
+        >>> call_cost(Price(1e-6, 2e-6), Usage(input_tokens=100, output_tokens=10))
+        0.00012
+    """
+    cached = min(usage.cache_read_tokens, usage.input_tokens)
+    cache_price = price.input if price.cache_read is None else price.cache_read
+    total = (usage.input_tokens - cached) * price.input + cached * cache_price + usage.output_tokens * price.output
+    return round(total, 12)

@@ -1,0 +1,269 @@
+"""StepRouter: decides the tier of each step's call and dispatches it.
+
+Order of one decision: the step's ``tier`` hint if any, else the step's policy (looked up by
+step name, then by step kind, then ``default``); then the config's and the hint's
+``min_tier``/``max_tier`` clamp the choice. The result is an immutable
+:class:`~steproute.types.Decision`. The router core knows nothing of LangGraph or LangChain:
+requests come in as :class:`~steproute.types.StepRequest` with OpenAI-format messages.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from steproute.config import PolicyConfig, RouterConfig, load_config
+from steproute.dispatch import Completion, CompletionChunk, Dispatcher
+from steproute.errors import RoutingError
+from steproute.policies import Choice, Policy, build_policy
+from steproute.pricing import call_cost
+from steproute.types import Decision, Hint, StepRequest, Usage
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+    from steproute.langgraph import RoutedChatModel
+
+__all__ = ["RoutedCompletion", "StepRouter", "StreamSummary"]
+
+
+@dataclass(frozen=True)
+class RoutedCompletion:
+    """A routed call's answer, its decision and what it cost."""
+
+    decision: Decision
+    """The decision, with ``model`` set to the deployment that answered."""
+    completion: Completion
+    cost_usd: float
+    baseline_cost_usd: float
+    """The same token usage priced at the baseline tier's first model."""
+
+    @property
+    def savings_usd(self) -> float:
+        return self.baseline_cost_usd - self.cost_usd
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """The last item of :meth:`StepRouter.stream`: decision and cost of the streamed call."""
+
+    decision: Decision
+    usage: Usage
+    cost_usd: float
+    baseline_cost_usd: float
+    finish_reason: str | None = None
+
+    @property
+    def savings_usd(self) -> float:
+        return self.baseline_cost_usd - self.cost_usd
+
+
+@dataclass(frozen=True)
+class _StepPlan:
+    """A step's policy and bounds, resolved once per (step, kind, hint)."""
+
+    policy: Policy
+    policy_is_default: bool
+    low: int
+    high: int
+    fixed: Choice | None
+
+
+class StepRouter:
+    """Routes each step of an agent workflow to a model tier and calls it through LiteLLM.
+
+    Example:
+        >>> router = StepRouter(RouterConfig(
+        ...     tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini", "mock_response": "ok"}]},
+        ...            "strong": {"models": [{"model": "openai/gpt-4o", "mock_response": "ok"}]}},
+        ...     default="fast",
+        ...     steps={"plan": "strong"},
+        ... ))
+        >>> router.decide(StepRequest("plan", [{"role": "user", "content": "hi"}])).tier
+        'strong'
+        >>> result = router.complete(StepRequest("rewrite", [{"role": "user", "content": "hi"}]))
+        >>> result.decision.model, result.completion.content
+        ('openai/gpt-4o-mini', 'ok')
+    """
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        self.tiers: tuple[str, ...] = config.tier_names()
+        self._rank = {name: i for i, name in enumerate(self.tiers)}
+        self.baseline = config.baseline_tier()
+        self._dispatcher = Dispatcher(config)
+        self._default = build_policy(config.default)
+        self._policies: dict[str, tuple[PolicyConfig, Policy]] = {
+            name: (cfg, build_policy(cfg)) for name, cfg in config.steps.items()
+        }
+        self._plan = lru_cache(maxsize=4096)(self._make_plan)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> StepRouter:
+        """Build a router from a YAML or TOML file (see ``docs/configuration.md``)."""
+        return cls(load_config(path))
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _tier_rank(self, step: str, what: str, tier: str | None) -> int | None:
+        if tier is None:
+            return None
+        try:
+            return self._rank[tier]
+        except KeyError:
+            raise RoutingError(
+                f"step {step!r}: {what} {tier!r} is not a tier (known: {', '.join(self.tiers)})") from None
+
+    def _make_plan(self, step: str, kind: str | None, hint: Hint) -> _StepPlan:
+        entry = self._policies.get(step) or (self._policies.get(kind) if kind else None)
+        cfg, policy = entry if entry else (self.config.default, self._default)
+        low, high = 0, len(self.tiers) - 1
+        for what, bound in (("config min_tier", cfg.min_tier), ("min_tier hint", hint.min_tier)):
+            rank = self._tier_rank(step, what, bound)
+            if rank is not None:
+                low = max(low, rank)
+        for what, bound in (("config max_tier", cfg.max_tier), ("max_tier hint", hint.max_tier)):
+            rank = self._tier_rank(step, what, bound)
+            if rank is not None:
+                high = min(high, rank)
+        if low > high:
+            raise RoutingError(
+                f"step {step!r}: min_tier {self.tiers[low]!r} is above max_tier {self.tiers[high]!r}")
+        fixed = None
+        if hint.tier is not None:
+            self._tier_rank(step, "tier hint", hint.tier)
+            fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
+        return _StepPlan(policy, entry is None, low, high, fixed)
+
+    def decide(self, request: StepRequest) -> Decision:
+        """Choose a tier for one call. Pure: no I/O, no model call.
+
+        Raises:
+            RoutingError: a hint names an unknown tier, or its bounds contradict.
+        """
+        kind = request.kind or (self.config.steps[request.step].kind if request.step in self.config.steps else None)
+        plan = self._plan(request.step, kind, request.hint)
+        if plan.fixed is not None:
+            choice, policy_name = plan.fixed, "hint"
+        else:
+            choice = plan.policy.choose(request)
+            policy_name = plan.policy.name
+            if choice is None and not plan.policy_is_default:
+                choice = self._default.choose(request)
+                policy_name = self._default.name
+                if choice is not None:
+                    choice = replace(choice, reason=f"step policy had no match; default: {choice.reason}")
+            if choice is None:
+                choice = Choice(self.tiers[plan.low], "no policy matched; cheapest allowed tier")
+        rank = self._rank[choice.tier]
+        reason = choice.reason
+        if rank < plan.low:
+            rank = plan.low
+            reason += f"; raised to min_tier {self.tiers[rank]!r}"
+        elif rank > plan.high:
+            rank = plan.high
+            reason += f"; lowered to max_tier {self.tiers[rank]!r}"
+        tier = self.tiers[rank]
+        return Decision(
+            step=request.step,
+            kind=kind,
+            tier=tier,
+            model=self._dispatcher.first_deployment(tier).model,
+            policy=policy_name,
+            reason=reason,
+            score=choice.score,
+            thread=request.thread,
+        )
+
+    # -- calling -----------------------------------------------------------------------------
+
+    def _costs(self, decision: Decision, model: str, usage: Usage) -> tuple[float, float]:
+        cost = call_cost(self._dispatcher.deployment(decision.tier, model).price, usage)
+        baseline = call_cost(self._dispatcher.first_deployment(self.baseline).price, usage)
+        return cost, baseline
+
+    def _routed(self, decision: Decision, completion: Completion) -> RoutedCompletion:
+        cost, baseline = self._costs(decision, completion.model, completion.usage)
+        return RoutedCompletion(replace(decision, model=completion.model), completion, cost, baseline)
+
+    def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
+        """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
+
+        Raises:
+            DispatchError: every deployment of the chosen tier failed.
+        """
+        decision = self.decide(request)
+        completion = self._dispatcher.tier(decision.tier).complete(request.step, request.messages, params)
+        return self._routed(decision, completion)
+
+    async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
+        """Async :meth:`complete`."""
+        decision = self.decide(request)
+        completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, request.messages, params)
+        return self._routed(decision, completion)
+
+    def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
+        """Decide and stream: chunks, then one :class:`StreamSummary` last."""
+        decision = self.decide(request)
+        state = _StreamState(decision)
+        for chunk in self._dispatcher.tier(decision.tier).stream(request.step, request.messages, params):
+            state.see(chunk)
+            if chunk.usage is None:
+                yield chunk
+        yield state.summary(self)
+
+    async def astream(self, request: StepRequest, **params: Any) -> AsyncIterator[CompletionChunk | StreamSummary]:
+        """Async :meth:`stream`."""
+        decision = self.decide(request)
+        state = _StreamState(decision)
+        async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, request.messages, params):
+            state.see(chunk)
+            if chunk.usage is None:
+                yield chunk
+        yield state.summary(self)
+
+    # -- LangChain / LangGraph conveniences (the layer above; imported on use) ---------------
+
+    def chat_model(self, **kwargs: Any) -> RoutedChatModel:
+        """A LangChain chat model that routes every call through this router.
+
+        ``kwargs`` are :class:`~steproute.langgraph.RoutedChatModel` fields (``step``,
+        ``temperature``, ``max_tokens``, ``model_kwargs``).
+        """
+        from steproute.langgraph import RoutedChatModel
+
+        return RoutedChatModel(router=self, **kwargs)
+
+    def node(self, step: str, prompt: Any, **kwargs: Any) -> Runnable:
+        """A ready LangGraph node for one step; see :func:`steproute.langgraph.routed_node`."""
+        from steproute.langgraph import routed_node
+
+        return routed_node(self, step, prompt, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"StepRouter(tiers={list(self.tiers)}, baseline={self.baseline!r}, steps={list(self.config.steps)})"
+
+
+class _StreamState:
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.model = decision.model
+        self.usage = Usage()
+        self.finish_reason: str | None = None
+
+    def see(self, chunk: CompletionChunk) -> None:
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.finish_reason:
+            self.finish_reason = chunk.finish_reason
+
+    def summary(self, router: StepRouter) -> StreamSummary:
+        cost, baseline = router._costs(self.decision, self.model, self.usage)
+        return StreamSummary(replace(self.decision, model=self.model), self.usage, cost, baseline, self.finish_reason)
+
+

@@ -1,0 +1,154 @@
+"""The router's value types: what a step asks for and what the router decided.
+
+All are frozen dataclasses: a request or a decision never changes after it is made, so it can
+be logged, compared and shared across threads without copies.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Decision", "Hint", "StepKind", "StepRequest", "Usage"]
+
+
+class StepKind(str, enum.Enum):
+    """The built-in kinds of agent step. Any other string is accepted as a custom kind."""
+
+    REWRITE = "rewrite"
+    EXTRACT = "extract"
+    PLAN = "plan"
+    TOOL_USE = "tool_use"
+    SYNTHESIS = "synthesis"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What the graph author declared on a step (see :func:`steproute.step`).
+
+    Example:
+        >>> Hint(min_tier="standard").is_empty
+        False
+    """
+
+    tier: str | None = None
+    """A fixed tier: wins over the step's policy."""
+    min_tier: str | None = None
+    """Floor: the policy's choice is raised to at least this tier."""
+    max_tier: str | None = None
+    """Ceiling: the policy's choice is lowered to at most this tier."""
+
+    @property
+    def is_empty(self) -> bool:
+        return self.tier is None and self.min_tier is None and self.max_tier is None
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """One model call of one agent step, as the router sees it.
+
+    ``messages`` are OpenAI-format dicts (``{"role": ..., "content": ...}``); ``tools`` are
+    OpenAI tool dicts; ``metadata`` is the run metadata (LangGraph's, plus the user's).
+    """
+
+    step: str
+    """Step name: the hint's name, else the LangGraph node, else ``"default"``."""
+    messages: Sequence[Mapping[str, Any]]
+    kind: str | None = None
+    """Step kind (:class:`StepKind` value or a custom string); ``None`` when undeclared."""
+    hint: Hint = field(default_factory=Hint)
+    thread: str | None = None
+    """Conversation id (LangGraph ``thread_id``), if any."""
+    tenant: str | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
+    response_schema: Mapping[str, Any] | None = None
+    """JSON schema of the requested structured output, if any."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def latest_user_text(self) -> str:
+        """Text of the last user message ('' when there is none)."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return _text_of(message.get("content"))
+        return ""
+
+    def input_chars(self) -> int:
+        """Characters of text over every message."""
+        return sum(len(_text_of(m.get("content"))) for m in self.messages)
+
+    def user_turns(self) -> int:
+        """Number of user messages in the conversation."""
+        return sum(1 for m in self.messages if m.get("role") == "user")
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return "\n".join(parts)
+    return str(content)
+
+
+_ids = itertools.count(1)
+_prefix = f"{os.getpid():x}"
+
+
+def new_decision_id() -> str:
+    """A process-unique decision id (cheap: no uuid, no clock)."""
+    return f"d-{_prefix}-{next(_ids)}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Immutable record of one routing choice.
+
+    ``model`` is the tier's first deployment when the decision is made; the routed chat model
+    replaces it (with :func:`dataclasses.replace`) by the model that actually answered.
+    """
+
+    step: str
+    kind: str | None
+    tier: str
+    model: str
+    policy: str
+    """Name of the policy that chose: ``fixed``, ``rules``, ``hint``, ..."""
+    reason: str
+    """Human-readable why: the rule that fired, the hint that won, the clamp applied."""
+    score: float | None = None
+    pinned: bool = False
+    escalated_from: str | None = None
+    attempts: int = 1
+    thread: str | None = None
+    id: str = field(default_factory=new_decision_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token usage of one call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens

@@ -1,0 +1,38 @@
+"""Shared fixtures. LiteLLM must never reach the network: use its bundled price map."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from steproute import RouterConfig, StepRouter  # noqa: E402
+
+THREE_TIERS = {
+    "fast": "openai/gpt-4o-mini",
+    "standard": "openai/gpt-4.1-mini",
+    "advanced": "openai/gpt-4o",
+}
+
+
+def mock_tiers(**extra: Any) -> dict[str, Any]:
+    """Three tiers whose single deployment answers with LiteLLM's mock_response."""
+    return {
+        name: {"models": [{"model": model, "mock_response": f"answer from {name}", "api_key": "sk-test", **extra}]}
+        for name, model in THREE_TIERS.items()
+    }
+
+
+@pytest.fixture
+def make_router() -> Callable[..., StepRouter]:
+    def make(**config: Any) -> StepRouter:
+        config.setdefault("tiers", mock_tiers())
+        config.setdefault("default", "fast")
+        return StepRouter(RouterConfig(**config))
+
+    return make

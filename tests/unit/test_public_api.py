@@ -1,0 +1,33 @@
+import steproute
+
+EXPECTED = {
+    "ConfigError", "Decision", "DispatchError", "Hint", "RoutedChatModel", "RoutedCompletion",
+    "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
+    "StreamSummary", "Usage", "__version__", "load_config", "step",
+}
+
+
+def test_all_is_exactly_the_public_api():
+    assert set(steproute.__all__) == EXPECTED
+    assert len(steproute.__all__) == len(set(steproute.__all__))
+
+
+def test_every_exported_name_resolves():
+    for name in steproute.__all__:
+        assert getattr(steproute, name) is not None
+
+
+def test_unknown_attribute_raises():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        steproute.nope  # noqa: B018
+
+
+def test_import_does_not_load_litellm_or_langchain():
+    import subprocess
+    import sys
+
+    code = "import sys, steproute; print('litellm' in sys.modules, 'langchain_core.language_models' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
