@@ -160,7 +160,9 @@ class _Tier:
         except Exception as exc:
             raise self._error(step, exc) from exc
 
-    async def astream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> AsyncIterator[CompletionChunk]:
+    async def astream(
+        self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+    ) -> AsyncIterator[CompletionChunk]:
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
         try:
             stream = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)

@@ -10,8 +10,8 @@ router's own result types only.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -79,7 +79,7 @@ def _request_from_run(
 ) -> StepRequest:
     declared = metadata.get(HINT_KEY)
     declared = declared if isinstance(declared, Mapping) else {}
-    name = fixed_step or declared.get("step") or metadata.get("langgraph_node") or "default"
+    name = declared.get("step") or fixed_step or metadata.get("langgraph_node") or "default"
     thread = metadata.get("thread_id") or metadata.get("conversation_id")
     tenant = metadata.get("tenant")
     if isinstance(tenant, Mapping):
@@ -88,7 +88,7 @@ def _request_from_run(
     return StepRequest(
         step=str(name),
         messages=convert_to_openai_messages(messages),
-        kind=fixed_kind or declared.get("kind"),
+        kind=declared.get("kind") or fixed_kind,
         hint=hint,
         thread=str(thread) if thread is not None else None,
         tenant=str(tenant) if tenant is not None else None,
@@ -179,8 +179,9 @@ def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
 class RoutedChatModel(BaseChatModel):
     """A LangChain chat model that routes every call to a tier by step.
 
-    The step comes from the run metadata: a :func:`step` hint on the LangGraph node, else
-    the node's name (``langgraph_node``), else ``step=`` given here, else ``"default"``.
+    The step comes from a :func:`step` hint in the run metadata (a LangGraph node's
+    ``metadata=``), else ``step=`` given here, else the LangGraph node's name
+    (``langgraph_node``), else ``"default"``.
     ``response_metadata["model_name"]`` is the model that answered;
     ``response_metadata["steproute"]`` holds the decision, ``cost_usd``,
     ``baseline_cost_usd`` and ``savings_usd``.
@@ -199,7 +200,7 @@ class RoutedChatModel(BaseChatModel):
 
     router: StepRouter = Field(exclude=True)
     step: str | None = None
-    """Step name for calls made outside a LangGraph node (a node's hint wins)."""
+    """Step name when the run declares none (a :func:`step` hint in the metadata wins)."""
     kind: str | None = None
     """Step kind for calls that declare none."""
     temperature: float | None = None
@@ -257,7 +258,7 @@ class RoutedChatModel(BaseChatModel):
         tool name, or an OpenAI tool-choice dict.
         """
         formatted = [convert_to_openai_tool(t) for t in tools]
-        structured = kwargs.pop("ls_structured_output_format", None)
+        structured = kwargs.get("ls_structured_output_format")
         if structured is not None and structured.get("schema") is not None:
             kwargs[_SCHEMA_KWARG] = convert_to_openai_tool(structured["schema"])["function"].get("parameters", {})
         choice = _tool_choice(tool_choice, formatted)
@@ -282,6 +283,7 @@ class RoutedChatModel(BaseChatModel):
         if stop:
             params["stop"] = stop
         schema = params.pop(_SCHEMA_KWARG, None)
+        params.pop("ls_structured_output_format", None)  # LangChain's tracing option, not a LiteLLM one
         response_format = params.get("response_format")
         if schema is None and isinstance(response_format, Mapping):
             schema = (response_format.get("json_schema") or {}).get("schema")

@@ -10,7 +10,7 @@ requests come in as :class:`~steproute.types.StepRequest` with OpenAI-format mes
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any

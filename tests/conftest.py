@@ -6,12 +6,12 @@ import os
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from steproute import RouterConfig, StepRouter  # noqa: E402
+from steproute import RouterConfig, StepRouter
 
 THREE_TIERS = {
     "fast": "openai/gpt-4o-mini",

@@ -1,0 +1,5 @@
+import sys
+
+from steproute.cli import main
+
+sys.exit(main())
