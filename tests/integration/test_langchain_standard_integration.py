@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from steproute import RoutedChatModel, RouterConfig, StepRouter
+from steproute import RouterConfig, StepRouter
+from tests.standard_params import RoutedModelCapabilities
 
 pytestmark = pytest.mark.integration
 
@@ -39,25 +40,7 @@ def _routed_to_llmock(llmock, request) -> Iterator[None]:
     yield
 
 
-class TestRoutedChatModelIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[RoutedChatModel]:
-        return RoutedChatModel
-
+class TestRoutedChatModelIntegration(RoutedModelCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"router": _router["r"]}
-
-    @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        params = super().standard_chat_model_params
-        params.pop("api_key", None)
-        return params
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
