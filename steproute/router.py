@@ -146,6 +146,7 @@ class StepRouter:
         """
         kind = request.kind or (self.config.steps[request.step].kind if request.step in self.config.steps else None)
         plan = self._plan(request.step, kind, request.hint)
+        choice: Choice | None
         if plan.fixed is not None:
             choice, policy_name = plan.fixed, "hint"
         else:
@@ -156,8 +157,8 @@ class StepRouter:
                 policy_name = self._default.name
                 if choice is not None:
                     choice = replace(choice, reason=f"step policy had no match; default: {choice.reason}")
-            if choice is None:
-                choice = Choice(self.tiers[plan.low], "no policy matched; cheapest allowed tier")
+        if choice is None:
+            choice = Choice(self.tiers[plan.low], "no policy matched; cheapest allowed tier")
         rank = self._rank[choice.tier]
         reason = choice.reason
         if rank < plan.low:

@@ -37,6 +37,10 @@ def _lookup(metadata: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def _metadata_check(path: tuple[str, ...], allowed: tuple[Any, ...]) -> Check:
+    return lambda r: _lookup(r.metadata, path) in allowed
+
+
 def _compile(rule: RuleConfig) -> tuple[list[Check], str]:
     """Checks for one rule (cheapest first) and a short description of them."""
     when = rule.when
@@ -74,7 +78,7 @@ def _compile(rule: RuleConfig) -> tuple[list[Check], str]:
         for key, expected in when.metadata.items():
             path = tuple(key.split("."))
             allowed = tuple(expected) if isinstance(expected, list) else (expected,)
-            checks.append(lambda r, path=path, allowed=allowed: _lookup(r.metadata, path) in allowed)
+            checks.append(_metadata_check(path, allowed))
             parts.append(f"{key} in {list(allowed)}" if len(allowed) > 1 else f"{key}=={allowed[0]!r}")
     if when.keywords:
         words = "|".join(re.escape(w) for w in when.keywords)
