@@ -21,7 +21,7 @@ def _check(path: str) -> int:
     for tier in router.tiers:
         marker = "  (baseline)" if tier == router.baseline else ""
         print(f"  tier {tier}{marker}")
-        for d in router._dispatcher.tier(tier).deployments:
+        for d in router.deployments(tier):
             price = f"${d.price.input * 1e6:.2f}/M in, ${d.price.output * 1e6:.2f}/M out"
             print(f"    {d.model}  {price}{'' if d.price.known else '  (no price known: counted as $0)'}")
     for name, policy in router.config.steps.items():

@@ -17,7 +17,7 @@ from typing import Any
 from steproute._litellm import litellm
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError
-from steproute.pricing import Price, price_of
+from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
 
 __all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "ToolCall", "ToolCallChunk"]
@@ -48,6 +48,8 @@ class Completion:
     """The configured model string of the deployment that answered."""
     provider: str
     usage: Usage
+    cost_usd: float
+    """The call's cost, at the price of the deployment that answered."""
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str | None = None
     response_model: str | None = None
@@ -57,12 +59,13 @@ class Completion:
 
 @dataclass(frozen=True)
 class CompletionChunk:
-    """One streamed piece. The last chunk of a stream carries ``usage`` and ``finish_reason``."""
+    """One streamed piece. The last chunk of a stream carries ``usage`` and ``cost_usd``."""
 
     content: str = ""
     tool_call_chunks: tuple[ToolCallChunk, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
+    cost_usd: float | None = None
     model: str | None = None
     provider: str | None = None
 
@@ -155,8 +158,6 @@ class _Tier:
             deployment = self._answered_by(stream)
             for raw in stream:
                 yield from _to_chunks(raw, deployment)
-        except DispatchError:
-            raise
         except Exception as exc:
             raise self._error(step, exc) from exc
 
@@ -170,8 +171,6 @@ class _Tier:
             async for raw in stream:
                 for chunk in _to_chunks(raw, deployment):
                     yield chunk
-        except DispatchError:
-            raise
         except Exception as exc:
             raise self._error(step, exc) from exc
 
@@ -205,14 +204,13 @@ class Dispatcher:
     def tier(self, name: str) -> _Tier:
         return self._tiers[name]
 
+    def deployments(self, tier: str) -> tuple[Deployment, ...]:
+        """The tier's deployments, in fallback order."""
+        return tuple(self._tiers[tier].deployments)
+
     def first_deployment(self, tier: str) -> Deployment:
         return self._tiers[tier].deployments[0]
 
-    def deployment(self, tier: str, model: str) -> Deployment:
-        for d in self._tiers[tier].deployments:
-            if d.model == model:
-                return d
-        return self._tiers[tier].deployments[0]
 
 
 # -- LiteLLM → steproute types -------------------------------------------------------------
@@ -237,11 +235,13 @@ def _to_completion(response: Any, deployment: Deployment) -> Completion:
         ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", arguments=tc.function.arguments or "")
         for i, tc in enumerate(getattr(message, "tool_calls", None) or ())
     )
+    usage = _usage(getattr(response, "usage", None))
     return Completion(
         content=message.content or "",
         model=deployment.model,
         provider=deployment.provider,
-        usage=_usage(getattr(response, "usage", None)),
+        usage=usage,
+        cost_usd=call_cost(deployment.price, usage),
         tool_calls=tool_calls,
         finish_reason=choice.finish_reason,
         response_model=getattr(response, "model", None),
@@ -267,4 +267,6 @@ def _to_chunks(raw: Any, deployment: Deployment) -> Iterator[CompletionChunk]:
             yield CompletionChunk(content=content, tool_call_chunks=tool_chunks, finish_reason=choice.finish_reason,
                                   model=deployment.model, provider=deployment.provider)
     if usage is not None:
-        yield CompletionChunk(usage=_usage(usage), model=deployment.model, provider=deployment.provider)
+        counted = _usage(usage)
+        yield CompletionChunk(usage=counted, cost_usd=call_cost(deployment.price, counted),
+                              model=deployment.model, provider=deployment.provider)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from steproute.config import PolicyConfig, RouterConfig, load_config
-from steproute.dispatch import Completion, CompletionChunk, Dispatcher
+from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import RoutingError
 from steproute.policies import Choice, Policy, build_policy
 from steproute.pricing import call_cost
@@ -95,6 +95,7 @@ class StepRouter:
         self._rank = {name: i for i, name in enumerate(self.tiers)}
         self.baseline = config.baseline_tier()
         self._dispatcher = Dispatcher(config)
+        self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
         self._default = build_policy(config.default)
         self._policies: dict[str, tuple[PolicyConfig, Policy]] = {
             name: (cfg, build_policy(cfg)) for name, cfg in config.steps.items()
@@ -181,14 +182,12 @@ class StepRouter:
 
     # -- calling -----------------------------------------------------------------------------
 
-    def _costs(self, decision: Decision, model: str, usage: Usage) -> tuple[float, float]:
-        cost = call_cost(self._dispatcher.deployment(decision.tier, model).price, usage)
-        baseline = call_cost(self._dispatcher.first_deployment(self.baseline).price, usage)
-        return cost, baseline
+    def _baseline_cost(self, usage: Usage) -> float:
+        return call_cost(self._baseline_price, usage)
 
     def _routed(self, decision: Decision, completion: Completion) -> RoutedCompletion:
-        cost, baseline = self._costs(decision, completion.model, completion.usage)
-        return RoutedCompletion(replace(decision, model=completion.model), completion, cost, baseline)
+        return RoutedCompletion(replace(decision, model=completion.model), completion, completion.cost_usd,
+                                self._baseline_cost(completion.usage))
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
@@ -226,6 +225,10 @@ class StepRouter:
                 yield chunk
         yield state.summary(self)
 
+    def deployments(self, tier: str) -> tuple[Deployment, ...]:
+        """A tier's deployments (model, provider, price), in fallback order."""
+        return self._dispatcher.deployments(tier)
+
     # -- LangChain / LangGraph conveniences (the layer above; imported on use) ---------------
 
     def chat_model(self, **kwargs: Any) -> RoutedChatModel:
@@ -253,6 +256,7 @@ class _StreamState:
         self.decision = decision
         self.model = decision.model
         self.usage = Usage()
+        self.cost_usd = 0.0
         self.finish_reason: str | None = None
 
     def see(self, chunk: CompletionChunk) -> None:
@@ -260,11 +264,12 @@ class _StreamState:
             self.model = chunk.model
         if chunk.usage is not None:
             self.usage = chunk.usage
+            self.cost_usd = chunk.cost_usd or 0.0
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
 
     def summary(self, router: StepRouter) -> StreamSummary:
-        cost, baseline = router._costs(self.decision, self.model, self.usage)
-        return StreamSummary(replace(self.decision, model=self.model), self.usage, cost, baseline, self.finish_reason)
+        return StreamSummary(replace(self.decision, model=self.model), self.usage, self.cost_usd,
+                             router._baseline_cost(self.usage), self.finish_reason)
 
 

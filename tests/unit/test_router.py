@@ -125,3 +125,16 @@ async def test_async_and_stream_paths(make_router):
     assert summary.decision.tier == "standard" and summary.usage.output_tokens > 0 and summary.cost_usd > 0
     aitems = [i async for i in router.astream(StepRequest("s", MSG))]
     assert aitems[-1].baseline_cost_usd >= aitems[-1].cost_usd
+
+
+def test_cost_is_priced_at_the_deployment_that_answered_even_with_one_model_name(make_router):
+    # Two deployments of the same model at different prices (two regions, two contracts): the
+    # first fails, so the call must be priced at the second deployment's price.
+    tiers = {"t": {"models": [
+        {"model": "openai/gpt-4o", "mock_response": "litellm.InternalServerError",
+         "input_cost_per_token": 1.0, "output_cost_per_token": 1.0},
+        {"model": "openai/gpt-4o", "mock_response": "ok", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+    ]}}
+    result = make_router(tiers=tiers, default="t").complete(StepRequest("s", MSG))
+    assert result.completion.content == "ok"
+    assert result.cost_usd == pytest.approx(10 * 1e-6 + 20 * 2e-6)
