@@ -241,8 +241,22 @@ class RouterConfig(BaseModel):
     def baseline_tier(self) -> str:
         return self.baseline or self.tier_names()[-1]
 
-    def policy_for(self, step: str) -> PolicyConfig:
-        return self.steps.get(step, self.default)
+    def step_entry(self, step: str, kind: str | None = None) -> str | None:
+        """The ``steps`` key that governs a step: its name, else its kind, else ``None`` (default)."""
+        if step in self.steps:
+            return step
+        if kind is not None and kind in self.steps:
+            return kind
+        return None
+
+    def policy_for(self, step: str, kind: str | None = None) -> PolicyConfig:
+        """The policy of a step: by its name, then by its kind, then ``default``."""
+        entry = self.step_entry(step, kind)
+        return self.default if entry is None else self.steps[entry]
+
+    def kind_of(self, step: str, kind: str | None = None) -> str | None:
+        """The step's kind: the one declared in code, else the one its config entry gives."""
+        return kind or (self.steps[step].kind if step in self.steps else None)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RouterConfig:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from steproute.config import PolicyConfig, RouterConfig, load_config
+from steproute.config import RouterConfig, load_config
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import RoutingError
 from steproute.policies import Choice, Policy, build_policy
@@ -65,6 +65,8 @@ class StreamSummary:
 class _StepPlan:
     """A step's policy and bounds, resolved once per (step, kind, hint)."""
 
+    kind: str | None
+    """The step's kind: declared in code, else from its config entry."""
     policy: Policy
     policy_is_default: bool
     low: int
@@ -97,9 +99,7 @@ class StepRouter:
         self._dispatcher = Dispatcher(config)
         self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
         self._default = build_policy(config.default)
-        self._policies: dict[str, tuple[PolicyConfig, Policy]] = {
-            name: (cfg, build_policy(cfg)) for name, cfg in config.steps.items()
-        }
+        self._policies: dict[str, Policy] = {name: build_policy(cfg) for name, cfg in config.steps.items()}
         self._plan = lru_cache(maxsize=4096)(self._make_plan)
 
     @classmethod
@@ -118,9 +118,11 @@ class StepRouter:
             raise RoutingError(
                 f"step {step!r}: {what} {tier!r} is not a tier (known: {', '.join(self.tiers)})") from None
 
-    def _make_plan(self, step: str, kind: str | None, hint: Hint) -> _StepPlan:
-        entry = self._policies.get(step) or (self._policies.get(kind) if kind else None)
-        cfg, policy = entry if entry else (self.config.default, self._default)
+    def _make_plan(self, step: str, declared_kind: str | None, hint: Hint) -> _StepPlan:
+        kind = self.config.kind_of(step, declared_kind)
+        entry = self.config.step_entry(step, kind)
+        cfg = self.config.default if entry is None else self.config.steps[entry]
+        policy = self._default if entry is None else self._policies[entry]
         low, high = 0, len(self.tiers) - 1
         for what, bound in (("config min_tier", cfg.min_tier), ("min_tier hint", hint.min_tier)):
             rank = self._tier_rank(step, what, bound)
@@ -137,7 +139,7 @@ class StepRouter:
         if hint.tier is not None:
             self._tier_rank(step, "tier hint", hint.tier)
             fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
-        return _StepPlan(policy, entry is None, low, high, fixed)
+        return _StepPlan(kind, policy, entry is None, low, high, fixed)
 
     def decide(self, request: StepRequest) -> Decision:
         """Choose a tier for one call. Pure: no I/O, no model call.
@@ -145,8 +147,7 @@ class StepRouter:
         Raises:
             RoutingError: a hint names an unknown tier, or its bounds contradict.
         """
-        kind = request.kind or (self.config.steps[request.step].kind if request.step in self.config.steps else None)
-        plan = self._plan(request.step, kind, request.hint)
+        plan = self._plan(request.step, request.kind, request.hint)
         choice: Choice | None
         if plan.fixed is not None:
             choice, policy_name = plan.fixed, "hint"
@@ -171,7 +172,7 @@ class StepRouter:
         tier = self.tiers[rank]
         return Decision(
             step=request.step,
-            kind=kind,
+            kind=plan.kind,
             tier=tier,
             model=self._dispatcher.first_deployment(tier).model,
             policy=policy_name,

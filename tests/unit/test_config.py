@@ -54,6 +54,9 @@ def test_valid_file_loads_with_order_env_and_overrides(tmp_path, monkeypatch):
     assert standard[1].input_cost_per_token == 1e-6
     assert cfg.policy_for("plan").tier == "advanced"
     assert cfg.policy_for("unknown-step").tier == "fast"  # default shorthand
+    # a step without an entry of its own is governed by its kind's entry, then by default
+    assert cfg.policy_for("make_plan", kind="plan").tier == "advanced"
+    assert cfg.kind_of("plan") == "plan" and cfg.kind_of("plan", "custom") == "custom"
 
 
 def test_secret_never_in_repr_str_or_router_repr(tmp_path, monkeypatch):
