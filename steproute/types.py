@@ -11,6 +11,7 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 __all__ = ["Decision", "Hint", "StepKind", "StepRequest", "Usage"]
@@ -72,6 +73,9 @@ class StepRequest:
     """JSON schema of the requested structured output, if any."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    # Derived measures the rules read; each is computed once per request (the request is frozen).
+
+    @cached_property
     def latest_user_text(self) -> str:
         """Text of the last user message ('' when there is none)."""
         for message in reversed(self.messages):
@@ -79,10 +83,12 @@ class StepRequest:
                 return _text_of(message.get("content"))
         return ""
 
+    @cached_property
     def input_chars(self) -> int:
         """Characters of text over every message."""
         return sum(len(_text_of(m.get("content"))) for m in self.messages)
 
+    @cached_property
     def user_turns(self) -> int:
         """Number of user messages in the conversation."""
         return sum(1 for m in self.messages if m.get("role") == "user")

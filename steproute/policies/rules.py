@@ -60,19 +60,19 @@ def _compile(rule: RuleConfig) -> tuple[list[Check], str]:
         parts.append(f"has_schema={want_schema}")
     if when.min_turns is not None:
         n = when.min_turns
-        checks.append(lambda r: r.user_turns() >= n)
+        checks.append(lambda r: r.user_turns >= n)
         parts.append(f"turns>={n}")
     if when.max_turns is not None:
         m = when.max_turns
-        checks.append(lambda r: r.user_turns() <= m)
+        checks.append(lambda r: r.user_turns <= m)
         parts.append(f"turns<={m}")
     if when.min_input_tokens is not None:
         lo = when.min_input_tokens * CHARS_PER_TOKEN
-        checks.append(lambda r: r.input_chars() >= lo)
+        checks.append(lambda r: r.input_chars >= lo)
         parts.append(f"input_tokens>={when.min_input_tokens}")
     if when.max_input_tokens is not None:
         hi = when.max_input_tokens * CHARS_PER_TOKEN
-        checks.append(lambda r: r.input_chars() <= hi)
+        checks.append(lambda r: r.input_chars <= hi)
         parts.append(f"input_tokens<={when.max_input_tokens}")
     if when.metadata:
         for key, expected in when.metadata.items():
@@ -83,11 +83,11 @@ def _compile(rule: RuleConfig) -> tuple[list[Check], str]:
     if when.keywords:
         words = "|".join(re.escape(w) for w in when.keywords)
         pattern = re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE)
-        checks.append(lambda r: pattern.search(r.latest_user_text()) is not None)
+        checks.append(lambda r: pattern.search(r.latest_user_text) is not None)
         parts.append(f"keywords {when.keywords}")
     if when.regex is not None:
         regex = re.compile(when.regex)
-        checks.append(lambda r: regex.search(r.latest_user_text()) is not None)
+        checks.append(lambda r: regex.search(r.latest_user_text) is not None)
         parts.append(f"regex {when.regex!r}")
     return checks, ", ".join(parts) or "always"
 
