@@ -62,7 +62,7 @@ def build_graph(router: StepRouter) -> Any:
     return builder.compile()
 
 
-def _collect(router: StepRouter) -> Any:
+def _collector() -> Any:
     """A LangChain callback handler that keeps each routed call's response metadata."""
     from langchain_core.callbacks import BaseCallbackHandler
 
@@ -114,7 +114,7 @@ def run(question: str = "Will I need an umbrella in Paris tomorrow?", tenant_pla
         os.environ["STEPROUTE_DEMO_BASE"] = server.base_url("openai")
         with resources.as_file(resources.files("steproute") / "demo.yaml") as path:
             router = StepRouter(load_config(path))
-        collector = _collect(router)
+        collector = _collector()
         build_graph(router).invoke(
             {"question": question},
             {"callbacks": [collector], "metadata": {"tenant": {"plan": tenant_plan}}},

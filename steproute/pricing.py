@@ -36,26 +36,23 @@ def price_of(deployment: DeploymentConfig) -> Price:
     A model LiteLLM has no price for, and without an override, is priced at zero with a
     warning (set ``input_cost_per_token``/``output_cost_per_token`` in the config).
     """
-    info: dict | None = None
-    if deployment.input_cost_per_token is None or deployment.output_cost_per_token is None:
-        try:
-            info = dict(litellm().get_model_info(deployment.model))
-        except Exception:  # LiteLLM raises a bare Exception for unmapped models
-            info = None
-    if info is None and (deployment.input_cost_per_token is None or deployment.output_cost_per_token is None):
+    input_price, output_price = deployment.input_cost_per_token, deployment.output_cost_per_token
+    if input_price is not None and output_price is not None:
+        return Price(input_price, output_price)
+    try:
+        info = litellm().get_model_info(deployment.model)
+    except Exception:  # LiteLLM raises a bare Exception for unmapped models
         logger.warning(
             "steproute: no price for %s in LiteLLM's price map and no override in the config; "
             "its calls are counted at $0", deployment.model)
-        return Price(deployment.input_cost_per_token or 0.0, deployment.output_cost_per_token or 0.0, known=False)
-    info = info or {}
-    input_price = deployment.input_cost_per_token
-    if input_price is None:
-        input_price = float(info.get("input_cost_per_token") or 0.0)
-    output_price = deployment.output_cost_per_token
-    if output_price is None:
-        output_price = float(info.get("output_cost_per_token") or 0.0)
-    cache = info.get("cache_read_input_token_cost") if deployment.input_cost_per_token is None else None
-    return Price(input_price, output_price, float(cache) if cache is not None else None)
+        return Price(input_price or 0.0, output_price or 0.0, known=False)
+    # The map's cached-input price applies only when the input price is the map's too.
+    cache = info.get("cache_read_input_token_cost") if input_price is None else None
+    return Price(
+        input=float(info.get("input_cost_per_token") or 0.0) if input_price is None else input_price,
+        output=float(info.get("output_cost_per_token") or 0.0) if output_price is None else output_price,
+        cache_read=float(cache) if cache is not None else None,
+    )
 
 
 def call_cost(price: Price, usage: Usage) -> float:
