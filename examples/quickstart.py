@@ -1,49 +1,208 @@
-"""Quickstart: a two-step LangGraph graph whose steps go to different tiers.
+"""Quickstart: a five-step agent whose steps are routed between two real local models.
 
-    OPENAI_API_KEY=... python examples/quickstart.py
+    make demo                                    # same as: python examples/quickstart.py
+    python examples/quickstart.py --provider openai      # the same graph on OpenAI (OPENAI_API_KEY)
+    python examples/quickstart.py --provider anthropic   # ... or Anthropic (ANTHROPIC_API_KEY)
 
-(The tests run it against a local llmock server by setting OPENAI_BASE_URL.)
+The graph answers a shop customer: rewrite the message as a query → extract the order
+(structured output) → plan the calculation → call a calculator tool → answer. The routing is
+in ``steproute.yaml`` next to this file: rewrite, extract and the tool call go to the fast tier
+(SmolLM2-135M), plan and answer to the strong tier (Qwen2.5-Coder-0.5B), both served by
+llama.cpp on 127.0.0.1. The first run builds llama.cpp and fetches the weights (~560 MB) into
+~/.cache/steproute; later runs start in seconds.
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
+import operator
+import os
+import re
+import sys
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
+import yaml
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel, Field
 
-from steproute import StepRouter, step
+from steproute import RouterConfig, StepRouter, step
+from steproute.cost_tracker import StepCostTracker
+
+CONFIG = Path(__file__).with_name("steproute.yaml")
+QUESTION = "hi! i'd like 3 notebooks and 2 pens please, how much is that with shipping?"
+
+# A few local documents the agent looks facts up in.
+CATALOGUE = {
+    "notebook": "Notebook (A5, 96 pages): 4.50 EUR each.",
+    "pen": "Gel pen (black): 1.20 EUR each.",
+    "stapler": "Stapler (metal): 7.80 EUR each.",
+    "shipping": "Shipping: 3.90 EUR per order; free for orders of 50 EUR or more.",
+}
+
+# One switch runs the same graph on hosted models: the steps and policies stay as configured.
+PROVIDER_TIERS = {
+    "openai": {"fast": {"models": ["openai/gpt-4o-mini"]}, "strong": {"models": ["openai/gpt-4o"]}},
+    "anthropic": {"fast": {"models": ["anthropic/claude-haiku-4-5"]},
+                  "strong": {"models": ["anthropic/claude-sonnet-4-5"]}},
+}
+STEPS = ("rewrite", "extract", "plan", "calculate", "answer")
+
+
+class Item(BaseModel):
+    """One product line of an order."""
+
+    name: str = Field(description="the product, singular, e.g. 'notebook'")
+    quantity: int = Field(description="how many")
+
+
+class Order(BaseModel):
+    """The products a customer asks for."""
+
+    items: list[Item]
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return float(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        return float(_OPERATORS[type(node.op)](_evaluate(node.left), _evaluate(node.right)))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return float(_OPERATORS[type(node.op)](_evaluate(node.operand)))
+    raise ValueError("only numbers and + - * / ( ) are allowed")
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as '3 * 4.50 + 2 * 1.20 + 3.90'."""
+    try:
+        return f"{_evaluate(ast.parse(expression.strip(), mode='eval')):.2f}"
+    except (SyntaxError, ValueError, ZeroDivisionError) as exc:
+        return f"error: {exc}"
+
+
+def lookup(text: str) -> list[str]:
+    """The catalogue entries whose product is named in ``text`` (shipping always)."""
+    found = [doc for name, doc in CATALOGUE.items() if name != "shipping" and name in text.lower()]
+    return [*found, CATALOGUE["shipping"]]
 
 
 class State(TypedDict, total=False):
     question: str
     query: str
+    order: str
+    facts: str
+    plan: str
+    result: str
     answer: str
 
 
-router = StepRouter.from_file(Path(__file__).with_name("steproute.yaml"))
-llm = router.chat_model()
+def build_graph(router: StepRouter, **model_kwargs: Any) -> Any:
+    """rewrite → extract → plan → calculate → answer; each node's model call is routed by step."""
+    llm = router.chat_model(temperature=0, **model_kwargs)
+
+    def rewrite(state: State) -> State:
+        reply = llm.bind(max_tokens=32).invoke([
+            SystemMessage("Rewrite the customer's message as a short product search query. Reply with the query only."),
+            HumanMessage(state["question"])])
+        return {"query": reply.text.strip()}
+
+    def extract(state: State) -> State:
+        order = llm.with_structured_output(Order).invoke([
+            SystemMessage("Extract every product the customer orders and its quantity."),
+            HumanMessage(state["question"])])
+        items = order.items if isinstance(order, Order) else []
+        text = ", ".join(f"{i.quantity} x {i.name}" for i in items) or state["query"]
+        return {"order": text, "facts": "\n".join(lookup(f"{text} {state['query']} {state['question']}"))}
+
+    def plan(state: State) -> State:
+        reply = llm.bind(max_tokens=160).invoke([
+            SystemMessage("You plan how to price a customer's order. Use only the facts given. Explain the "
+                          "calculation in at most three short lines, then end with one line "
+                          "'EXPRESSION: <arithmetic expression for the total in EUR>'."),
+            HumanMessage(f"Order: {state['order']}\nFacts:\n{state['facts']}")])
+        return {"plan": reply.text.strip()}
+
+    def calculate(state: State) -> State:
+        reply = llm.bind_tools([calculator], tool_choice="calculator").bind(max_tokens=64).invoke([
+            SystemMessage("Call the calculator with the arithmetic expression given in the plan."),
+            HumanMessage(state["plan"])])
+        if reply.tool_calls:
+            return {"result": str(calculator.invoke(reply.tool_calls[0]["args"]))}
+        match = re.search(r"EXPRESSION:\s*(.+)", state["plan"])  # the model made no call: use the plan's own
+        return {"result": str(calculator.invoke({"expression": match.group(1)})) if match else "unknown"}
+
+    def answer(state: State) -> State:
+        reply = llm.bind(max_tokens=120).invoke([
+            SystemMessage("You are a friendly shop assistant. Answer the customer in at most two sentences, "
+                          "using the facts and the calculated total."),
+            HumanMessage(f"Customer: {state['question']}\nFacts:\n{state['facts']}\n"
+                         f"Calculated total: {state['result']} EUR")])
+        return {"answer": reply.text.strip()}
+
+    builder = StateGraph(State)
+    for name, node in zip(STEPS, (rewrite, extract, plan, calculate, answer)):
+        builder.add_node(name, node, metadata=step(name))
+    previous = START
+    for name in STEPS:
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
+    return builder.compile()
 
 
-def rewrite(state: State) -> State:
-    return {"query": llm.invoke(f"Rewrite as a search query: {state['question']}").text}
+def load_router(provider: str = "local") -> StepRouter:
+    """The router of ``steproute.yaml``; for a provider, its tiers swapped for hosted models."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    if provider != "local":
+        raw["tiers"] = PROVIDER_TIERS[provider]
+    return StepRouter(RouterConfig.from_dict(raw, source=str(CONFIG)))
 
 
-def answer(state: State) -> State:
-    message = llm.invoke(f"Answer briefly: {state['query']}")
-    routed = message.response_metadata["steproute"]
-    print(f"answer: tier={routed['tier']} model={message.response_metadata['model_name']} "
-          f"cost=${routed['cost_usd']:.6f} baseline=${routed['baseline_cost_usd']:.6f} ({routed['reason']})")
-    return {"answer": message.text}
+def run(router: StepRouter, question: str = QUESTION, *, logprobs: bool = True) -> tuple[State, StepCostTracker]:
+    """Run the graph once; return its final state and its bill."""
+    tracker = StepCostTracker()
+    kwargs = {"model_kwargs": {"logprobs": True, "top_logprobs": 3}} if logprobs else {}
+    state = build_graph(router, **kwargs).invoke({"question": question}, {"callbacks": [tracker]})
+    return state, tracker
 
 
-builder = StateGraph(State)
-builder.add_node("rewrite", rewrite, metadata=step("rewrite", kind="rewrite", tier="fast"))
-builder.add_node("answer", answer, metadata=step("answer", kind="synthesis"))
-builder.add_edge(START, "rewrite")
-builder.add_edge("rewrite", "answer")
-builder.add_edge("answer", END)
-graph = builder.compile()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--provider", choices=["local", *PROVIDER_TIERS], default="local",
+                        help="local llama.cpp models (default, no API key) or a hosted provider")
+    parser.add_argument("--question", default=QUESTION)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    print(f"customer: {args.question}")
+    if args.provider == "local":
+        from steproute.local import LocalServers
+
+        print("starting the local models (the first run builds llama.cpp and fetches ~560 MB of weights)...",
+              flush=True)
+        with LocalServers() as local:
+            os.environ.update(local.env())
+            state, tracker = run(load_router("local"), args.question)
+    else:
+        state, tracker = run(load_router(args.provider), args.question, logprobs=False)
+    print(f"\nassistant: {state['answer']}\n")
+    print(tracker.table())
+    total, baseline = tracker.total_cost_usd, tracker.total_baseline_cost_usd
+    saved = 1 - total / baseline if baseline else 0.0
+    print(f"\nrouted: ${total:.7f}  all on the baseline tier: ${baseline:.7f}  saving: {saved:.0%}")
+    if args.provider == "local":
+        print("(local models have no list price: the prices in steproute.yaml are illustrative)")
+    return 0
+
 
 if __name__ == "__main__":
-    print(graph.invoke({"question": "Is it going to rain in Paris tomorrow?"})["answer"])
+    sys.exit(main())

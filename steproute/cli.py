@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import time
 
 from steproute.errors import ConfigError
 
@@ -30,18 +32,78 @@ def _check(path: str) -> int:
     return 0
 
 
+def _tiers(specs: list[str] | None) -> dict[str, str]:
+    from steproute.local import DEFAULT_TIERS, MODELS
+
+    if not specs:
+        return dict(DEFAULT_TIERS)
+    tiers = {}
+    for spec in specs:
+        tier, sep, model = spec.partition("=")
+        if not sep or not tier or model not in MODELS:
+            raise SystemExit(f"steproute local: --tier expects TIER=MODEL with MODEL one of {', '.join(MODELS)}; got {spec!r}")
+        tiers[tier] = model
+    return tiers
+
+
+def _local(args: argparse.Namespace) -> int:
+    from steproute.errors import LocalModelError
+    from steproute.local import MODELS, LocalServers, cache_dir, ensure_llama_server, ensure_weights
+
+    if args.list:
+        for m in MODELS.values():
+            cached = (cache_dir() / "models" / m.filename).exists()
+            print(f"{m.name:20} {m.title:38} {m.size_mb:>5} MB  {m.license:10} {'cached' if cached else '-':7} {m.origin}")
+        return 0
+    tiers = _tiers(args.tier)
+    # SIGTERM takes the same way out as Ctrl-C, so the servers are stopped either way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        if args.prepare:
+            print(f"llama-server: {ensure_llama_server()}")
+            for model in dict.fromkeys(tiers.values()):
+                print(f"{model}: {ensure_weights(model)}")
+            return 0
+        with LocalServers(tiers, threads=args.threads) as local:
+            for tier, server in local.servers.items():
+                print(f"{tier:8} {server.model.name:20} {server.base_url}  pid {server.pid}")
+            print("\n# Point a config at these servers with the variables ...")
+            for name, value in local.env().items():
+                print(f"export {name}={value}")
+            print("# ... or paste these tiers (set input_cost_per_token/output_cost_per_token to price them):")
+            print(local.config_lines().rstrip())
+            print("\nServing until Ctrl-C.", flush=True)
+            while all(s.process is not None and s.process.poll() is None for s in local.servers.values()):
+                time.sleep(0.5)
+            print("steproute local: a server stopped on its own", file=sys.stderr)
+            return 1
+    except LocalModelError as exc:
+        print(f"steproute local: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steproute", description="Per-step model-tier routing for LangGraph.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run a routed 5-step agent and print its per-step bill")
     check = sub.add_parser("check", help="validate a configuration file and show its tiers and prices")
     check.add_argument("config", help="path to steproute.yaml (or .toml)")
+    local = sub.add_parser("local", help="serve local llama.cpp models as tiers on 127.0.0.1 until Ctrl-C")
+    local.add_argument("--tier", action="append", metavar="TIER=MODEL",
+                       help="a tier and its model (repeatable; default: fast=smollm2-135m strong=qwen2.5-coder-0.5b)")
+    local.add_argument("--threads", type=int, default=2, help="CPU threads per server (default 2)")
+    local.add_argument("--prepare", action="store_true", help="only build llama-server and fetch the weights")
+    local.add_argument("--list", action="store_true", help="list the available models")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
         from steproute._demo import main as demo
 
         return demo()
+    if args.command == "local":
+        return _local(args)
     return _check(args.config)
 
 

@@ -101,6 +101,11 @@ class TierConfig(_Frozen):
     """A tier: an ordered list of deployments (the in-tier fallback order)."""
 
     models: list[DeploymentConfig] = Field(min_length=1)
+    tool_calling: Literal["native", "json"] = "native"
+    """How the tier's models call tools. ``native``: the provider's tool calling. ``json``: for
+    models without it (small local models), the tools are sent as a JSON-schema response format
+    (grammar-constrained by servers such as llama.cpp) and the JSON answer is turned back into
+    tool calls, so ``bind_tools``, ``with_structured_output`` and agents work unchanged."""
 
 
 class DispatchConfig(_Frozen):

@@ -17,10 +17,11 @@ from typing import Any
 from steproute._litellm import litellm
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError
+from steproute.json_tools import emulated_request, parse_reply
 from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
 
-__all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "ToolCall", "ToolCallChunk"]
+__all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "TokenLogprob", "ToolCall", "ToolCallChunk"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ class ToolCallChunk:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """The log-probability of one generated token (``logprobs=True``), with the runner-up
+    tokens when ``top_logprobs=k`` was asked for."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
     """A finished answer from one deployment."""
 
@@ -55,6 +66,8 @@ class Completion:
     response_model: str | None = None
     """The model name the provider reported."""
     response_id: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """Per-token log-probabilities, when the call asked for them and the provider sent them."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +100,11 @@ class Deployment:
 
 
 class _Tier:
-    def __init__(self, name: str, deployments: list[Deployment], settings: DispatchConfig) -> None:
+    def __init__(self, name: str, deployments: list[Deployment], settings: DispatchConfig, tool_calling: str) -> None:
         self.name = name
         self.deployments = deployments
         self.settings = settings
+        self.json_tools = tool_calling == "json"
         self._router: Any = None
         if len(deployments) > 1:
             model_list = []
@@ -135,23 +149,37 @@ class _Tier:
 
     # -- calls -------------------------------------------------------------------------------
 
+    def _emulating(
+        self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+    ) -> tuple[Sequence[Mapping[str, Any]], Mapping[str, Any], bool]:
+        if not self.json_tools:
+            return messages, params, False
+        return emulated_request(messages, params)
+
     def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
+        messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
         try:
             response = (self._router.completion if self._router else litellm().completion)(**kwargs)
         except Exception as exc:
             raise self._error(step, exc) from exc
-        return _to_completion(response, self._answered_by(response))
+        return _to_completion(response, self._answered_by(response), emulated)
 
     async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
+        messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
         try:
             response = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
         except Exception as exc:
             raise self._error(step, exc) from exc
-        return _to_completion(response, self._answered_by(response))
+        return _to_completion(response, self._answered_by(response), emulated)
 
     def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Iterator[CompletionChunk]:
+        if self.json_tools and params.get("tools"):
+            # An emulated tool call is known only once the whole JSON reply is in.
+            yield from _as_chunks(self.complete(step, messages, params))
+            return
+        messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
         try:
             stream = (self._router.completion if self._router else litellm().completion)(**kwargs)
@@ -164,6 +192,11 @@ class _Tier:
     async def astream(
         self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
     ) -> AsyncIterator[CompletionChunk]:
+        if self.json_tools and params.get("tools"):
+            for chunk in _as_chunks(await self.acomplete(step, messages, params)):
+                yield chunk
+            return
+        messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
         try:
             stream = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
@@ -197,7 +230,7 @@ class Dispatcher:
                     continue
                 deployments.append(Deployment(name, i, model.model, provider, price_of(model), model.litellm_params()))
             if deployments:
-                self._tiers[name] = _Tier(name, deployments, config.dispatch)
+                self._tiers[name] = _Tier(name, deployments, config.dispatch, tier.tool_calling)
         if problems:
             raise ConfigError(problems)
 
@@ -228,25 +261,62 @@ def _usage(raw: Any) -> Usage:
     )
 
 
-def _to_completion(response: Any, deployment: Deployment) -> Completion:
+def _logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
+    content = getattr(raw, "content", None) if raw is not None else None
+    if content is None and isinstance(raw, Mapping):
+        content = raw.get("content")
+    if content is None:
+        return None
+
+    def get(item: Any, name: str) -> Any:
+        return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
+
+    return tuple(
+        TokenLogprob(
+            token=str(get(t, "token")),
+            logprob=float(get(t, "logprob")),
+            top=tuple((str(get(c, "token")), float(get(c, "logprob"))) for c in get(t, "top_logprobs") or ()),
+        )
+        for t in content
+    )
+
+
+def _to_completion(response: Any, deployment: Deployment, emulated: bool = False) -> Completion:
     choice = response.choices[0]
     message = choice.message
     tool_calls = tuple(
         ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", arguments=tc.function.arguments or "")
         for i, tc in enumerate(getattr(message, "tool_calls", None) or ())
     )
+    content = message.content or ""
+    finish_reason = choice.finish_reason
+    if emulated:
+        content, calls = parse_reply(content)
+        if calls:
+            tool_calls = tuple(ToolCall(id, name, arguments) for id, name, arguments in calls)
+            finish_reason = "tool_calls"
     usage = _usage(getattr(response, "usage", None))
     return Completion(
-        content=message.content or "",
+        content=content,
         model=deployment.model,
         provider=deployment.provider,
         usage=usage,
         cost_usd=call_cost(deployment.price, usage),
         tool_calls=tool_calls,
-        finish_reason=choice.finish_reason,
+        finish_reason=finish_reason,
         response_model=getattr(response, "model", None),
         response_id=getattr(response, "id", None),
+        logprobs=_logprobs(getattr(choice, "logprobs", None)),
     )
+
+
+def _as_chunks(completion: Completion) -> Iterator[CompletionChunk]:
+    """A finished completion replayed as a stream: its content and tool calls, then usage."""
+    chunk_calls = tuple(ToolCallChunk(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls))
+    yield CompletionChunk(content=completion.content, tool_call_chunks=chunk_calls, finish_reason=completion.finish_reason,
+                          model=completion.model, provider=completion.provider)
+    yield CompletionChunk(usage=completion.usage, cost_usd=completion.cost_usd, model=completion.model,
+                          provider=completion.provider)
 
 
 def _to_chunks(raw: Any, deployment: Deployment) -> Iterator[CompletionChunk]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ConfigProblem", "DispatchError", "RoutingError", "StepRouteError"]
+__all__ = ["ConfigError", "ConfigProblem", "DispatchError", "LocalModelError", "RoutingError", "StepRouteError"]
 
 
 class StepRouteError(Exception):
@@ -74,3 +74,9 @@ class DispatchError(StepRouteError, RuntimeError):
         self.attempts: tuple[Attempt, ...] = tuple(attempts)
         tried = ", ".join(f"{a.model} ({a.error_type})" for a in self.attempts) or "none"
         super().__init__(f"step '{step}': every deployment of tier '{tier}' failed; attempts: {tried}")
+
+
+class LocalModelError(StepRouteError, RuntimeError):
+    """A local model could not be set up or served: a failed build, a weights file whose
+    checksum does not match, a server that did not come up. The message says which file or
+    command, and where its log is."""

@@ -137,8 +137,20 @@ def _to_message(result: RoutedCompletion) -> AIMessage:
             "model_provider": completion.provider,
             "finish_reason": completion.finish_reason,
             HINT_KEY: _routing_metadata(result),
+            **_logprobs_metadata(completion),
         },
     )
+
+
+def _logprobs_metadata(completion: Completion) -> dict[str, Any]:
+    """Log-probabilities in langchain-openai's shape: ``{"logprobs": {"content": [...]}}``."""
+    if completion.logprobs is None:
+        return {}
+    return {"logprobs": {"content": [
+        {"token": t.token, "logprob": t.logprob,
+         "top_logprobs": [{"token": token, "logprob": logprob} for token, logprob in t.top]}
+        for t in completion.logprobs
+    ]}}
 
 
 def _to_chunk(item: CompletionChunk | StreamSummary) -> AIMessageChunk:

@@ -17,17 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_routes_each_step_and_bills_it():
-    free = {c["step"]: c for c in _demo.run(tenant_plan="free")}
+    tracker = _demo.run(tenant_plan="free")
+    free = {c.step: c for c in tracker.calls}
     assert list(free) == list(_demo.STEPS)
-    assert {s: c["tier"] for s, c in free.items()} == {
+    assert {s: c.tier for s, c in free.items()} == {
         "rewrite": "fast", "extract": "fast", "plan": "advanced", "use_tool": "standard", "answer": "standard"}
-    enterprise = {c["step"]: c for c in _demo.run(tenant_plan="enterprise")}
-    assert enterprise["answer"]["tier"] == "advanced"
-    assert enterprise["answer"]["reason"] == "rule 'enterprise' matched (tenant.plan=='enterprise')"
-    total = sum(c["cost_usd"] for c in free.values())
-    baseline = sum(c["baseline_cost_usd"] for c in free.values())
-    assert 0 < total < baseline
-    table = _demo.format_table(list(free.values()))
+    enterprise = {c.step: c for c in _demo.run(tenant_plan="enterprise").calls}
+    assert enterprise["answer"].tier == "advanced"
+    assert enterprise["answer"].reason == "rule 'enterprise' matched (tenant.plan=='enterprise')"
+    total = sum(c.cost_usd for c in free.values())
+    baseline = sum(c.baseline_cost_usd for c in free.values())
+    assert 0 < total < baseline and total == tracker.total_cost_usd
+    assert all(c.latency_s > 0 and c.input_tokens > 0 for c in free.values())
+    table = tracker.table(reasons=True)
     assert table.splitlines()[-1].startswith("TOTAL") and f"{total:.7f}" in table
 
 
