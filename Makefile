@@ -1,11 +1,12 @@
 # Two entry points: `make demo` and `make test`. Both create .venv and install into it,
-# with every package pinned by constraints.txt so installs never backtrack.
+# with every package pinned by constraints.txt so installs never backtrack, then build
+# llama.cpp's server and fetch the local models once per machine (~/.cache/steproute).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean local-models system-packages
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +14,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/steproute demo
+# The build of llama-server needs cmake and a C++ compiler (Debian packages, installed if missing).
+system-packages:
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { \
+	  echo "installing cmake and g++ with apt-get"; \
+	  $$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo) apt-get update -qq && \
+	  $$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y -qq cmake g++ ninja-build; }
 
-test: $(STAMP)
+# Build llama-server and fetch the weights (once per machine; a no-op when cached).
+local-models: $(STAMP) system-packages
+	$(BIN)/steproute local --prepare
+
+demo: local-models
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python examples/quickstart.py
+
+test: local-models
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -21,7 +21,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import yaml
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -29,8 +29,7 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
 
-from steproute import RouterConfig, StepRouter, step
-from steproute.cost_tracker import StepCostTracker
+from steproute import RouterConfig, StepCostTracker, StepRouter, step
 
 CONFIG = Path(__file__).with_name("steproute.yaml")
 QUESTION = "hi! i'd like 3 notebooks and 2 pens please, how much is that with shipping?"
@@ -55,8 +54,8 @@ STEPS = ("rewrite", "extract", "plan", "calculate", "answer")
 class Item(BaseModel):
     """One product line of an order."""
 
-    name: str = Field(description="the product, singular, e.g. 'notebook'")
-    quantity: int = Field(description="how many")
+    quantity: int = Field(description="how many the customer wants")
+    product: Literal["notebook", "pen", "stapler"]  # the catalogue's products: the model can name no other
 
 
 class Order(BaseModel):
@@ -111,17 +110,15 @@ def build_graph(router: StepRouter, **model_kwargs: Any) -> Any:
     llm = router.chat_model(temperature=0, **model_kwargs)
 
     def rewrite(state: State) -> State:
-        reply = llm.bind(max_tokens=32).invoke([
-            SystemMessage("Rewrite the customer's message as a short product search query. Reply with the query only."),
-            HumanMessage(state["question"])])
+        # Small models follow an instruction best in the user turn.
+        reply = llm.bind(max_tokens=32).invoke([HumanMessage(f"Rewrite as a search query: {state['question']}")])
         return {"query": reply.text.strip()}
 
     def extract(state: State) -> State:
-        order = llm.with_structured_output(Order).invoke([
-            SystemMessage("Extract every product the customer orders and its quantity."),
-            HumanMessage(state["question"])])
+        order = llm.with_structured_output(Order).invoke([HumanMessage(
+            f"Extract every product the customer orders and its quantity.\n\nCustomer: {state['question']}")])
         items = order.items if isinstance(order, Order) else []
-        text = ", ".join(f"{i.quantity} x {i.name}" for i in items) or state["query"]
+        text = ", ".join(f"{i.quantity} x {i.product}" for i in items) or state["query"]
         return {"order": text, "facts": "\n".join(lookup(f"{text} {state['query']} {state['question']}"))}
 
     def plan(state: State) -> State:
@@ -142,15 +139,15 @@ def build_graph(router: StepRouter, **model_kwargs: Any) -> Any:
         return {"result": str(calculator.invoke({"expression": match.group(1)})) if match else "unknown"}
 
     def answer(state: State) -> State:
-        reply = llm.bind(max_tokens=120).invoke([
-            SystemMessage("You are a friendly shop assistant. Answer the customer in at most two sentences, "
-                          "using the facts and the calculated total."),
+        reply = llm.bind(max_tokens=80).invoke([
+            SystemMessage("You are a friendly shop assistant. Reply to the customer in one or two sentences. "
+                          "State the total exactly as calculated; do not recalculate it."),
             HumanMessage(f"Customer: {state['question']}\nFacts:\n{state['facts']}\n"
-                         f"Calculated total: {state['result']} EUR")])
+                         f"Calculation: {state['plan'].splitlines()[-1]} = {state['result']} EUR")])
         return {"answer": reply.text.strip()}
 
     builder = StateGraph(State)
-    for name, node in zip(STEPS, (rewrite, extract, plan, calculate, answer)):
+    for name, node in zip(STEPS, (rewrite, extract, plan, calculate, answer), strict=True):
         builder.add_node(name, node, metadata=step(name))
     previous = START
     for name in STEPS:
@@ -194,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             state, tracker = run(load_router("local"), args.question)
     else:
         state, tracker = run(load_router(args.provider), args.question, logprobs=False)
+    print()
+    for label, key in (("rewrite", "query"), ("extract", "order"), ("plan", "plan"), ("calculate", "result")):
+        print(f"{label:>9} | " + "\n          | ".join(state[key].splitlines()))  # type: ignore[literal-required]
     print(f"\nassistant: {state['answer']}\n")
     print(tracker.table())
     total, baseline = tracker.total_cost_usd, tracker.total_baseline_cost_usd

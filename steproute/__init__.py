@@ -13,11 +13,12 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from steproute.config import RouterConfig, load_config
-from steproute.errors import ConfigError, DispatchError, RoutingError, StepRouteError
+from steproute.errors import ConfigError, DispatchError, LocalModelError, RoutingError, StepRouteError
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import Decision, Hint, StepKind, StepRequest, Usage
 
 if TYPE_CHECKING:
+    from steproute.cost_tracker import StepCostTracker
     from steproute.langgraph import RoutedChatModel, step
 
 try:
@@ -30,10 +31,12 @@ __all__ = [
     "Decision",
     "DispatchError",
     "Hint",
+    "LocalModelError",
     "RoutedChatModel",
     "RoutedCompletion",
     "RouterConfig",
     "RoutingError",
+    "StepCostTracker",
     "StepKind",
     "StepRequest",
     "StepRouteError",
@@ -45,7 +48,11 @@ __all__ = [
     "step",
 ]
 
-_LAZY = {"RoutedChatModel": "steproute.langgraph", "step": "steproute.langgraph"}
+_LAZY = {
+    "RoutedChatModel": "steproute.langgraph",
+    "step": "steproute.langgraph",
+    "StepCostTracker": "steproute.cost_tracker",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -74,7 +74,7 @@ class StepCostTracker(BaseCallbackHandler):
             for generation in generations:
                 message = getattr(generation, "message", None)
                 routed = (getattr(message, "response_metadata", None) or {}).get("steproute")
-                if routed is None:
+                if message is None or routed is None:
                     continue
                 usage = message.usage_metadata or {}
                 logprobs = (message.response_metadata.get("logprobs") or {}).get("content") or ()
@@ -117,7 +117,7 @@ class StepCostTracker(BaseCallbackHandler):
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
         def line(row: list[str]) -> str:
-            return "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+            return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
 
         return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 

@@ -131,7 +131,7 @@ def _cmake_build(source: Path, build: Path, log_path: Path, *, progress: bool) -
     from tqdm.auto import tqdm
 
     with open(log_path, "w") as log, tqdm(desc="building llama-server", unit="step", disable=not progress,
-                                          leave=False) as bar:
+                                          leave=False, mininterval=1.0) as bar:
         for command in steps:
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
@@ -139,6 +139,7 @@ def _cmake_build(source: Path, build: Path, log_path: Path, *, progress: bool) -
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
+                log.flush()
                 match = _PROGRESS.search(line)
                 if match:
                     bar.total = int(match.group(2))

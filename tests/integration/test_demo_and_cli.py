@@ -40,18 +40,54 @@ def test_demo_command_says_it_runs_on_llmock():
     assert "llmock" in out and "TOTAL" in out and "tenant plan: enterprise" in out
 
 
-def test_quickstart_example_runs_against_llmock(llmock):
+def _script_quickstart(llmock):
+    llmock.reply("notebooks pens price shipping")
+    llmock.call_tool("Order", {"items": [{"product": "notebook", "quantity": 3}, {"product": "pen", "quantity": 2}]})
+    llmock.reply("3 notebooks at 4.50, 2 pens at 1.20, shipping 3.90.\nEXPRESSION: 3*4.50 + 2*1.20 + 3.90")
+    llmock.call_tool("calculator", {"expression": "3*4.50 + 2*1.20 + 3.90"})
+    llmock.reply("That comes to 19.80 EUR including shipping.")
+
+
+def test_quickstart_switches_to_openai_with_native_tool_calls(llmock):
+    _script_quickstart(llmock)
     env = {**os.environ, **llmock.env(), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True, text=True,
-                         env=env, timeout=120, check=True).stdout
-    assert "answer: tier=standard model=openai/gpt-4.1-mini" in out
-    assert [r.model for r in llmock.requests] == ["gpt-4o-mini", "gpt-4.1-mini"]
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "--provider", "openai"],
+                         capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    assert "assistant: That comes to 19.80 EUR including shipping." in out
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.split()[:1] and
+            line.split()[0] in ("rewrite", "extract", "plan", "calculate", "answer")}
+    assert rows == {"rewrite": ["fast", "openai/gpt-4o-mini"], "extract": ["fast", "openai/gpt-4o-mini"],
+                    "plan": ["strong", "openai/gpt-4o"], "calculate": ["fast", "openai/gpt-4o-mini"],
+                    "answer": ["strong", "openai/gpt-4o"]}
+    assert "illustrative" not in out  # real list prices from LiteLLM's map
+    calls = [r for r in llmock.requests]
+    assert [r.model for r in calls] == ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o", "gpt-4o-mini", "gpt-4o"]
 
 
-def test_check_command(capsys):
+def test_quickstart_graph_on_anthropic_computes_with_the_tool(llmock, monkeypatch):
+    import importlib.util
+
+    _script_quickstart(llmock)
+    for name, value in llmock.env().items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("quickstart_anthropic", ROOT / "examples" / "quickstart.py")
+    quickstart = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "quickstart_anthropic", quickstart)
+    spec.loader.exec_module(quickstart)
+    state, tracker = quickstart.run(quickstart.load_router("anthropic"), logprobs=False)
+    assert state["order"] == "3 x notebook, 2 x pen"
+    assert state["result"] == "19.80"  # the calculator tool ran on the native tool call's arguments
+    assert [c.model for c in tracker.calls] == ["anthropic/claude-haiku-4-5"] * 2 + ["anthropic/claude-sonnet-4-5"] + [
+        "anthropic/claude-haiku-4-5", "anthropic/claude-sonnet-4-5"]
+    assert 0 < tracker.total_cost_usd < tracker.total_baseline_cost_usd
+
+
+def test_check_command(capsys, monkeypatch):
+    monkeypatch.setenv("STEPROUTE_LOCAL_FAST_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("STEPROUTE_LOCAL_STRONG_URL", "http://127.0.0.1:2/v1")
     assert main(["check", str(ROOT / "examples" / "steproute.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "tier advanced  (baseline)" in out and "openai/gpt-4o  $2.50/M in, $10.00/M out" in out
+    assert "tier strong  (baseline)" in out and "openai/qwen2.5-coder-0.5b  $2.50/M in, $10.00/M out" in out
 
 
 def test_check_command_reports_problems(tmp_path, capsys):

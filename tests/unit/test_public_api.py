@@ -1,7 +1,8 @@
 import steproute
 
 EXPECTED = {
-    "ConfigError", "Decision", "DispatchError", "Hint", "RoutedChatModel", "RoutedCompletion",
+    "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "RoutedChatModel",
+    "RoutedCompletion",
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
 }
@@ -31,3 +32,13 @@ def test_import_does_not_load_litellm_or_langchain():
     code = "import sys, steproute; print('litellm' in sys.modules, 'langchain_core.language_models' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_local_package_exports():
+    import steproute.local
+
+    assert set(steproute.local.__all__) == {
+        "DEFAULT_TIERS", "LLAMA_CPP_PYTHON_VERSION", "MODELS", "LocalModel", "LocalServer", "LocalServers",
+        "WheelPart", "build_is_valid", "cache_dir", "ensure_llama_server", "ensure_weights", "verify_weights"}
+    for name in steproute.local.__all__:
+        assert getattr(steproute.local, name) is not None
