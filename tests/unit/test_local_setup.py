@@ -126,3 +126,15 @@ def test_cli_lists_the_models(capsys, cache):
     assert main(["local", "--list"]) == 0
     out = capsys.readouterr().out
     assert "qwen2.5-coder-0.5b" in out and "Apache-2.0" in out and "huggingface.co/HuggingFaceTB" in out
+
+
+def test_a_broken_build_in_the_cache_is_not_used_but_rebuilt(cache, tmp_path, monkeypatch):
+    broken = cache / "llama.cpp-0.3.36"
+    binary = _install(broken)
+    binary.write_bytes(b"half a binary")  # e.g. the machine died mid-copy
+    monkeypatch.delenv("STEPROUTE_LLAMA_SERVER", raising=False)
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no cmake: the rebuild stops at its first check
+    with pytest.raises(LocalModelError, match=r"building llama-server needs 'cmake' on PATH \(Debian: apt-get install"):
+        ensure_llama_server(progress=False)
