@@ -29,7 +29,7 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
 
-from steproute import RouterConfig, StepCostTracker, StepRouter, step
+from steproute import RouterConfig, StepCostTracker, StepRouter
 
 CONFIG = Path(__file__).with_name("steproute.yaml")
 QUESTION = "hi! i'd like 3 notebooks and 2 pens please, how much is that with shipping?"
@@ -48,7 +48,6 @@ PROVIDER_TIERS = {
     "anthropic": {"fast": {"models": ["anthropic/claude-haiku-4-5"]},
                   "strong": {"models": ["anthropic/claude-sonnet-4-5"]}},
 }
-STEPS = ("rewrite", "extract", "plan", "calculate", "answer")
 
 
 class Item(BaseModel):
@@ -146,14 +145,11 @@ def build_graph(router: StepRouter, **model_kwargs: Any) -> Any:
                          f"Calculation: {state['plan'].splitlines()[-1]} = {state['result']} EUR")])
         return {"answer": reply.text.strip()}
 
+    # Each node's name is its step name: the router reads it from LangGraph's run metadata.
     builder = StateGraph(State)
-    for name, node in zip(STEPS, (rewrite, extract, plan, calculate, answer), strict=True):
-        builder.add_node(name, node, metadata=step(name))
-    previous = START
-    for name in STEPS:
-        builder.add_edge(previous, name)
-        previous = name
-    builder.add_edge(previous, END)
+    builder.add_sequence([rewrite, extract, plan, calculate, answer])
+    builder.add_edge(START, "rewrite")
+    builder.add_edge("answer", END)
     return builder.compile()
 
 

