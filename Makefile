@@ -14,12 +14,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The build of llama-server needs cmake and a C++ compiler (Debian packages, installed if missing).
+# Debian packages, installed if missing: cmake and a C++ compiler build llama-server; the
+# report page's test opens it in headless Chromium.
+SUDO := $(shell command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 system-packages:
-	@command -v cmake >/dev/null && command -v c++ >/dev/null || { \
-	  echo "installing cmake and g++ with apt-get"; \
-	  $$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo) apt-get update -qq && \
-	  $$(command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y -qq cmake g++ ninja-build; }
+	@command -v cmake >/dev/null && command -v c++ >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing cmake, g++ and chromium with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ ninja-build chromium; }
 
 # Build llama-server and fetch the weights (once per machine; a no-op when cached).
 local-models: $(STAMP) system-packages

@@ -84,6 +84,26 @@ def _local(args: argparse.Namespace) -> int:
         return 130
 
 
+def _report(args: argparse.Namespace) -> int:
+    from steproute.decision_log import read_log
+    from steproute.report import format_table, summarise, write_html
+
+    try:
+        contents = read_log(args.log)
+    except OSError as exc:
+        print(f"steproute report: cannot read {args.log}: {exc.strerror}", file=sys.stderr)
+        return 2
+    for problem in contents.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not contents.decisions:
+        print(f"steproute report: {args.log} holds no decisions", file=sys.stderr)
+        return 1
+    print(format_table(summarise(contents)))
+    if args.html:
+        print(f"wrote {write_html(contents, args.html)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steproute", description="Per-step model-tier routing for LangGraph.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     local.add_argument("--threads", type=int, default=2, help="CPU threads per server (default 2)")
     local.add_argument("--prepare", action="store_true", help="only build llama-server and fetch the weights")
     local.add_argument("--list", action="store_true", help="list the available models")
+    report = sub.add_parser("report", help="per-step cost, savings, tier mix and escalation rate of a decision log")
+    report.add_argument("log", help="a decision log (JSON lines) written by StepRouter(decision_log=...)")
+    report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
@@ -104,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo()
     if args.command == "local":
         return _local(args)
+    if args.command == "report":
+        return _report(args)
     return _check(args.config)
 
 

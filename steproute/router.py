@@ -15,11 +15,14 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from steproute._call import CallRecord
 from steproute.config import RouterConfig, load_config
+from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import RoutingError
 from steproute.policies import Choice, Policy, build_policy
 from steproute.pricing import call_cost
+from steproute.telemetry import Telemetry
 from steproute.types import Decision, Hint, StepRequest, Usage
 
 if TYPE_CHECKING:
@@ -55,6 +58,8 @@ class StreamSummary:
     cost_usd: float
     baseline_cost_usd: float
     finish_reason: str | None = None
+    content: str = ""
+    """The streamed text, joined."""
 
     @property
     def savings_usd(self) -> float:
@@ -89,9 +94,21 @@ class StepRouter:
         >>> result = router.complete(StepRequest("rewrite", [{"role": "user", "content": "hi"}]))
         >>> result.decision.model, result.completion.content
         ('openai/gpt-4o-mini', 'ok')
+
+    Every call is observed: an OpenTelemetry ``route {step}`` span with a ``chat {model}``
+    span under it, metrics (``tracer_provider``/``meter_provider``, default: the global
+    ones), and, given a ``decision_log`` (a path or a :class:`~steproute.decision_log.DecisionLog`),
+    one JSON line per call.
     """
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        decision_log: DecisionLog | str | os.PathLike[str] | None = None,
+    ) -> None:
         self.config = config
         self.tiers: tuple[str, ...] = config.tier_names()
         self._rank = {name: i for i, name in enumerate(self.tiers)}
@@ -101,11 +118,16 @@ class StepRouter:
         self._default = build_policy(config.default)
         self._policies: dict[str, Policy] = {name: build_policy(cfg) for name, cfg in config.steps.items()}
         self._plan = lru_cache(maxsize=4096)(self._make_plan)
+        self._telemetry = Telemetry(tracer_provider, meter_provider)
+        if decision_log is not None and not isinstance(decision_log, DecisionLog):
+            decision_log = JsonlDecisionLog(decision_log)
+        self.decision_log: DecisionLog | None = decision_log
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> StepRouter:
-        """Build a router from a YAML or TOML file (see ``docs/configuration.md``)."""
-        return cls(load_config(path))
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> StepRouter:
+        """Build a router from a YAML or TOML file (see ``docs/configuration.md``); ``kwargs``
+        as for the constructor."""
+        return cls(load_config(path), **kwargs)
 
     # -- deciding ----------------------------------------------------------------------------
 
@@ -190,41 +212,94 @@ class StepRouter:
         return RoutedCompletion(replace(decision, model=completion.model), completion, completion.cost_usd,
                                 self._baseline_cost(completion.usage))
 
+    def _start(self, request: StepRequest) -> tuple[CallRecord, Decision]:
+        record = CallRecord(self._telemetry, self.decision_log, request)
+        try:
+            decision = self.decide(request)
+        except BaseException as exc:
+            record.failed(exc)
+            raise
+        record.decided(decision, self._dispatcher.first_deployment(decision.tier))
+        return record, decision
+
+    def _answered(self, record: CallRecord, decision: Decision, completion: Completion) -> RoutedCompletion:
+        routed = self._routed(decision, completion)
+        record.answered(routed.decision, usage=completion.usage, cost_usd=routed.cost_usd,
+                        baseline_cost_usd=routed.baseline_cost_usd, provider=completion.provider,
+                        response_model=completion.response_model, response_id=completion.response_id,
+                        finish_reason=completion.finish_reason, response=completion.content)
+        return routed
+
+    def _summarised(self, record: CallRecord, state: _StreamState) -> StreamSummary:
+        summary = state.summary(self)
+        record.answered(summary.decision, usage=summary.usage, cost_usd=summary.cost_usd,
+                        baseline_cost_usd=summary.baseline_cost_usd, provider=state.provider,
+                        finish_reason=summary.finish_reason, response=summary.content)
+        return summary
+
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
 
         Raises:
             DispatchError: every deployment of the chosen tier failed.
         """
-        decision = self.decide(request)
-        completion = self._dispatcher.tier(decision.tier).complete(request.step, request.messages, params)
-        return self._routed(decision, completion)
+        record, decision = self._start(request)
+        try:
+            completion = self._dispatcher.tier(decision.tier).complete(request.step, request.messages, params)
+        except BaseException as exc:
+            record.failed(exc)
+            raise
+        return self._answered(record, decision, completion)
 
     async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Async :meth:`complete`."""
-        decision = self.decide(request)
-        completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, request.messages, params)
-        return self._routed(decision, completion)
+        record, decision = self._start(request)
+        try:
+            completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, request.messages, params)
+        except BaseException as exc:
+            record.failed(exc)
+            raise
+        return self._answered(record, decision, completion)
 
     def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
         """Decide and stream: chunks, then one :class:`StreamSummary` last."""
-        decision = self.decide(request)
+        record, decision = self._start(request)
         state = _StreamState(decision)
-        for chunk in self._dispatcher.tier(decision.tier).stream(request.step, request.messages, params):
-            state.see(chunk)
-            if chunk.usage is None:
-                yield chunk
-        yield state.summary(self)
+        try:
+            for chunk in self._dispatcher.tier(decision.tier).stream(request.step, request.messages, params):
+                state.see(chunk)
+                if chunk.usage is None:
+                    yield chunk
+        except BaseException as exc:  # GeneratorExit too: the consumer stopped early
+            record.failed(exc)
+            raise
+        yield self._summarised(record, state)
 
     async def astream(self, request: StepRequest, **params: Any) -> AsyncIterator[CompletionChunk | StreamSummary]:
         """Async :meth:`stream`."""
-        decision = self.decide(request)
+        record, decision = self._start(request)
         state = _StreamState(decision)
-        async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, request.messages, params):
-            state.see(chunk)
-            if chunk.usage is None:
-                yield chunk
-        yield state.summary(self)
+        try:
+            async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, request.messages, params):
+                state.see(chunk)
+                if chunk.usage is None:
+                    yield chunk
+        except BaseException as exc:
+            record.failed(exc)
+            raise
+        yield self._summarised(record, state)
+
+    def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
+        """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
+
+        Raises:
+            ValueError: ``quality`` is not a number in [0, 1], or the router has no decision log.
+        """
+        if self.decision_log is None:
+            raise ValueError("feedback needs a decision log: StepRouter(..., decision_log='decisions.jsonl')")
+        if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
+            raise ValueError(f"feedback quality must be a number in [0, 1], got {quality!r}")
+        self.decision_log.write({"type": "feedback", "id": decision_id, "quality": float(quality), **extra})
 
     def deployments(self, tier: str) -> tuple[Deployment, ...]:
         """A tier's deployments (model, provider, price), in fallback order."""
@@ -256,6 +331,8 @@ class _StreamState:
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
         self.model = decision.model
+        self.provider = ""
+        self.parts: list[str] = []
         self.usage = Usage()
         self.cost_usd = 0.0
         self.finish_reason: str | None = None
@@ -263,6 +340,10 @@ class _StreamState:
     def see(self, chunk: CompletionChunk) -> None:
         if chunk.model:
             self.model = chunk.model
+        if chunk.provider:
+            self.provider = chunk.provider
+        if chunk.content:
+            self.parts.append(chunk.content)
         if chunk.usage is not None:
             self.usage = chunk.usage
             self.cost_usd = chunk.cost_usd or 0.0
@@ -271,6 +352,6 @@ class _StreamState:
 
     def summary(self, router: StepRouter) -> StreamSummary:
         return StreamSummary(replace(self.decision, model=self.model), self.usage, self.cost_usd,
-                             router._baseline_cost(self.usage), self.finish_reason)
+                             router._baseline_cost(self.usage), self.finish_reason, "".join(self.parts))
 
 

@@ -1,0 +1,265 @@
+"""OpenTelemetry spans and metrics of routed calls, on ``opentelemetry-api`` only.
+
+Each routed call is an INTERNAL span ``route {step}`` under the caller's current span, carrying
+the decision and the step's totals; under it, a CLIENT span ``chat {model}`` for the model call
+with the GenAI semantic-convention attributes and the call's cost. Attribute names are this
+module's own constants (the GenAI conventions are still incubating, and their Python module is
+private). Without an SDK installed and configured, every call here is a cheap no-op.
+
+Example:
+    >>> from opentelemetry.sdk.trace import TracerProvider                   # doctest: +SKIP
+    >>> router = StepRouter(config, tracer_provider=TracerProvider())         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+if TYPE_CHECKING:
+    from steproute.dispatch import Deployment
+    from steproute.types import Decision, StepRequest, Usage
+
+__all__ = [
+    "CHAT_SPAN_PREFIX",
+    "ROUTE_SPAN_PREFIX",
+    "Telemetry",
+    "configure",
+]
+
+# -- attribute names: steproute's own --------------------------------------------------------
+STEP = "steproute.step"
+STEP_KIND = "steproute.step.kind"
+POLICY = "steproute.policy"
+TIER = "steproute.tier"
+DECISION_ID = "steproute.decision.id"
+DECISION_REASON = "steproute.decision.reason"
+DECISION_SCORE = "steproute.decision.score"
+PINNED = "steproute.pinned"
+ESCALATED_FROM = "steproute.escalated_from"
+STEP_COST = "steproute.step.cost.usd"
+STEP_BASELINE_COST = "steproute.step.baseline_cost.usd"
+STEP_SAVINGS = "steproute.step.savings.usd"
+COST = "steproute.cost.usd"
+LANGGRAPH_NODE = "langgraph.node"
+# -- GenAI semantic conventions (copied names, not imported) ---------------------------------
+CONVERSATION_ID = "gen_ai.conversation.id"
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_ID = "gen_ai.response.id"
+FINISH_REASONS = "gen_ai.response.finish_reasons"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+TOKEN_TYPE = "gen_ai.token.type"
+ERROR_TYPE = "error.type"
+# -- mirrors read by tracing backends ----------------------------------------------------------
+LANGFUSE_COST = "gen_ai.usage.cost"
+OPENINFERENCE_COST = "llm.cost.total"
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_MODEL = "llm.model_name"
+OPENINFERENCE_PROVIDER = "llm.provider"
+OPENINFERENCE_PROMPT_TOKENS = "llm.token_count.prompt"
+OPENINFERENCE_COMPLETION_TOKENS = "llm.token_count.completion"
+OPENINFERENCE_TOTAL_TOKENS = "llm.token_count.total"
+
+ROUTE_SPAN_PREFIX = "route"
+CHAT_SPAN_PREFIX = "chat"
+
+_SCOPE = "steproute"
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("steproute")
+    except metadata.PackageNotFoundError:  # pragma: no cover - source tree
+        return "0.0.0"
+
+
+class Telemetry:
+    """Makes the spans and records the metrics of routed calls.
+
+    ``tracer_provider``/``meter_provider`` default to the global ones (set by the application
+    or :func:`configure`), looked up on each use, so a provider installed after the router was
+    built is still used.
+    """
+
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+        version = _version()
+        self.tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(_SCOPE, version, meter_provider=meter_provider)
+        self.cost = meter.create_counter("steproute.cost", unit="USD", description="Cost of routed model calls")
+        self.calls = meter.create_counter("steproute.calls", unit="{call}", description="Routed model calls")
+        self.tokens = meter.create_histogram("gen_ai.client.token.usage", unit="{token}",
+                                             description="Tokens per model call, by token type")
+        self.duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s",
+                                               description="Duration of model calls")
+        self.decision_duration = meter.create_histogram("steproute.decision.duration", unit="s",
+                                                        description="Time to choose a tier")
+
+    # -- the route span ---------------------------------------------------------------------
+
+    def start_route(self, request: StepRequest) -> trace.Span:
+        """Open ``route {step}`` as a child of the caller's current span (not made current)."""
+        attributes: dict[str, Any] = {STEP: request.step}
+        node = request.metadata.get("langgraph_node") if isinstance(request.metadata, Mapping) else None
+        if node is not None:
+            attributes[LANGGRAPH_NODE] = str(node)
+        if request.thread is not None:
+            attributes[CONVERSATION_ID] = request.thread
+        return self.tracer.start_span(f"{ROUTE_SPAN_PREFIX} {request.step}", kind=SpanKind.INTERNAL,
+                                      attributes=attributes)
+
+    def decided(self, span: trace.Span, decision: Decision, seconds: float) -> None:
+        self.decision_duration.record(seconds, {STEP: decision.step, POLICY: decision.policy})
+        if not span.is_recording():
+            return
+        span.set_attributes({
+            STEP_KIND: decision.kind or "",
+            POLICY: decision.policy,
+            TIER: decision.tier,
+            DECISION_ID: decision.id,
+            DECISION_REASON: decision.reason,
+            PINNED: decision.pinned,
+        })
+        if decision.score is not None:
+            span.set_attribute(DECISION_SCORE, decision.score)
+        if decision.escalated_from is not None:
+            span.set_attribute(ESCALATED_FROM, decision.escalated_from)
+
+    def end_route(self, span: trace.Span, cost_usd: float, baseline_cost_usd: float,
+                  error: BaseException | None = None) -> None:
+        if span.is_recording():
+            span.set_attributes({STEP_COST: cost_usd, STEP_BASELINE_COST: baseline_cost_usd,
+                                 STEP_SAVINGS: baseline_cost_usd - cost_usd})
+            if error is not None:
+                _set_error(span, error)
+        span.end()
+
+    # -- the chat span ------------------------------------------------------------------------
+
+    def start_chat(self, route: trace.Span, deployment: Deployment) -> tuple[trace.Span, float]:
+        """Open ``chat {model}`` under ``route``; returns the span and its start time."""
+        span = self.tracer.start_span(
+            f"{CHAT_SPAN_PREFIX} {deployment.model}", context=trace.set_span_in_context(route), kind=SpanKind.CLIENT,
+            attributes={OPERATION_NAME: "chat", PROVIDER_NAME: deployment.provider, REQUEST_MODEL: deployment.model,
+                        OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: deployment.provider})
+        return span, time.perf_counter()
+
+    def end_chat(
+        self,
+        chat: tuple[trace.Span, float],
+        decision: Decision,
+        *,
+        model: str,
+        provider: str,
+        usage: Usage | None,
+        cost_usd: float,
+        response_model: str | None = None,
+        response_id: str | None = None,
+        finish_reason: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        span, started = chat
+        seconds = time.perf_counter() - started
+        base: dict[str, str] = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model}
+        if response_model:
+            base[RESPONSE_MODEL] = response_model
+        if error is not None:
+            base[ERROR_TYPE] = _error_type(error)
+        self.duration.record(seconds, base)
+        if usage is not None:
+            self.tokens.record(usage.input_tokens, {**base, TOKEN_TYPE: "input"})
+            self.tokens.record(usage.output_tokens, {**base, TOKEN_TYPE: "output"})
+        labels: dict[str, str | bool] = {STEP: decision.step, TIER: decision.tier, REQUEST_MODEL: model,
+                                         POLICY: decision.policy, PINNED: decision.pinned}
+        if error is not None:
+            labels[ERROR_TYPE] = base[ERROR_TYPE]
+        self.calls.add(1, labels)
+        if cost_usd:
+            self.cost.add(cost_usd, labels)
+        if span.is_recording():
+            attributes: dict[str, Any] = {**base, COST: cost_usd, LANGFUSE_COST: cost_usd, OPENINFERENCE_COST: cost_usd,
+                                          OPENINFERENCE_MODEL: response_model or model}
+            if usage is not None:
+                attributes.update({
+                    INPUT_TOKENS: usage.input_tokens, OUTPUT_TOKENS: usage.output_tokens,
+                    OPENINFERENCE_PROMPT_TOKENS: usage.input_tokens,
+                    OPENINFERENCE_COMPLETION_TOKENS: usage.output_tokens,
+                    OPENINFERENCE_TOTAL_TOKENS: usage.total_tokens,
+                })
+                if usage.cache_read_tokens:
+                    attributes[CACHE_READ_TOKENS] = usage.cache_read_tokens
+            if response_id:
+                attributes[RESPONSE_ID] = response_id
+            if finish_reason:
+                attributes[FINISH_REASONS] = [finish_reason]
+            span.set_attributes(attributes)
+            if error is not None:
+                _set_error(span, error)
+        span.end()
+
+    @staticmethod
+    def trace_id(span: trace.Span) -> str | None:
+        """The span's trace id as 32 hex digits, or ``None`` when it is not sampled."""
+        context = span.get_span_context()
+        return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def _error_type(error: BaseException) -> str:
+    cause = error.__cause__
+    return type(cause if cause is not None else error).__name__
+
+
+def _set_error(span: trace.Span, error: BaseException) -> None:
+    span.set_attribute(ERROR_TYPE, _error_type(error))
+    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+
+def configure(
+    *,
+    service_name: str = "steproute",
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    metrics_interval_s: float = 30.0,
+) -> tuple[Any, Any]:
+    """Install global tracer and meter providers that export over OTLP/HTTP (an application
+    convenience; needs the ``otel`` extra: ``pip install 'steproute[otel]'``).
+
+    ``endpoint`` is the collector's base URL (``http://127.0.0.1:6006`` for Phoenix,
+    ``http://127.0.0.1:4318`` for an OpenTelemetry Collector); without it the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables apply. Returns ``(tracer_provider, meter_provider)``;
+    call their ``shutdown()`` to flush before exit.
+
+    Raises:
+        ImportError: the SDK or the exporter is not installed (the message says how to).
+    """
+    try:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise ImportError(f"steproute.telemetry.configure needs the otel extra: pip install 'steproute[otel]' ({exc})") from None
+    resource = Resource.create({"service.name": service_name})
+    base = endpoint.rstrip("/") if endpoint else None
+    span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None, headers=dict(headers or {}))
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None, headers=dict(headers or {}))
+    reader = PeriodicExportingMetricReader(metric_exporter, export_interval_millis=metrics_interval_s * 1000)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    return tracer_provider, meter_provider
