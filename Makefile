@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean local-models system-packages
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,15 +31,23 @@ local-models: $(STAMP) system-packages
 demo: local-models
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python examples/quickstart.py
 
-test: local-models
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m pytest -q
+# Phoenix (the tracing backend of tests/e2e/test_phoenix.py) lives in its own venv, so its pins
+# never constrain steproute's.
+$(PHOENIX_STAMP): tests/e2e/phoenix-constraints.txt
+	test -x $(PHOENIX_VENV)/bin/python || $(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet -c tests/e2e/phoenix-constraints.txt arize-phoenix
+	touch $(PHOENIX_STAMP)
+
+test: local-models $(PHOENIX_STAMP)
+	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check steproute tests examples
 	$(BIN)/mypy steproute
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info
 
 bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/dispatch_overhead.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/telemetry_overhead.py

@@ -3,6 +3,7 @@
     make demo                                    # same as: python examples/quickstart.py
     python examples/quickstart.py --provider openai      # the same graph on OpenAI (OPENAI_API_KEY)
     python examples/quickstart.py --provider anthropic   # ... or Anthropic (ANTHROPIC_API_KEY)
+    python examples/quickstart.py --otlp http://127.0.0.1:6006   # spans to Phoenix (or any OTLP/HTTP backend)
 
 The graph answers a shop customer: rewrite the message as a query → extract the order
 (structured output) → plan the calculation → call a calculator tool → answer. The routing is
@@ -174,7 +175,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider", choices=["local", *PROVIDER_TIERS], default="local",
                         help="local llama.cpp models (default, no API key) or a hosted provider")
     parser.add_argument("--question", default=QUESTION)
+    parser.add_argument("--otlp", metavar="URL", help="export spans over OTLP/HTTP to this base URL (e.g. Phoenix)")
     args = parser.parse_args(argv)
+    if args.otlp:
+        from steproute.telemetry import configure
+
+        tracer_provider, _ = configure(service_name="steproute-quickstart", endpoint=args.otlp, export_metrics=False)
+        try:
+            with tracer_provider.get_tracer("quickstart").start_as_current_span("quickstart run"):
+                return _main(args)
+        finally:
+            tracer_provider.shutdown()  # flush the spans before exit
+    return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     print(f"customer: {args.question}")
     if args.provider == "local":

@@ -109,7 +109,7 @@ class Telemetry:
 
     def start_route(self, request: StepRequest) -> trace.Span:
         """Open ``route {step}`` as a child of the caller's current span (not made current)."""
-        attributes: dict[str, Any] = {STEP: request.step}
+        attributes: dict[str, Any] = {STEP: request.step, OPENINFERENCE_SPAN_KIND: "CHAIN"}
         node = request.metadata.get("langgraph_node") if isinstance(request.metadata, Mapping) else None
         if node is not None:
             attributes[LANGGRAPH_NODE] = str(node)
@@ -229,6 +229,7 @@ def configure(
     service_name: str = "steproute",
     endpoint: str | None = None,
     headers: Mapping[str, str] | None = None,
+    export_metrics: bool = True,
     metrics_interval_s: float = 30.0,
 ) -> tuple[Any, Any]:
     """Install global tracer and meter providers that export over OTLP/HTTP (an application
@@ -236,7 +237,8 @@ def configure(
 
     ``endpoint`` is the collector's base URL (``http://127.0.0.1:6006`` for Phoenix,
     ``http://127.0.0.1:4318`` for an OpenTelemetry Collector); without it the standard
-    ``OTEL_EXPORTER_OTLP_*`` variables apply. Returns ``(tracer_provider, meter_provider)``;
+    ``OTEL_EXPORTER_OTLP_*`` variables apply. ``export_metrics=False`` for backends that take
+    only traces (Phoenix answers 405 to metrics). Returns ``(tracer_provider, meter_provider)``;
     call their ``shutdown()`` to flush before exit.
 
     Raises:
@@ -257,9 +259,11 @@ def configure(
     span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None, headers=dict(headers or {}))
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None, headers=dict(headers or {}))
-    reader = PeriodicExportingMetricReader(metric_exporter, export_interval_millis=metrics_interval_s * 1000)
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    readers = []
+    if export_metrics:
+        metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None, headers=dict(headers or {}))
+        readers.append(PeriodicExportingMetricReader(metric_exporter, export_interval_millis=metrics_interval_s * 1000))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     return tracer_provider, meter_provider

@@ -17,6 +17,7 @@ import pytest
 from steproute.local import LocalServers
 
 ROOT = Path(__file__).resolve().parents[2]
+collect_ignore = ["phoenix_launch.py"]  # runs inside Phoenix's own venv, never imported here
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
