@@ -39,7 +39,7 @@ $(PHOENIX_STAMP): tests/e2e/phoenix-constraints.txt
 	touch $(PHOENIX_STAMP)
 
 test: local-models $(PHOENIX_STAMP)
-	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_PHOENIX_PYTHON=$(PHOENIX_VENV)/bin/python $(BIN)/python -m pytest -q
+	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_PHOENIX_PYTHON=$(CURDIR)/$(PHOENIX_VENV)/bin/python $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check steproute tests examples

@@ -2,12 +2,19 @@
 
 The router opens a :class:`CallRecord` before deciding and closes it with the answer or the
 error; sync, async and streaming calls share it, so all of them are observed the same way.
+``chat`` spans are made once each attempt's outcome is known, with the attempt's own start
+and end: the attempts LiteLLM made and failed inside one dispatch (in-tier fallback), then
+the one that answered.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from steproute.errors import Attempt, DispatchError
+from steproute.telemetry import error_type
 
 if TYPE_CHECKING:
     from steproute.decision_log import DecisionLog
@@ -21,7 +28,7 @@ __all__ = ["CallRecord"]
 class CallRecord:
     """Spans, metrics and the log entry of one call, from decision to answer."""
 
-    __slots__ = ("_chat", "_deployment", "_log", "_route", "_started", "_telemetry", "decision", "request")
+    __slots__ = ("_deployment", "_dispatched_ns", "_log", "_route", "_started", "_telemetry", "decision", "request")
 
     def __init__(self, telemetry: Telemetry, log: DecisionLog | None, request: StepRequest) -> None:
         self._telemetry = telemetry
@@ -29,15 +36,26 @@ class CallRecord:
         self.request = request
         self._started = time.perf_counter()
         self._route = telemetry.start_route(request)
-        self._chat: Any = None
         self._deployment: Deployment | None = None
+        self._dispatched_ns = 0
         self.decision: Decision | None = None
 
     def decided(self, decision: Decision, deployment: Deployment) -> None:
         self.decision = decision
         self._deployment = deployment
         self._telemetry.decided(self._route, decision, time.perf_counter() - self._started)
-        self._chat = self._telemetry.start_chat(self._route, deployment)
+        self._dispatched_ns = time.time_ns()
+
+    def _failed_attempts(self, decision: Decision, attempts: Sequence[Attempt]) -> int:
+        """Spans for the attempts that failed; returns when the last one ended."""
+        last = self._dispatched_ns
+        for a in attempts:
+            started = a.started_ns or last
+            ended = a.ended_ns or time.time_ns()
+            self._telemetry.chat(self._route, decision, model=a.model, provider=a.provider, started_ns=started,
+                                 ended_ns=ended, error_type=a.error_type)
+            last = max(last, ended)
+        return last
 
     def answered(
         self,
@@ -51,23 +69,32 @@ class CallRecord:
         response_id: str | None = None,
         finish_reason: str | None = None,
         response: str | None = None,
+        failed_attempts: Sequence[Attempt] = (),
     ) -> None:
         """The call succeeded; ``decision.model`` is the deployment that answered."""
-        self._telemetry.end_chat(self._chat, decision, model=decision.model, provider=provider, usage=usage,
-                                 cost_usd=cost_usd, response_model=response_model, response_id=response_id,
-                                 finish_reason=finish_reason)
+        started = self._failed_attempts(decision, failed_attempts)
+        self._telemetry.chat(self._route, decision, model=decision.model, provider=provider, started_ns=started,
+                             ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
+                             response_id=response_id, finish_reason=finish_reason)
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
+            if failed_attempts:
+                entry["failed_attempts"] = [{"model": a.model, "error_type": a.error_type} for a in failed_attempts]
             if self._log.include_prompts and response is not None:
                 entry["response"] = response
             self._log.write(entry)
 
     def failed(self, error: BaseException) -> None:
         decision = self.decision
-        if decision is not None and self._chat is not None and self._deployment is not None:
-            self._telemetry.end_chat(self._chat, decision, model=decision.model, provider=self._deployment.provider,
-                                     usage=None, cost_usd=0.0, error=error)
+        if decision is not None and self._deployment is not None:
+            attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
+            if attempts:
+                self._failed_attempts(decision, attempts)
+            else:  # failed around the model call (cancelled, a broken stream): one span for it
+                self._telemetry.chat(self._route, decision, model=decision.model, provider=self._deployment.provider,
+                                     started_ns=self._dispatched_ns, ended_ns=time.time_ns(),
+                                     error_type=error_type(error))
         self._telemetry.end_route(self._route, 0.0, 0.0, error)
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, 0.0, 0.0)

@@ -10,7 +10,9 @@ above never see LiteLLM's types.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +70,8 @@ class Completion:
     response_id: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
     """Per-token log-probabilities, when the call asked for them and the provider sent them."""
+    failed_attempts: tuple[Attempt, ...] = ()
+    """Deployments tried before the one that answered (in-tier fallback), in order."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class CompletionChunk:
     cost_usd: float | None = None
     model: str | None = None
     provider: str | None = None
+    failed_attempts: tuple[Attempt, ...] = ()
+    """On the usage chunk: deployments tried before the one that answered."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,45 @@ class Deployment:
     @property
     def id(self) -> str:
         return f"{self.tier}/{self.index}"
+
+
+# -- failed attempts inside LiteLLM --------------------------------------------------------
+#
+# LiteLLM retries and falls back inside one call. Its failure hook runs synchronously in the
+# caller's context for every failed attempt (sync and async), so a context variable set around
+# the call collects them: each becomes an Attempt on the DispatchError and a span.
+
+_FAILURES: ContextVar[list[tuple[Any, str, Any, Any]] | None] = ContextVar("steproute_failures", default=None)
+_recorder_installed = False
+
+
+def _install_failure_recorder() -> None:
+    global _recorder_installed
+    if _recorder_installed:
+        return
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class _FailureRecorder(CustomLogger):  # type: ignore[misc]
+        def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            failures = _FAILURES.get()
+            if failures is not None:
+                info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
+                failures.append((info.get("id"), type(kwargs.get("exception")).__name__, start_time, end_time))
+
+        async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            self.log_failure_event(kwargs, response_obj, start_time, end_time)
+
+    recorder = _FailureRecorder()
+    litellm().failure_callback.append(recorder)  # failure hooks only: the healthy path pays nothing
+    litellm()._async_failure_callback.append(recorder)
+    _recorder_installed = True
+
+
+def _ns(moment: Any) -> int | None:
+    try:
+        return int(moment.timestamp() * 1e9)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return None
 
 
 class _Tier:
@@ -143,9 +188,29 @@ class _Tier:
                 return d
         return self.deployments[0]
 
-    def _error(self, step: str, exc: Exception) -> DispatchError:
-        model = getattr(exc, "model", None) or self.deployments[0].model
-        return DispatchError(step, self.name, [Attempt(str(model), type(exc).__name__)])
+    def _attempts(self, failures: list[tuple[Any, str, Any, Any]]) -> tuple[Attempt, ...]:
+        by_id = {d.id: d for d in self.deployments}
+        attempts = []
+        for model_id, error_type, started, ended in failures:
+            d = by_id.get(model_id, self.deployments[0])
+            attempts.append(Attempt(d.model, error_type, d.provider, _ns(started), _ns(ended)))
+        return tuple(attempts)
+
+    def _error(self, step: str, exc: Exception, failures: list[tuple[Any, str, Any, Any]]) -> DispatchError:
+        attempts = self._attempts(failures)
+        if not attempts:  # failed before LiteLLM's hook ran (bad parameters, ...)
+            d = self.deployments[0]
+            attempts = (Attempt(d.model, type(exc).__name__, d.provider),)
+        return DispatchError(step, self.name, attempts)
+
+    @contextlib.contextmanager
+    def _collecting(self) -> Iterator[list[tuple[Any, str, Any, Any]]]:
+        failures: list[tuple[Any, str, Any, Any]] = []
+        token = _FAILURES.set(failures)
+        try:
+            yield failures
+        finally:
+            _FAILURES.reset(token)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -159,20 +224,22 @@ class _Tier:
     def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
-        try:
-            response = (self._router.completion if self._router else litellm().completion)(**kwargs)
-        except Exception as exc:
-            raise self._error(step, exc) from exc
-        return _to_completion(response, self._answered_by(response), emulated)
+        with self._collecting() as failures:
+            try:
+                response = (self._router.completion if self._router else litellm().completion)(**kwargs)
+            except Exception as exc:
+                raise self._error(step, exc, failures) from exc
+        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures))
 
     async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
-        try:
-            response = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
-        except Exception as exc:
-            raise self._error(step, exc) from exc
-        return _to_completion(response, self._answered_by(response), emulated)
+        with self._collecting() as failures:
+            try:
+                response = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
+            except Exception as exc:
+                raise self._error(step, exc, failures) from exc
+        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures))
 
     def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Iterator[CompletionChunk]:
         if self.json_tools and params.get("tools"):
@@ -181,13 +248,16 @@ class _Tier:
             return
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
+        failures: list[tuple[Any, str, Any, Any]] = []
         try:
-            stream = (self._router.completion if self._router else litellm().completion)(**kwargs)
+            with self._collecting() as failures:  # not held across yields: the context is the consumer's
+                stream = (self._router.completion if self._router else litellm().completion)(**kwargs)
             deployment = self._answered_by(stream)
+            attempts = self._attempts(failures)
             for raw in stream:
-                yield from _to_chunks(raw, deployment)
+                yield from _to_chunks(raw, deployment, attempts)
         except Exception as exc:
-            raise self._error(step, exc) from exc
+            raise self._error(step, exc, failures) from exc
 
     async def astream(
         self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
@@ -198,14 +268,17 @@ class _Tier:
             return
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
+        failures: list[tuple[Any, str, Any, Any]] = []
         try:
-            stream = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
+            with self._collecting() as failures:
+                stream = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
             deployment = self._answered_by(stream)
+            attempts = self._attempts(failures)
             async for raw in stream:
-                for chunk in _to_chunks(raw, deployment):
+                for chunk in _to_chunks(raw, deployment, attempts):
                     yield chunk
         except Exception as exc:
-            raise self._error(step, exc) from exc
+            raise self._error(step, exc, failures) from exc
 
 
 class Dispatcher:
@@ -216,6 +289,7 @@ class Dispatcher:
     """
 
     def __init__(self, config: RouterConfig) -> None:
+        _install_failure_recorder()
         problems: list[ConfigProblem] = []
         self._tiers: dict[str, _Tier] = {}
         for name, tier in config.tiers.items():
@@ -281,7 +355,9 @@ def _logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
     )
 
 
-def _to_completion(response: Any, deployment: Deployment, emulated: bool = False) -> Completion:
+def _to_completion(
+    response: Any, deployment: Deployment, emulated: bool = False, failed_attempts: tuple[Attempt, ...] = ()
+) -> Completion:
     choice = response.choices[0]
     message = choice.message
     tool_calls = tuple(
@@ -307,6 +383,7 @@ def _to_completion(response: Any, deployment: Deployment, emulated: bool = False
         response_model=getattr(response, "model", None),
         response_id=getattr(response, "id", None),
         logprobs=_logprobs(getattr(choice, "logprobs", None)),
+        failed_attempts=failed_attempts,
     )
 
 
@@ -316,10 +393,10 @@ def _as_chunks(completion: Completion) -> Iterator[CompletionChunk]:
     yield CompletionChunk(content=completion.content, tool_call_chunks=chunk_calls, finish_reason=completion.finish_reason,
                           model=completion.model, provider=completion.provider)
     yield CompletionChunk(usage=completion.usage, cost_usd=completion.cost_usd, model=completion.model,
-                          provider=completion.provider)
+                          provider=completion.provider, failed_attempts=completion.failed_attempts)
 
 
-def _to_chunks(raw: Any, deployment: Deployment) -> Iterator[CompletionChunk]:
+def _to_chunks(raw: Any, deployment: Deployment, attempts: tuple[Attempt, ...] = ()) -> Iterator[CompletionChunk]:
     usage = getattr(raw, "usage", None)
     for choice in getattr(raw, "choices", None) or ():
         delta = choice.delta
@@ -339,4 +416,4 @@ def _to_chunks(raw: Any, deployment: Deployment) -> Iterator[CompletionChunk]:
     if usage is not None:
         counted = _usage(usage)
         yield CompletionChunk(usage=counted, cost_usd=call_cost(deployment.price, counted),
-                              model=deployment.model, provider=deployment.provider)
+                              model=deployment.model, provider=deployment.provider, failed_attempts=attempts)

@@ -58,7 +58,13 @@ class Attempt:
     """One failed model call inside a dispatch."""
 
     model: str
+    """The configured model string of the deployment that was tried."""
     error_type: str
+    """The class name of the provider error (``RateLimitError``, ``Timeout``, ...)."""
+    provider: str = ""
+    started_ns: int | None = None
+    """Start and end of the attempt, in ns since the epoch, when LiteLLM reported them."""
+    ended_ns: int | None = None
 
 
 class DispatchError(StepRouteError, RuntimeError):

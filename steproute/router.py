@@ -19,7 +19,7 @@ from steproute._call import CallRecord
 from steproute.config import RouterConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
-from steproute.errors import RoutingError
+from steproute.errors import Attempt, RoutingError
 from steproute.policies import Choice, Policy, build_policy
 from steproute.pricing import call_cost
 from steproute.telemetry import Telemetry
@@ -227,14 +227,16 @@ class StepRouter:
         record.answered(routed.decision, usage=completion.usage, cost_usd=routed.cost_usd,
                         baseline_cost_usd=routed.baseline_cost_usd, provider=completion.provider,
                         response_model=completion.response_model, response_id=completion.response_id,
-                        finish_reason=completion.finish_reason, response=completion.content)
+                        finish_reason=completion.finish_reason, response=completion.content,
+                        failed_attempts=completion.failed_attempts)
         return routed
 
     def _summarised(self, record: CallRecord, state: _StreamState) -> StreamSummary:
         summary = state.summary(self)
         record.answered(summary.decision, usage=summary.usage, cost_usd=summary.cost_usd,
                         baseline_cost_usd=summary.baseline_cost_usd, provider=state.provider,
-                        finish_reason=summary.finish_reason, response=summary.content)
+                        finish_reason=summary.finish_reason, response=summary.content,
+                        failed_attempts=state.failed_attempts)
         return summary
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
@@ -333,6 +335,7 @@ class _StreamState:
         self.model = decision.model
         self.provider = ""
         self.parts: list[str] = []
+        self.failed_attempts: tuple[Attempt, ...] = ()
         self.usage = Usage()
         self.cost_usd = 0.0
         self.finish_reason: str | None = None
@@ -347,6 +350,7 @@ class _StreamState:
         if chunk.usage is not None:
             self.usage = chunk.usage
             self.cost_usd = chunk.cost_usd or 0.0
+            self.failed_attempts = chunk.failed_attempts
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
 

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,6 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
-    from steproute.dispatch import Deployment
     from steproute.types import Decision, StepRequest, Usage
 
 __all__ = [
@@ -29,6 +27,7 @@ __all__ = [
     "ROUTE_SPAN_PREFIX",
     "Telemetry",
     "configure",
+    "error_type",
 ]
 
 # -- attribute names: steproute's own --------------------------------------------------------
@@ -144,50 +143,46 @@ class Telemetry:
                 _set_error(span, error)
         span.end()
 
-    # -- the chat span ------------------------------------------------------------------------
+    # -- chat spans: one per attempt, made when its outcome is known --------------------------
 
-    def start_chat(self, route: trace.Span, deployment: Deployment) -> tuple[trace.Span, float]:
-        """Open ``chat {model}`` under ``route``; returns the span and its start time."""
-        span = self.tracer.start_span(
-            f"{CHAT_SPAN_PREFIX} {deployment.model}", context=trace.set_span_in_context(route), kind=SpanKind.CLIENT,
-            attributes={OPERATION_NAME: "chat", PROVIDER_NAME: deployment.provider, REQUEST_MODEL: deployment.model,
-                        OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: deployment.provider})
-        return span, time.perf_counter()
-
-    def end_chat(
+    def chat(
         self,
-        chat: tuple[trace.Span, float],
+        route: trace.Span,
         decision: Decision,
         *,
         model: str,
         provider: str,
-        usage: Usage | None,
-        cost_usd: float,
+        started_ns: int,
+        ended_ns: int,
+        usage: Usage | None = None,
+        cost_usd: float = 0.0,
         response_model: str | None = None,
         response_id: str | None = None,
         finish_reason: str | None = None,
-        error: BaseException | None = None,
+        error_type: str | None = None,
     ) -> None:
-        span, started = chat
-        seconds = time.perf_counter() - started
+        """Record one model call: a ``chat {model}`` span under ``route`` and its metrics."""
         base: dict[str, str] = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model}
         if response_model:
             base[RESPONSE_MODEL] = response_model
-        if error is not None:
-            base[ERROR_TYPE] = _error_type(error)
-        self.duration.record(seconds, base)
+        if error_type is not None:
+            base[ERROR_TYPE] = error_type
+        self.duration.record(max(ended_ns - started_ns, 0) / 1e9, base)
         if usage is not None:
             self.tokens.record(usage.input_tokens, {**base, TOKEN_TYPE: "input"})
             self.tokens.record(usage.output_tokens, {**base, TOKEN_TYPE: "output"})
         labels: dict[str, str | bool] = {STEP: decision.step, TIER: decision.tier, REQUEST_MODEL: model,
                                          POLICY: decision.policy, PINNED: decision.pinned}
-        if error is not None:
-            labels[ERROR_TYPE] = base[ERROR_TYPE]
+        if error_type is not None:
+            labels[ERROR_TYPE] = error_type
         self.calls.add(1, labels)
         if cost_usd:
             self.cost.add(cost_usd, labels)
+        span = self.tracer.start_span(f"{CHAT_SPAN_PREFIX} {model}", context=trace.set_span_in_context(route),
+                                      kind=SpanKind.CLIENT, start_time=started_ns)
         if span.is_recording():
             attributes: dict[str, Any] = {**base, COST: cost_usd, LANGFUSE_COST: cost_usd, OPENINFERENCE_COST: cost_usd,
+                                          OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: provider,
                                           OPENINFERENCE_MODEL: response_model or model}
             if usage is not None:
                 attributes.update({
@@ -203,9 +198,9 @@ class Telemetry:
             if finish_reason:
                 attributes[FINISH_REASONS] = [finish_reason]
             span.set_attributes(attributes)
-            if error is not None:
-                _set_error(span, error)
-        span.end()
+            if error_type is not None:
+                span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end(end_time=ended_ns)
 
     @staticmethod
     def trace_id(span: trace.Span) -> str | None:
@@ -214,13 +209,14 @@ class Telemetry:
         return format(context.trace_id, "032x") if context.is_valid else None
 
 
-def _error_type(error: BaseException) -> str:
+def error_type(error: BaseException) -> str:
+    """The name ``error.type`` records: the provider's error behind a steproute error."""
     cause = error.__cause__
     return type(cause if cause is not None else error).__name__
 
 
 def _set_error(span: trace.Span, error: BaseException) -> None:
-    span.set_attribute(ERROR_TYPE, _error_type(error))
+    span.set_attribute(ERROR_TYPE, error_type(error))
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
 

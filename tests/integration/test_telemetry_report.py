@@ -109,3 +109,19 @@ def test_report_page_renders_in_chromium_without_console_errors(llmock, tmp_path
     broken = tmp_path / "broken.html"
     broken.write_text("<html><body><script>console.error('chart failed');</script></body></html>")
     assert any("chart failed" in line for line in _console_errors(_load(broken, tmp_path / "b.png", tmp_path / "p2")))
+
+
+def test_in_tier_fallback_over_http_shows_each_attempt(llmock):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    deployments = [{"model": m, "api_base": llmock.base_url(), "api_key": "k"} for m in ("openai/gpt-4o", "openai/gpt-4.1")]
+    router = StepRouter(RouterConfig(tiers={"strong": {"models": deployments}}, default="strong"),
+                        tracer_provider=provider)
+    llmock.fail(503, times=None, model="gpt-4o")  # the first deployment is down
+    message = router.chat_model(step="answer").invoke("hello")
+    assert message.response_metadata["model_name"] == "openai/gpt-4.1"
+    chats = sorted((s for s in exporter.get_finished_spans() if s.name.startswith("chat ")), key=lambda s: s.start_time)
+    assert [(s.name, s.attributes.get("error.type")) for s in chats] == [
+        ("chat openai/gpt-4o", "ServiceUnavailableError"), ("chat openai/gpt-4.1", None)]
+    assert chats[0].end_time <= chats[1].start_time

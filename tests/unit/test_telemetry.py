@@ -224,3 +224,55 @@ def test_feedback_needs_a_log():
     router = StepRouter(RouterConfig(tiers=mock_tiers(), default="fast"))
     with pytest.raises(ValueError, match="feedback needs a decision log"):
         router.feedback("d-1", 1.0)
+
+
+def _two_deployment_tiers(first: str, second: str):
+    tiers = mock_tiers()
+    tiers["advanced"]["models"] = [
+        {"model": "openai/gpt-4o", "mock_response": first, "api_key": "sk-test"},
+        {"model": "openai/gpt-4.1", "mock_response": second, "api_key": "sk-test"},
+    ]
+    return tiers
+
+
+def test_every_attempt_in_a_tier_gets_its_own_chat_span(otel, tmp_path):
+    router = otel.router(tmp_path, tiers=_two_deployment_tiers("litellm.InternalServerError", "from the second"),
+                         steps={"plan": "advanced"})
+    result = router.complete(StepRequest("plan", [{"role": "user", "content": "x"}]))
+    assert result.completion.content == "from the second" and result.decision.model == "openai/gpt-4.1"
+    assert [(a.model, a.error_type) for a in result.completion.failed_attempts] == [
+        ("openai/gpt-4o", "InternalServerError")]
+    failed, answered = sorted(otel.spans("chat"), key=lambda s: s.start_time)
+    (route,) = otel.spans("route")
+    assert failed.name == "chat openai/gpt-4o" and failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes["error.type"] == "InternalServerError" and failed.attributes["steproute.cost.usd"] == 0
+    assert answered.name == "chat openai/gpt-4.1" and answered.status.status_code != StatusCode.ERROR
+    assert failed.end_time <= answered.start_time and {failed.parent.span_id, answered.parent.span_id} == {
+        route.context.span_id}
+    assert route.attributes["steproute.step.cost.usd"] == pytest.approx(answered.attributes["steproute.cost.usd"])
+    router.decision_log.flush()
+    (entry,) = read_log(tmp_path / "decisions.jsonl").decisions
+    assert entry["failed_attempts"] == [{"model": "openai/gpt-4o", "error_type": "InternalServerError"}]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_dispatch_error_names_every_attempt(otel, mode):
+    router = otel.router(tiers=_two_deployment_tiers("litellm.InternalServerError", "litellm.RateLimitError"),
+                         steps={"plan": "advanced"})
+    request = StepRequest("plan", [{"role": "user", "content": "x"}])
+    with pytest.raises(DispatchError) as caught:
+        router.complete(request) if mode == "sync" else asyncio.run(router.acomplete(request))
+    attempts = [(a.model, a.error_type) for a in caught.value.attempts]
+    assert ("openai/gpt-4o", "InternalServerError") in attempts and ("openai/gpt-4.1", "RateLimitError") in attempts
+    assert "openai/gpt-4o (InternalServerError)" in str(caught.value)
+    spans = otel.spans("chat")
+    assert {s.name for s in spans} == {"chat openai/gpt-4o", "chat openai/gpt-4.1"}
+    assert all(s.status.status_code == StatusCode.ERROR for s in spans)
+
+
+def test_a_streamed_fallback_shows_the_failed_attempt_too(otel):
+    router = otel.router(tiers=_two_deployment_tiers("litellm.InternalServerError", "streamed"), steps={"plan": "advanced"})
+    items = list(router.stream(StepRequest("plan", [{"role": "user", "content": "x"}])))
+    assert items[-1].decision.model == "openai/gpt-4.1"
+    names = [s.name for s in sorted(otel.spans("chat"), key=lambda s: s.start_time)]
+    assert names == ["chat openai/gpt-4o", "chat openai/gpt-4.1"]
