@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,9 +52,13 @@ class JsonlDecisionLog:
     stops the thread (also done at interpreter exit).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, include_prompts: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, include_prompts: bool = False,
+                 flush_interval_s: float = 0.05) -> None:
         self.path = Path(path)
         self.include_prompts = include_prompts
+        self.flush_interval_s = flush_interval_s
+        """How long the writer gathers entries before writing them (entries are on disk within
+        about this long, and at ``flush()``/``close()``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
@@ -81,8 +86,10 @@ class JsonlDecisionLog:
         with open(self.path, "a", encoding="utf-8") as out:
             while True:
                 item = self._queue.get()
+                if not isinstance(item, threading.Event) and item is not _STOP:
+                    time.sleep(self.flush_interval_s)  # gather a batch: one wake-up, not one per call
                 batch = [item]
-                while not self._queue.empty() and len(batch) < 1000:
+                while not self._queue.empty():
                     batch.append(self._queue.get())
                 for entry in batch:
                     if entry is _STOP:
