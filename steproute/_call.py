@@ -76,7 +76,7 @@ class CallRecord:
         self._telemetry.chat(self._route, decision, model=decision.model, provider=provider, started_ns=started,
                              ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
                              response_id=response_id, finish_reason=finish_reason)
-        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd)
+        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
             if failed_attempts:
@@ -115,6 +115,8 @@ class CallRecord:
             "reason": decision.reason,
             "score": decision.score,
             "pinned": decision.pinned,
+            "pin_group": decision.pin_group,
+            "repinned": decision.repinned,
             "escalated_from": decision.escalated_from,
             "thread": decision.thread,
             "tenant": request.tenant,

@@ -33,6 +33,7 @@ __all__ = [
     "DeploymentConfig",
     "DispatchConfig",
     "FixedPolicyConfig",
+    "PinningConfig",
     "PolicyConfig",
     "RouterConfig",
     "RuleCondition",
@@ -164,11 +165,36 @@ class RuleConfig(_Frozen):
     tier: str
 
 
+class PinningConfig(_Frozen):
+    """How a conversation is kept on one tier and model (see ``docs/pinning.md``)."""
+
+    mode: Literal["sticky", "upgrade_only", "reevaluate", "off"] | None = None
+    """``sticky`` (default), ``upgrade_only``, ``reevaluate`` or ``off``."""
+    group: str | None = Field(default=None, min_length=1)
+    """Pin group: steps sharing a group share a pin (default: the step's name)."""
+    after_turns: int | None = Field(default=None, ge=1)
+    """``reevaluate``: let the policy decide again after this many calls from the pin."""
+    after_seconds: float | None = Field(default=None, gt=0)
+    """``reevaluate``: ... or this long after the pin was made."""
+    max_threads: int = Field(default=100_000, ge=1)
+    """Bound of the default in-memory pin store (least recently used pins are dropped)."""
+    ttl_seconds: float | None = Field(default=24 * 3600, gt=0)
+    """The in-memory store forgets a pin this long after its last use."""
+
+    @model_validator(mode="after")
+    def _reevaluate_needs_a_trigger(self) -> PinningConfig:
+        if self.mode == "reevaluate" and self.after_turns is None and self.after_seconds is None:
+            raise ValueError("mode 'reevaluate' needs after_turns or after_seconds")
+        return self
+
+
 class _StepSettings(_Frozen):
     kind: str | None = None
     """Step kind (rewrite, extract, plan, tool_use, synthesis, or any name)."""
     min_tier: str | None = None
     max_tier: str | None = None
+    pinning: PinningConfig | None = None
+    """This step's pinning (fields given here override the global ``pinning``)."""
 
 
 class FixedPolicyConfig(_StepSettings):
@@ -216,6 +242,8 @@ class RouterConfig(BaseModel):
     steps: dict[str, PolicyConfig] = Field(default_factory=dict)
     """Per-step policies, keyed by step name."""
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    pinning: PinningConfig = Field(default_factory=PinningConfig)
+    """Conversation pinning for every step (a step's own ``pinning`` overrides fields)."""
 
     _source: str | None = PrivateAttr(default=None)
 

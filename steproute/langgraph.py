@@ -30,6 +30,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
 from steproute.dispatch import Completion, CompletionChunk
+from steproute.pinning import PIN_MODES
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import Hint, StepRequest, Usage
 
@@ -48,13 +49,17 @@ def step(
     tier: str | None = None,
     min_tier: str | None = None,
     max_tier: str | None = None,
+    pin: str | None = None,
+    pin_group: str | None = None,
 ) -> dict[str, Any]:
     """The metadata that declares a LangGraph node as a routed step.
 
     Pass it as ``StateGraph.add_node(..., metadata=step(...))``, or to any runnable as
     ``.with_config(metadata=step(...))``. ``tier`` fixes the tier (it wins over the step's
     policy); ``min_tier``/``max_tier`` clamp the policy's choice. ``kind`` is one of
-    ``rewrite``, ``extract``, ``plan``, ``tool_use``, ``synthesis``, or any name.
+    ``rewrite``, ``extract``, ``plan``, ``tool_use``, ``synthesis``, or any name. ``pin`` sets
+    the step's pin mode (``sticky``, ``upgrade_only``, ``reevaluate``, ``off``) and
+    ``pin_group`` the pin it shares with other steps (see ``docs/pinning.md``).
 
     Example:
         >>> step("plan", kind="plan", min_tier="standard")
@@ -62,10 +67,13 @@ def step(
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("step(): 'name' must be a non-empty string")
-    values = {"kind": kind, "tier": tier, "min_tier": min_tier, "max_tier": max_tier}
+    values = {"kind": kind, "tier": tier, "min_tier": min_tier, "max_tier": max_tier, "pin": pin,
+              "pin_group": pin_group}
     for key, value in values.items():
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f"step({name!r}): {key!r} must be a non-empty string or None")
+    if pin is not None and pin not in PIN_MODES:
+        raise ValueError(f"step({name!r}): pin must be one of {', '.join(PIN_MODES)}; got {pin!r}")
     return {HINT_KEY: {"step": name, **{k: str(v) for k, v in values.items() if v is not None}}}
 
 
@@ -84,7 +92,8 @@ def _request_from_run(
     tenant = metadata.get("tenant")
     if isinstance(tenant, Mapping):
         tenant = tenant.get("id")
-    hint = Hint(declared.get("tier"), declared.get("min_tier"), declared.get("max_tier"))
+    hint = Hint(declared.get("tier"), declared.get("min_tier"), declared.get("max_tier"), declared.get("pin"),
+                declared.get("pin_group"))
     return StepRequest(
         step=str(name),
         messages=convert_to_openai_messages(messages),

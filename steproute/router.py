@@ -10,6 +10,7 @@ requests come in as :class:`~steproute.types.StepRequest` with OpenAI-format mes
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -20,6 +21,7 @@ from steproute.config import RouterConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import Attempt, RoutingError
+from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
 from steproute.policies import Choice, Policy, build_policy
 from steproute.pricing import call_cost
 from steproute.telemetry import Telemetry
@@ -77,6 +79,8 @@ class _StepPlan:
     low: int
     high: int
     fixed: Choice | None
+    pinning: PinSettings | None
+    """``None``: this step is not pinned (mode ``off``, or a tier hint fixes it)."""
 
 
 class StepRouter:
@@ -98,7 +102,9 @@ class StepRouter:
     Every call is observed: an OpenTelemetry ``route {step}`` span with a ``chat {model}``
     span under it, metrics (``tracer_provider``/``meter_provider``, default: the global
     ones), and, given a ``decision_log`` (a path or a :class:`~steproute.decision_log.DecisionLog`),
-    one JSON line per call.
+    one JSON line per call. Calls on a thread are pinned per step group (``pinning:`` in the
+    config); pins live in ``pin_store`` (default: bounded, in memory; see
+    :class:`~steproute.pinning.BaseStorePinStore` to share them across replicas).
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class StepRouter:
         tracer_provider: Any = None,
         meter_provider: Any = None,
         decision_log: DecisionLog | str | os.PathLike[str] | None = None,
+        pin_store: PinStore | None = None,
     ) -> None:
         self.config = config
         self.tiers: tuple[str, ...] = config.tier_names()
@@ -122,6 +129,8 @@ class StepRouter:
         if decision_log is not None and not isinstance(decision_log, DecisionLog):
             decision_log = JsonlDecisionLog(decision_log)
         self.decision_log: DecisionLog | None = decision_log
+        self.pin_store: PinStore = pin_store if pin_store is not None else InMemoryPinStore(
+            max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> StepRouter:
@@ -161,15 +170,50 @@ class StepRouter:
         if hint.tier is not None:
             self._tier_rank(step, "tier hint", hint.tier)
             fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
-        return _StepPlan(kind, policy, entry is None, low, high, fixed)
+        return _StepPlan(kind, policy, entry is None, low, high, fixed,
+                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint))
+
+    def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
+        base = self.config.pinning
+        mode = hint.pin or (own.mode if own and own.mode else None) or base.mode or "sticky"
+        if mode == "off":
+            return None
+        group = hint.pin_group or (own.group if own and own.group else None) or base.group or step
+        after_turns = own.after_turns if own and own.after_turns is not None else base.after_turns
+        after_seconds = own.after_seconds if own and own.after_seconds is not None else base.after_seconds
+        if mode == "reevaluate" and after_turns is None and after_seconds is None:
+            raise RoutingError(f"step {step!r}: pin mode 'reevaluate' needs after_turns or after_seconds in the config")
+        return PinSettings(mode, group, after_turns, after_seconds)
 
     def decide(self, request: StepRequest) -> Decision:
-        """Choose a tier for one call. Pure: no I/O, no model call.
+        """Choose a tier for one call by hints and policy. Pure: no I/O, no model call, no pin
+        (:meth:`route` adds the conversation's pin).
 
         Raises:
             RoutingError: a hint names an unknown tier, or its bounds contradict.
         """
+        return self._decide(self._plan(request.step, request.kind, request.hint), request)
+
+    def route(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
+        """:meth:`decide`, then the conversation's pin: the decision a call follows, and what
+        to store once it has answered (``None``: no thread, or pinning off)."""
         plan = self._plan(request.step, request.kind, request.hint)
+        decision = self._decide(plan, request)
+        if plan.pinning is None or request.thread is None:
+            return decision, None
+        held = self.pin_store.get(request.thread, plan.pinning.group)
+        return apply_pin(decision, held, plan.pinning, request.thread, self._rank, plan.low, plan.high, time.time())
+
+    async def aroute(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
+        """Async :meth:`route` (the pin store is read with its async API)."""
+        plan = self._plan(request.step, request.kind, request.hint)
+        decision = self._decide(plan, request)
+        if plan.pinning is None or request.thread is None:
+            return decision, None
+        held = await self.pin_store.aget(request.thread, plan.pinning.group)
+        return apply_pin(decision, held, plan.pinning, request.thread, self._rank, plan.low, plan.high, time.time())
+
+    def _decide(self, plan: _StepPlan, request: StepRequest) -> Decision:
         choice: Choice | None
         if plan.fixed is not None:
             choice, policy_name = plan.fixed, "hint"
@@ -212,18 +256,52 @@ class StepRouter:
         return RoutedCompletion(replace(decision, model=completion.model), completion, completion.cost_usd,
                                 self._baseline_cost(completion.usage))
 
-    def _start(self, request: StepRequest) -> tuple[CallRecord, Decision]:
+    def _start(self, request: StepRequest) -> tuple[CallRecord, Decision, PinAction | None]:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
-            decision = self.decide(request)
+            decision, action = self.route(request)
         except BaseException as exc:
             record.failed(exc)
             raise
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
-        return record, decision
+        return record, decision, action
 
-    def _answered(self, record: CallRecord, decision: Decision, completion: Completion) -> RoutedCompletion:
-        routed = self._routed(decision, completion)
+    async def _astart(self, request: StepRequest) -> tuple[CallRecord, Decision, PinAction | None]:
+        record = CallRecord(self._telemetry, self.decision_log, request)
+        try:
+            decision, action = await self.aroute(request)
+        except BaseException as exc:
+            record.failed(exc)
+            raise
+        record.decided(decision, self._dispatcher.first_deployment(decision.tier))
+        return record, decision, action
+
+    def _repin(self, action: PinAction | None, decision: Decision) -> Decision:
+        if action is None:
+            return decision
+        pin, overwrite, repinned = pin_after(action, decision, time.time())
+        if pin is not None:
+            group = action.settings.group
+            if overwrite:
+                self.pin_store.put(action.thread, group, pin)
+            else:
+                self.pin_store.put_if_absent(action.thread, group, pin)
+        return replace(decision, repinned=True) if repinned else decision
+
+    async def _arepin(self, action: PinAction | None, decision: Decision) -> Decision:
+        if action is None:
+            return decision
+        pin, overwrite, repinned = pin_after(action, decision, time.time())
+        if pin is not None:
+            group = action.settings.group
+            if overwrite:
+                await self.pin_store.aput(action.thread, group, pin)
+            else:
+                await self.pin_store.aput_if_absent(action.thread, group, pin)
+        return replace(decision, repinned=True) if repinned else decision
+
+    def _answered(self, record: CallRecord, routed: RoutedCompletion) -> RoutedCompletion:
+        completion = routed.completion
         record.answered(routed.decision, usage=completion.usage, cost_usd=routed.cost_usd,
                         baseline_cost_usd=routed.baseline_cost_usd, provider=completion.provider,
                         response_model=completion.response_model, response_id=completion.response_id,
@@ -231,8 +309,7 @@ class StepRouter:
                         failed_attempts=completion.failed_attempts)
         return routed
 
-    def _summarised(self, record: CallRecord, state: _StreamState) -> StreamSummary:
-        summary = state.summary(self)
+    def _summarised(self, record: CallRecord, state: _StreamState, summary: StreamSummary) -> StreamSummary:
         record.answered(summary.decision, usage=summary.usage, cost_usd=summary.cost_usd,
                         baseline_cost_usd=summary.baseline_cost_usd, provider=state.provider,
                         finish_reason=summary.finish_reason, response=summary.content,
@@ -245,51 +322,59 @@ class StepRouter:
         Raises:
             DispatchError: every deployment of the chosen tier failed.
         """
-        record, decision = self._start(request)
+        record, decision, action = self._start(request)
         try:
             completion = self._dispatcher.tier(decision.tier).complete(request.step, request.messages, params)
+            routed = self._routed(decision, completion)
+            routed = replace(routed, decision=self._repin(action, routed.decision))
         except BaseException as exc:
             record.failed(exc)
             raise
-        return self._answered(record, decision, completion)
+        return self._answered(record, routed)
 
     async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Async :meth:`complete`."""
-        record, decision = self._start(request)
+        record, decision, action = await self._astart(request)
         try:
             completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, request.messages, params)
+            routed = self._routed(decision, completion)
+            routed = replace(routed, decision=await self._arepin(action, routed.decision))
         except BaseException as exc:
             record.failed(exc)
             raise
-        return self._answered(record, decision, completion)
+        return self._answered(record, routed)
 
     def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
         """Decide and stream: chunks, then one :class:`StreamSummary` last."""
-        record, decision = self._start(request)
+        record, decision, action = self._start(request)
         state = _StreamState(decision)
         try:
             for chunk in self._dispatcher.tier(decision.tier).stream(request.step, request.messages, params):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
+            summary = state.summary(self)
+            summary = replace(summary, decision=self._repin(action, summary.decision))
         except BaseException as exc:  # GeneratorExit too: the consumer stopped early
             record.failed(exc)
             raise
-        yield self._summarised(record, state)
+        yield self._summarised(record, state, summary)
 
     async def astream(self, request: StepRequest, **params: Any) -> AsyncIterator[CompletionChunk | StreamSummary]:
         """Async :meth:`stream`."""
-        record, decision = self._start(request)
+        record, decision, action = await self._astart(request)
         state = _StreamState(decision)
         try:
             async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, request.messages, params):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
+            summary = state.summary(self)
+            summary = replace(summary, decision=await self._arepin(action, summary.decision))
         except BaseException as exc:
             record.failed(exc)
             raise
-        yield self._summarised(record, state)
+        yield self._summarised(record, state, summary)
 
     def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).

@@ -39,6 +39,8 @@ DECISION_ID = "steproute.decision.id"
 DECISION_REASON = "steproute.decision.reason"
 DECISION_SCORE = "steproute.decision.score"
 PINNED = "steproute.pinned"
+PIN_GROUP = "steproute.pin.group"
+REPINNED = "steproute.repinned"
 ESCALATED_FROM = "steproute.escalated_from"
 STEP_COST = "steproute.step.cost.usd"
 STEP_BASELINE_COST = "steproute.step.baseline_cost.usd"
@@ -133,12 +135,14 @@ class Telemetry:
             span.set_attribute(DECISION_SCORE, decision.score)
         if decision.escalated_from is not None:
             span.set_attribute(ESCALATED_FROM, decision.escalated_from)
+        if decision.pin_group is not None:
+            span.set_attribute(PIN_GROUP, decision.pin_group)
 
     def end_route(self, span: trace.Span, cost_usd: float, baseline_cost_usd: float,
-                  error: BaseException | None = None) -> None:
+                  error: BaseException | None = None, *, repinned: bool = False) -> None:
         if span.is_recording():
             span.set_attributes({STEP_COST: cost_usd, STEP_BASELINE_COST: baseline_cost_usd,
-                                 STEP_SAVINGS: baseline_cost_usd - cost_usd})
+                                 STEP_SAVINGS: baseline_cost_usd - cost_usd, REPINNED: repinned})
             if error is not None:
                 _set_error(span, error)
         span.end()

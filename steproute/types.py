@@ -45,10 +45,15 @@ class Hint:
     """Floor: the policy's choice is raised to at least this tier."""
     max_tier: str | None = None
     """Ceiling: the policy's choice is lowered to at most this tier."""
+    pin: str | None = None
+    """Pin mode for this step: ``sticky``, ``upgrade_only``, ``reevaluate`` or ``off``."""
+    pin_group: str | None = None
+    """Pin group: steps sharing a group share a pin (default: the step's name)."""
 
     @property
     def is_empty(self) -> bool:
-        return self.tier is None and self.min_tier is None and self.max_tier is None
+        return (self.tier is None and self.min_tier is None and self.max_tier is None and self.pin is None
+                and self.pin_group is None)
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,11 @@ class Decision:
     """Human-readable why: the rule that fired, the hint that won, the clamp applied."""
     score: float | None = None
     pinned: bool = False
+    """The tier came from the conversation's pin, not from the policy."""
+    pin_group: str | None = None
+    """The pin group the call belongs to (``None``: not pinned, no thread or pinning off)."""
+    repinned: bool = False
+    """The pinned model failed and another deployment of the same tier answered; the pin moved."""
     escalated_from: str | None = None
     attempts: int = 1
     thread: str | None = None

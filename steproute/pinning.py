@@ -1,0 +1,261 @@
+"""Conversation pins: a stored decision per (thread, pin group) that later calls reuse.
+
+A pin keeps a conversation on one tier and model. Pins live behind :class:`PinStore`:
+:class:`InMemoryPinStore` (bounded: LRU and TTL, the default) or :class:`BaseStorePinStore`
+over any LangGraph ``BaseStore`` (SQLite, Postgres, ...), so replicas share pins through the
+store the application already runs.
+
+Example:
+    >>> store = InMemoryPinStore(max_entries=2)
+    >>> pin = Pin(tier="fast", model="openai/gpt-4o-mini", decision_id="d-1", created=0.0)
+    >>> store.put_if_absent("thread-1", "answer", pin).tier
+    'fast'
+    >>> store.put_if_absent("thread-1", "answer", Pin("strong", "openai/gpt-4o", "d-2", 1.0)).tier
+    'fast'
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "PIN_MODES", "BaseStorePinStore", "InMemoryPinStore", "Pin", "PinAction", "PinSettings", "PinStore", "apply_pin",
+    "pin_after",
+]
+
+PIN_MODES = ("sticky", "upgrade_only", "reevaluate", "off")
+"""``sticky``: the first decision holds for the thread. ``upgrade_only``: the policy runs on every
+call and may move the pin to a stronger tier, never back down. ``reevaluate``: like sticky,
+but the policy decides afresh after N turns or T seconds. ``off``: no pin."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The tier and model a (thread, pin group) is held to."""
+
+    tier: str
+    model: str
+    """The deployment that answered when the pin was made (or last re-pinned)."""
+    decision_id: str
+    created: float
+    """When the pin was made or last re-evaluated (``time.time()``)."""
+    turns: int = 0
+    """Calls served from the pin since then (counted for ``reevaluate`` after N turns)."""
+    repins: int = 0
+    """Times the pin moved to another deployment of its tier because its model failed."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Pin | None:
+        try:
+            return cls(tier=str(data["tier"]), model=str(data["model"]), decision_id=str(data["decision_id"]),
+                       created=float(data["created"]), turns=int(data.get("turns", 0)),
+                       repins=int(data.get("repins", 0)))
+        except (KeyError, TypeError, ValueError):
+            return None  # a malformed stored value is no pin: the policy decides again
+
+
+@runtime_checkable
+class PinStore(Protocol):
+    """Where pins live. ``put_if_absent`` returns the pin that holds after the call, so
+    concurrent first decisions on one thread converge on one pin."""
+
+    def get(self, thread: str, group: str) -> Pin | None: ...
+
+    def put(self, thread: str, group: str, pin: Pin) -> None: ...
+
+    def put_if_absent(self, thread: str, group: str, pin: Pin) -> Pin: ...
+
+    async def aget(self, thread: str, group: str) -> Pin | None: ...
+
+    async def aput(self, thread: str, group: str, pin: Pin) -> None: ...
+
+    async def aput_if_absent(self, thread: str, group: str, pin: Pin) -> Pin: ...
+
+
+class InMemoryPinStore:
+    """Pins in this process: at most ``max_entries`` (least recently used dropped first), each
+    forgotten ``ttl_seconds`` after its last use. Thread-safe; ``put_if_absent`` is atomic."""
+
+    def __init__(self, *, max_entries: int = 100_000, ttl_seconds: float | None = 24 * 3600) -> None:
+        if max_entries < 1:
+            raise ValueError("InMemoryPinStore: max_entries must be at least 1")
+        if ttl_seconds is not None and ttl_seconds <= 0:
+            raise ValueError("InMemoryPinStore: ttl_seconds must be positive (or None for no expiry)")
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self._pins: OrderedDict[tuple[str, str], tuple[Pin, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pins)
+
+    def _live(self, key: tuple[str, str], now: float) -> Pin | None:
+        entry = self._pins.get(key)
+        if entry is None:
+            return None
+        pin, used = entry
+        if self.ttl_seconds is not None and now - used > self.ttl_seconds:
+            del self._pins[key]
+            return None
+        self._pins[key] = (pin, now)
+        self._pins.move_to_end(key)
+        return pin
+
+    def _store(self, key: tuple[str, str], pin: Pin, now: float) -> None:
+        self._pins[key] = (pin, now)
+        self._pins.move_to_end(key)
+        while len(self._pins) > self.max_entries:
+            self._pins.popitem(last=False)
+
+    def get(self, thread: str, group: str) -> Pin | None:
+        with self._lock:
+            return self._live((thread, group), time.monotonic())
+
+    def put(self, thread: str, group: str, pin: Pin) -> None:
+        with self._lock:
+            self._store((thread, group), pin, time.monotonic())
+
+    def put_if_absent(self, thread: str, group: str, pin: Pin) -> Pin:
+        with self._lock:
+            now = time.monotonic()
+            held = self._live((thread, group), now)
+            if held is not None:
+                return held
+            self._store((thread, group), pin, now)
+            return pin
+
+    async def aget(self, thread: str, group: str) -> Pin | None:
+        return self.get(thread, group)
+
+    async def aput(self, thread: str, group: str, pin: Pin) -> None:
+        self.put(thread, group, pin)
+
+    async def aput_if_absent(self, thread: str, group: str, pin: Pin) -> Pin:
+        return self.put_if_absent(thread, group, pin)
+
+
+class BaseStorePinStore:
+    """Pins in a LangGraph ``BaseStore``, under the namespace ``(*prefix, thread)``, key = group.
+
+    ``put_if_absent`` reads, writes when nothing is there, and reads back: concurrent writers
+    converge on the value stored last, and every caller continues with what the store holds.
+    (LangGraph's stores have no compare-and-set; the window is the time between one writer's
+    read and its write.)
+
+    Example:
+        >>> from langgraph.store.memory import InMemoryStore
+        >>> pins = BaseStorePinStore(InMemoryStore())
+        >>> pins.put("t-1", "answer", Pin("fast", "openai/gpt-4o-mini", "d-1", 0.0))
+        >>> pins.get("t-1", "answer").model
+        'openai/gpt-4o-mini'
+    """
+
+    def __init__(self, store: Any, *, prefix: tuple[str, ...] = ("steproute", "pins")) -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def _namespace(self, thread: str) -> tuple[str, ...]:
+        return (*self.prefix, thread)
+
+    def get(self, thread: str, group: str) -> Pin | None:
+        item = self.store.get(self._namespace(thread), group)
+        return Pin.from_dict(item.value) if item is not None else None
+
+    def put(self, thread: str, group: str, pin: Pin) -> None:
+        self.store.put(self._namespace(thread), group, pin.to_dict())
+
+    def put_if_absent(self, thread: str, group: str, pin: Pin) -> Pin:
+        held = self.get(thread, group)
+        if held is not None:
+            return held
+        self.put(thread, group, pin)
+        return self.get(thread, group) or pin
+
+    async def aget(self, thread: str, group: str) -> Pin | None:
+        item = await self.store.aget(self._namespace(thread), group)
+        return Pin.from_dict(item.value) if item is not None else None
+
+    async def aput(self, thread: str, group: str, pin: Pin) -> None:
+        await self.store.aput(self._namespace(thread), group, pin.to_dict())
+
+    async def aput_if_absent(self, thread: str, group: str, pin: Pin) -> Pin:
+        held = await self.aget(thread, group)
+        if held is not None:
+            return held
+        await self.aput(thread, group, pin)
+        return await self.aget(thread, group) or pin
+
+
+# -- the pin rules: pure functions the router applies around a call --------------------------
+
+
+@dataclass(frozen=True)
+class PinSettings:
+    """A step's resolved pinning: mode, group and re-evaluation triggers."""
+
+    mode: str
+    group: str
+    after_turns: int | None = None
+    after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class PinAction:
+    """What to do with the store once the call has answered."""
+
+    thread: str
+    settings: PinSettings
+    held: Pin | None
+    """The pin the decision followed (``None``: the policy decided)."""
+    replace: bool = False
+    """Overwrite the stored pin (re-evaluated or upgraded) instead of adding one if absent."""
+
+
+def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
+    if settings.after_turns is not None and pin.turns >= settings.after_turns:
+        return True
+    return settings.after_seconds is not None and now - pin.created >= settings.after_seconds
+
+
+def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str, rank: dict[str, int],
+              low: int, high: int, now: float) -> tuple[Any, PinAction]:
+    """The decision once the conversation's pin is taken into account, and what to store after.
+
+    ``decision`` is the policy's (already clamped to ``low``..``high``). A pin outside those
+    bounds, or of an unknown tier, is ignored; a due ``reevaluate`` pin lets the policy decide;
+    ``upgrade_only`` follows the policy only when it chose a stronger tier.
+    """
+    from dataclasses import replace
+
+    group = settings.group
+    if pin is None or pin.tier not in rank or not low <= rank[pin.tier] <= high:
+        return replace(decision, pin_group=group), PinAction(thread, settings, None, replace=pin is not None)
+    if settings.mode == "reevaluate" and _due(pin, settings, now):
+        return (replace(decision, pin_group=group, reason=f"{decision.reason}; pin re-evaluated"),
+                PinAction(thread, settings, None, replace=True))
+    if settings.mode == "upgrade_only" and rank[decision.tier] > rank[pin.tier]:
+        return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
+                PinAction(thread, settings, None, replace=True))
+    pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None,
+                     reason=f"pinned to tier {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
+    return pinned, PinAction(thread, settings, pin)
+
+
+def pin_after(action: PinAction, decision: Any, now: float) -> tuple[Pin | None, bool, bool]:
+    """The pin to write after the answer: ``(pin, replace, repinned)``; ``pin`` is ``None`` when
+    nothing changes. ``decision.model`` is the deployment that answered."""
+    held = action.held
+    if held is None:
+        return Pin(decision.tier, decision.model, decision.id, now), action.replace, False
+    if decision.model != held.model:  # the pinned model failed; another deployment of the tier answered
+        return Pin(held.tier, decision.model, held.decision_id, held.created, held.turns + 1, held.repins + 1), True, True
+    if action.settings.mode == "reevaluate" and action.settings.after_turns is not None:
+        return Pin(held.tier, held.model, held.decision_id, held.created, held.turns + 1, held.repins), True, False
+    return None, False, False
