@@ -17,12 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Debian packages, installed if missing: cmake and a C++ compiler build llama-server; the
-# report page's test opens it in headless Chromium.
+# report page's test opens it in headless Chromium; the pin tests run a PostgreSQL server.
 SUDO := $(shell command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
 system-packages:
-	@command -v cmake >/dev/null && command -v c++ >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing cmake, g++ and chromium with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ ninja-build chromium; }
+	@command -v cmake >/dev/null && command -v c++ >/dev/null && command -v chromium >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing cmake, g++, chromium and postgresql with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    cmake g++ ninja-build chromium postgresql \
+	  && { $(SUDO) service postgresql stop >/dev/null 2>&1 || true; }; }
+# (the tests run their own PostgreSQL server; the one the package may start is stopped)
 
 # Build llama-server and fetch the weights (once per machine; a no-op when cached).
 local-models: $(STAMP) system-packages

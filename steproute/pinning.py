@@ -16,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -144,10 +147,11 @@ class InMemoryPinStore:
 class BaseStorePinStore:
     """Pins in a LangGraph ``BaseStore``, under the namespace ``(*prefix, thread)``, key = group.
 
-    ``put_if_absent`` reads, writes when nothing is there, and reads back: concurrent writers
-    converge on the value stored last, and every caller continues with what the store holds.
-    (LangGraph's stores have no compare-and-set; the window is the time between one writer's
-    read and its write.)
+    ``put_if_absent`` reads, writes when nothing is there, and reads back. LangGraph's stores
+    have no compare-and-set, so two replicas making a thread's first decision at the same
+    instant could both write; pass ``lock`` (a function of ``(thread, group)`` returning a
+    context manager held across replicas, such as
+    :class:`~steproute.pin_locks.PostgresAdvisoryLock`) to make the first pin atomic.
 
     Example:
         >>> from langgraph.store.memory import InMemoryStore
@@ -157,9 +161,11 @@ class BaseStorePinStore:
         'openai/gpt-4o-mini'
     """
 
-    def __init__(self, store: Any, *, prefix: tuple[str, ...] = ("steproute", "pins")) -> None:
+    def __init__(self, store: Any, *, prefix: tuple[str, ...] = ("steproute", "pins"),
+                 lock: Callable[[str, str], AbstractContextManager[Any]] | None = None) -> None:
         self.store = store
         self.prefix = prefix
+        self.lock = lock
 
     def _namespace(self, thread: str) -> tuple[str, ...]:
         return (*self.prefix, thread)
@@ -175,7 +181,11 @@ class BaseStorePinStore:
         held = self.get(thread, group)
         if held is not None:
             return held
-        self.put(thread, group, pin)
+        with self.lock(thread, group) if self.lock is not None else nullcontext():
+            held = self.get(thread, group)  # again, now that no other writer can be between
+            if held is not None:
+                return held
+            self.put(thread, group, pin)
         return self.get(thread, group) or pin
 
     async def aget(self, thread: str, group: str) -> Pin | None:
@@ -189,6 +199,8 @@ class BaseStorePinStore:
         held = await self.aget(thread, group)
         if held is not None:
             return held
+        if self.lock is not None:  # the lock is synchronous: hold it off the event loop
+            return await asyncio.to_thread(self.put_if_absent, thread, group, pin)
         await self.aput(thread, group, pin)
         return await self.aget(thread, group) or pin
 
@@ -208,14 +220,17 @@ class PinSettings:
 
 @dataclass(frozen=True)
 class PinAction:
-    """What to do with the store once the call has answered."""
+    """What the call does with the store: before dispatch (``write``), and after the answer."""
 
     thread: str
     settings: PinSettings
     held: Pin | None
-    """The pin the decision followed (``None``: the policy decided)."""
-    replace: bool = False
-    """Overwrite the stored pin (re-evaluated or upgraded) instead of adding one if absent."""
+    """The pin the call follows, or the one it is making."""
+    write: str = "none"
+    """Before dispatch: ``absent`` (make the first pin, unless another writer made one),
+    ``replace`` (a re-evaluated or upgraded pin), or ``none`` (follow ``held``)."""
+    made: bool = False
+    """This call made ``held`` (a new, re-evaluated or upgraded pin)."""
 
 
 def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
@@ -226,36 +241,42 @@ def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
 
 def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str, rank: dict[str, int],
               low: int, high: int, now: float) -> tuple[Any, PinAction]:
-    """The decision once the conversation's pin is taken into account, and what to store after.
+    """The decision once the conversation's pin is taken into account, and what to write.
 
     ``decision`` is the policy's (already clamped to ``low``..``high``). A pin outside those
-    bounds, or of an unknown tier, is ignored; a due ``reevaluate`` pin lets the policy decide;
-    ``upgrade_only`` follows the policy only when it chose a stronger tier.
+    bounds, or of an unknown tier, is not followed; a due ``reevaluate`` pin lets the policy
+    decide; ``upgrade_only`` follows the policy only when it chose a stronger tier.
     """
     from dataclasses import replace
 
     group = settings.group
-    if pin is None or pin.tier not in rank or not low <= rank[pin.tier] <= high:
-        return replace(decision, pin_group=group), PinAction(thread, settings, None, replace=pin is not None)
+    mine = Pin(decision.tier, decision.model, decision.id, now)
+    if pin is None:
+        return replace(decision, pin_group=group), PinAction(thread, settings, mine, "absent", made=True)
+    if pin.tier not in rank or not low <= rank[pin.tier] <= high:  # this call's bounds hold; the pin stays
+        return (replace(decision, pin_group=group, reason=f"{decision.reason}; pinned tier {pin.tier!r} is out of bounds"),
+                PinAction(thread, settings, None))
     if settings.mode == "reevaluate" and _due(pin, settings, now):
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; pin re-evaluated"),
-                PinAction(thread, settings, None, replace=True))
+                PinAction(thread, settings, mine, "replace", made=True))
     if settings.mode == "upgrade_only" and rank[decision.tier] > rank[pin.tier]:
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
-                PinAction(thread, settings, None, replace=True))
+                PinAction(thread, settings, mine, "replace", made=True))
     pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None,
                      reason=f"pinned to tier {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
     return pinned, PinAction(thread, settings, pin)
 
 
-def pin_after(action: PinAction, decision: Any, now: float) -> tuple[Pin | None, bool, bool]:
-    """The pin to write after the answer: ``(pin, replace, repinned)``; ``pin`` is ``None`` when
-    nothing changes. ``decision.model`` is the deployment that answered."""
+def pin_after(action: PinAction, decision: Any) -> tuple[Pin | None, bool]:
+    """The pin to write once the call has answered (``None``: no change), and whether that is a
+    re-pin. ``decision.model`` is the deployment that answered."""
     held = action.held
     if held is None:
-        return Pin(decision.tier, decision.model, decision.id, now), action.replace, False
-    if decision.model != held.model:  # the pinned model failed; another deployment of the tier answered
-        return Pin(held.tier, decision.model, held.decision_id, held.created, held.turns + 1, held.repins + 1), True, True
-    if action.settings.mode == "reevaluate" and action.settings.after_turns is not None:
-        return Pin(held.tier, held.model, held.decision_id, held.created, held.turns + 1, held.repins), True, False
-    return None, False, False
+        return None, False
+    if decision.model != held.model:  # another deployment of the tier answered
+        repinned = not action.made  # the conversation had seen the pinned model: it moves
+        return Pin(held.tier, decision.model, held.decision_id, held.created, held.turns + (not action.made),
+                   held.repins + repinned), repinned
+    if not action.made and action.settings.mode == "reevaluate" and action.settings.after_turns is not None:
+        return Pin(held.tier, held.model, held.decision_id, held.created, held.turns + 1, held.repins), False
+    return None, False

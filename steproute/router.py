@@ -198,20 +198,38 @@ class StepRouter:
         """:meth:`decide`, then the conversation's pin: the decision a call follows, and what
         to store once it has answered (``None``: no thread, or pinning off)."""
         plan = self._plan(request.step, request.kind, request.hint)
-        decision = self._decide(plan, request)
+        policy_decision = self._decide(plan, request)
         if plan.pinning is None or request.thread is None:
-            return decision, None
-        held = self.pin_store.get(request.thread, plan.pinning.group)
-        return apply_pin(decision, held, plan.pinning, request.thread, self._rank, plan.low, plan.high, time.time())
+            return policy_decision, None
+        group, thread = plan.pinning.group, request.thread
+        decision, action = self._pinned(plan, policy_decision, self.pin_store.get(thread, group))
+        if action.write == "absent" and action.held is not None:
+            winner = self.pin_store.put_if_absent(thread, group, action.held)
+            if winner.decision_id != decision.id:  # another call made the thread's first pin: follow it
+                decision, action = self._pinned(plan, policy_decision, winner)
+        elif action.write == "replace" and action.held is not None:
+            self.pin_store.put(thread, group, action.held)
+        return decision, action
+
+    def _pinned(self, plan: _StepPlan, decision: Decision, held: Any) -> tuple[Decision, PinAction]:
+        assert plan.pinning is not None and decision.thread is not None
+        return apply_pin(decision, held, plan.pinning, decision.thread, self._rank, plan.low, plan.high, time.time())
 
     async def aroute(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """Async :meth:`route` (the pin store is read with its async API)."""
         plan = self._plan(request.step, request.kind, request.hint)
-        decision = self._decide(plan, request)
+        policy_decision = self._decide(plan, request)
         if plan.pinning is None or request.thread is None:
-            return decision, None
-        held = await self.pin_store.aget(request.thread, plan.pinning.group)
-        return apply_pin(decision, held, plan.pinning, request.thread, self._rank, plan.low, plan.high, time.time())
+            return policy_decision, None
+        group, thread = plan.pinning.group, request.thread
+        decision, action = self._pinned(plan, policy_decision, await self.pin_store.aget(thread, group))
+        if action.write == "absent" and action.held is not None:
+            winner = await self.pin_store.aput_if_absent(thread, group, action.held)
+            if winner.decision_id != decision.id:
+                decision, action = self._pinned(plan, policy_decision, winner)
+        elif action.write == "replace" and action.held is not None:
+            await self.pin_store.aput(thread, group, action.held)
+        return decision, action
 
     def _decide(self, plan: _StepPlan, request: StepRequest) -> Decision:
         choice: Choice | None
@@ -279,25 +297,17 @@ class StepRouter:
     def _repin(self, action: PinAction | None, decision: Decision) -> Decision:
         if action is None:
             return decision
-        pin, overwrite, repinned = pin_after(action, decision, time.time())
+        pin, repinned = pin_after(action, decision)
         if pin is not None:
-            group = action.settings.group
-            if overwrite:
-                self.pin_store.put(action.thread, group, pin)
-            else:
-                self.pin_store.put_if_absent(action.thread, group, pin)
+            self.pin_store.put(action.thread, action.settings.group, pin)
         return replace(decision, repinned=True) if repinned else decision
 
     async def _arepin(self, action: PinAction | None, decision: Decision) -> Decision:
         if action is None:
             return decision
-        pin, overwrite, repinned = pin_after(action, decision, time.time())
+        pin, repinned = pin_after(action, decision)
         if pin is not None:
-            group = action.settings.group
-            if overwrite:
-                await self.pin_store.aput(action.thread, group, pin)
-            else:
-                await self.pin_store.aput_if_absent(action.thread, group, pin)
+            await self.pin_store.aput(action.thread, action.settings.group, pin)
         return replace(decision, repinned=True) if repinned else decision
 
     def _answered(self, record: CallRecord, routed: RoutedCompletion) -> RoutedCompletion:

@@ -90,7 +90,8 @@ def test_hints_win_over_pins():
     ask(r, "prove it")  # pins advanced
     assert ask(r, "hi", hint=Hint(tier="fast")).tier == "fast"  # a tier hint fixes the tier
     capped = ask(r, "hi", hint=Hint(max_tier="standard"))  # a pin outside the bounds is not followed
-    assert (capped.tier, capped.pinned) == ("standard", False)
+    assert (capped.tier, capped.pinned) == ("standard", False) and "pinned tier 'advanced' is out of bounds" in capped.reason
+    assert ask(r, "hi").tier == "advanced"  # the one bounded call did not move the pin
     grouped = ask(r, "prove", hint=Hint(pin_group="elsewhere"))
     assert grouped.pin_group == "elsewhere" and not grouped.pinned
 
