@@ -39,6 +39,7 @@ __all__ = [
     "RuleCondition",
     "RuleConfig",
     "RulesPolicyConfig",
+    "StyleConfig",
     "TierConfig",
     "load_config",
 ]
@@ -98,6 +99,19 @@ class DeploymentConfig(BaseModel):
         return params
 
 
+class StyleConfig(_Frozen):
+    """What makes answers from different tiers look alike when a conversation moves between them:
+    an addition to the system prompt and output settings, per tier and per step."""
+
+    system_prompt: str | None = Field(default=None, min_length=1)
+    """Appended to the call's system message (a system message is added when there is none);
+    a tier's comes first, then the step's."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Output length cap, unless the call sets its own (the step's wins over the tier's)."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature, unless the call sets its own (the step's wins over the tier's)."""
+
+
 class TierConfig(_Frozen):
     """A tier: an ordered list of deployments (the in-tier fallback order)."""
 
@@ -107,6 +121,8 @@ class TierConfig(_Frozen):
     models without it (small local models), the tools are sent as a JSON-schema response format
     (grammar-constrained by servers such as llama.cpp) and the JSON answer is turned back into
     tool calls, so ``bind_tools``, ``with_structured_output`` and agents work unchanged."""
+    style: StyleConfig | None = None
+    """This tier's system-prompt addition and output settings (see ``docs/pinning.md``)."""
 
 
 class DispatchConfig(_Frozen):
@@ -195,6 +211,8 @@ class _StepSettings(_Frozen):
     max_tier: str | None = None
     pinning: PinningConfig | None = None
     """This step's pinning (fields given here override the global ``pinning``)."""
+    style: StyleConfig | None = None
+    """This step's system-prompt addition and output settings, after the tier's."""
 
 
 class FixedPolicyConfig(_StepSettings):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from steproute._call import CallRecord
-from steproute.config import RouterConfig, load_config
+from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import Attempt, RoutingError
@@ -81,6 +81,8 @@ class _StepPlan:
     fixed: Choice | None
     pinning: PinSettings | None
     """``None``: this step is not pinned (mode ``off``, or a tier hint fixes it)."""
+    style: StyleConfig | None
+    """The step's system-prompt addition and output settings."""
 
 
 class StepRouter:
@@ -171,7 +173,7 @@ class StepRouter:
             self._tier_rank(step, "tier hint", hint.tier)
             fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
         return _StepPlan(kind, policy, entry is None, low, high, fixed,
-                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint))
+                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style)
 
     def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
         base = self.config.pinning
@@ -294,6 +296,35 @@ class StepRouter:
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
         return record, decision, action
 
+    def _styled(
+        self, request: StepRequest, decision: Decision, params: dict[str, Any]
+    ) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any]]:
+        """The tier's, then the step's, system-prompt addition and output settings (so answers
+        look alike across tiers); settings the call gives itself win."""
+        tier_style = self.config.tiers[decision.tier].style
+        step_style = self._plan(request.step, request.kind, request.hint).style
+        if tier_style is None and step_style is None:
+            return request.messages, params
+        styles = [s for s in (tier_style, step_style) if s is not None]
+        messages = list(request.messages)
+        addition = "\n\n".join(s.system_prompt for s in styles if s.system_prompt)
+        if addition:
+            if messages and messages[0].get("role") == "system":
+                content = messages[0].get("content")
+                if isinstance(content, list):
+                    content = [*content, {"type": "text", "text": addition}]
+                else:
+                    content = f"{content}\n\n{addition}" if content else addition
+                messages[0] = {**messages[0], "content": content}
+            else:
+                messages.insert(0, {"role": "system", "content": addition})
+        params = dict(params)
+        for name in ("max_tokens", "temperature"):
+            values = [getattr(s, name) for s in reversed(styles) if getattr(s, name) is not None]
+            if values:
+                params.setdefault(name, values[0])
+        return messages, params
+
     def _repin(self, action: PinAction | None, decision: Decision) -> Decision:
         if action is None:
             return decision
@@ -334,7 +365,8 @@ class StepRouter:
         """
         record, decision, action = self._start(request)
         try:
-            completion = self._dispatcher.tier(decision.tier).complete(request.step, request.messages, params)
+            messages, params = self._styled(request, decision, params)
+            completion = self._dispatcher.tier(decision.tier).complete(request.step, messages, params)
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=self._repin(action, routed.decision))
         except BaseException as exc:
@@ -346,7 +378,8 @@ class StepRouter:
         """Async :meth:`complete`."""
         record, decision, action = await self._astart(request)
         try:
-            completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, request.messages, params)
+            messages, params = self._styled(request, decision, params)
+            completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, messages, params)
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=await self._arepin(action, routed.decision))
         except BaseException as exc:
@@ -359,7 +392,8 @@ class StepRouter:
         record, decision, action = self._start(request)
         state = _StreamState(decision)
         try:
-            for chunk in self._dispatcher.tier(decision.tier).stream(request.step, request.messages, params):
+            messages, params = self._styled(request, decision, params)
+            for chunk in self._dispatcher.tier(decision.tier).stream(request.step, messages, params):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -375,7 +409,8 @@ class StepRouter:
         record, decision, action = await self._astart(request)
         state = _StreamState(decision)
         try:
-            async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, request.messages, params):
+            messages, params = self._styled(request, decision, params)
+            async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, messages, params):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
