@@ -221,37 +221,69 @@ class _Tier:
             return messages, params, False
         return emulated_request(messages, params)
 
-    def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
+    def _preferred_id(self, prefer: str | None) -> str | None:
+        """The deployment id to try first for a pinned model, when it is not the tier's first."""
+        if self._router is None or prefer is None or prefer == self.deployments[0].model:
+            return None
+        return next((d.id for d in self.deployments if d.model == prefer), None)
+
+    def _call(self, kwargs: dict[str, Any], prefer: str | None) -> Any:
+        if self._router is None:
+            return litellm().completion(**kwargs)
+        preferred = self._preferred_id(prefer)
+        if preferred is not None:  # keep a pinned conversation on its model while that model answers
+            try:
+                return self._router.completion(**{**kwargs, "model": preferred})
+            except Exception:  # recorded by the failure hook; the tier's usual order takes over
+                pass
+        return self._router.completion(**kwargs)
+
+    async def _acall(self, kwargs: dict[str, Any], prefer: str | None) -> Any:
+        if self._router is None:
+            return await litellm().acompletion(**kwargs)
+        preferred = self._preferred_id(prefer)
+        if preferred is not None:
+            try:
+                return await self._router.acompletion(**{**kwargs, "model": preferred})
+            except Exception:
+                pass
+        return await self._router.acompletion(**kwargs)
+
+    def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                 prefer: str | None = None) -> Completion:
+        """One call to the tier; ``prefer`` names a deployment to try first (a pinned model)."""
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
         with self._collecting() as failures:
             try:
-                response = (self._router.completion if self._router else litellm().completion)(**kwargs)
+                response = self._call(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
         return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures))
 
-    async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Completion:
+    async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                        prefer: str | None = None) -> Completion:
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
         with self._collecting() as failures:
             try:
-                response = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
+                response = await self._acall(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
         return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures))
 
-    def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> Iterator[CompletionChunk]:
+    def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+               prefer: str | None = None) -> Iterator[CompletionChunk]:
         if self.json_tools and params.get("tools"):
             # An emulated tool call is known only once the whole JSON reply is in.
-            yield from _as_chunks(self.complete(step, messages, params))
+            yield from _as_chunks(self.complete(step, messages, params, prefer))
             return
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
         failures: list[tuple[Any, str, Any, Any]] = []
         try:
             with self._collecting() as failures:  # not held across yields: the context is the consumer's
-                stream = (self._router.completion if self._router else litellm().completion)(**kwargs)
+                stream = self._call(kwargs, prefer)
             deployment = self._answered_by(stream)
             attempts = self._attempts(failures)
             for raw in stream:
@@ -260,10 +292,10 @@ class _Tier:
             raise self._error(step, exc, failures) from exc
 
     async def astream(
-        self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]
+        self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], prefer: str | None = None
     ) -> AsyncIterator[CompletionChunk]:
         if self.json_tools and params.get("tools"):
-            for chunk in _as_chunks(await self.acomplete(step, messages, params)):
+            for chunk in _as_chunks(await self.acomplete(step, messages, params, prefer)):
                 yield chunk
             return
         messages, params, _ = self._emulating(messages, params)
@@ -271,7 +303,7 @@ class _Tier:
         failures: list[tuple[Any, str, Any, Any]] = []
         try:
             with self._collecting() as failures:
-                stream = await (self._router.acompletion if self._router else litellm().acompletion)(**kwargs)
+                stream = await self._acall(kwargs, prefer)
             deployment = self._answered_by(stream)
             attempts = self._attempts(failures)
             async for raw in stream:

@@ -366,7 +366,7 @@ class StepRouter:
         record, decision, action = self._start(request)
         try:
             messages, params = self._styled(request, decision, params)
-            completion = self._dispatcher.tier(decision.tier).complete(request.step, messages, params)
+            completion = self._dispatcher.tier(decision.tier).complete(request.step, messages, params, _prefer(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=self._repin(action, routed.decision))
         except BaseException as exc:
@@ -379,7 +379,8 @@ class StepRouter:
         record, decision, action = await self._astart(request)
         try:
             messages, params = self._styled(request, decision, params)
-            completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, messages, params)
+            completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, messages, params,
+                                                                              _prefer(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=await self._arepin(action, routed.decision))
         except BaseException as exc:
@@ -393,7 +394,7 @@ class StepRouter:
         state = _StreamState(decision)
         try:
             messages, params = self._styled(request, decision, params)
-            for chunk in self._dispatcher.tier(decision.tier).stream(request.step, messages, params):
+            for chunk in self._dispatcher.tier(decision.tier).stream(request.step, messages, params, _prefer(action)):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -410,7 +411,8 @@ class StepRouter:
         state = _StreamState(decision)
         try:
             messages, params = self._styled(request, decision, params)
-            async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, messages, params):
+            async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, messages, params,
+                                                                            _prefer(action)):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -457,6 +459,11 @@ class StepRouter:
 
     def __repr__(self) -> str:
         return f"StepRouter(tiers={list(self.tiers)}, baseline={self.baseline!r}, steps={list(self.config.steps)})"
+
+
+def _prefer(action: PinAction | None) -> str | None:
+    """The pinned model, for a call that follows a pin (dispatch tries it first)."""
+    return action.held.model if action is not None and not action.made and action.held is not None else None
 
 
 class _StreamState:

@@ -222,3 +222,33 @@ def test_spans_and_the_log_record_the_pin(tmp_path):
     logged = read_log(tmp_path / "d.jsonl").decisions
     assert [(d["pinned"], d["pin_group"], d["repinned"]) for d in logged] == [(False, "answer", False),
                                                                               (True, "answer", False)]
+
+
+def _advanced(first: str, second: str):
+    tiers = mock_tiers()
+    tiers["advanced"]["models"] = [
+        {"model": "openai/gpt-4o", "mock_response": first, "api_key": "k"},
+        {"model": "openai/gpt-4.1", "mock_response": second, "api_key": "k"}]
+    return tiers
+
+
+def test_a_pinned_thread_stays_on_its_model_when_the_tier_first_deployment_is_healthy_again():
+    store = InMemoryPinStore()
+    store.put("t1", "answer", Pin("advanced", "openai/gpt-4.1", "d-earlier", time.time()))  # moved there earlier
+    r = StepRouter(RouterConfig(tiers=_advanced("from the first", "from the second"), default="fast",
+                                steps={"answer": ANSWER}), pin_store=store)
+    result = r.complete(StepRequest("answer", [{"role": "user", "content": "hi"}], thread="t1"))
+    assert result.completion.content == "from the second" and result.decision.repinned is False
+    streamed = list(r.stream(StepRequest("answer", [{"role": "user", "content": "hi"}], thread="t1")))
+    assert streamed[-1].decision.model == "openai/gpt-4.1"
+
+
+def test_when_the_pinned_model_fails_the_tier_order_takes_over_and_the_pin_moves():
+    store = InMemoryPinStore()
+    store.put("t1", "answer", Pin("advanced", "openai/gpt-4.1", "d-earlier", time.time()))
+    r = StepRouter(RouterConfig(tiers=_advanced("from the first", "litellm.InternalServerError"), default="fast",
+                                steps={"answer": ANSWER}), pin_store=store)
+    result = r.complete(StepRequest("answer", [{"role": "user", "content": "hi"}], thread="t1"))
+    assert result.completion.content == "from the first" and result.decision.repinned is True
+    assert [a.model for a in result.completion.failed_attempts] == ["openai/gpt-4.1"]
+    assert store.get("t1", "answer").model == "openai/gpt-4o"
