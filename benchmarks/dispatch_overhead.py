@@ -13,13 +13,13 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from importlib import metadata
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
+from _timing import interleaved
 
 from steproute import RouterConfig, StepRequest, StepRouter
 
@@ -53,18 +53,7 @@ def variants() -> dict[str, Callable[[], object]]:
 
 
 def measure(rounds: int, calls: int) -> dict[str, list[float]]:
-    todo = variants()
-    for fn in todo.values():  # warm up
-        for _ in range(20):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in todo}
-    for _ in range(rounds):
-        for name, fn in todo.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - start) / calls)
-    return times
+    return interleaved(variants(), rounds, calls)
 
 
 def report(times: dict[str, list[float]], rounds: int, calls: int) -> str:

@@ -15,13 +15,13 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from _timing import interleaved
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -59,18 +59,7 @@ def variants(tmp: Path) -> tuple[dict[str, Callable[[], object]], InMemorySpanEx
 def measure(rounds: int, calls: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         todo, exporter = variants(Path(tmp))
-        for fn in todo.values():
-            for _ in range(20):
-                fn()
-        times: dict[str, list[float]] = {name: [] for name in todo}
-        for _ in range(rounds):
-            for name, fn in todo.items():
-                start = time.perf_counter()
-                for _ in range(calls):
-                    fn()
-                times[name].append((time.perf_counter() - start) / calls)
-            exporter.clear()  # keep memory flat between rounds
-    return times
+        return interleaved(todo, rounds, calls, after_round=exporter.clear)  # memory flat between rounds
 
 
 def report(times: dict[str, list[float]], rounds: int, calls: int) -> str:
