@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -247,8 +247,6 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
     bounds, or of an unknown tier, is not followed; a due ``reevaluate`` pin lets the policy
     decide; ``upgrade_only`` follows the policy only when it chose a stronger tier.
     """
-    from dataclasses import replace
-
     group = settings.group
     mine = Pin(decision.tier, decision.model, decision.id, now)
     if pin is None:

@@ -199,7 +199,9 @@ class StepRouter:
     def route(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """:meth:`decide`, then the conversation's pin: the decision a call follows, and what
         to store once it has answered (``None``: no thread, or pinning off)."""
-        plan = self._plan(request.step, request.kind, request.hint)
+        return self._route(self._plan(request.step, request.kind, request.hint), request)
+
+    def _route(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
         policy_decision = self._decide(plan, request)
         if plan.pinning is None or request.thread is None:
             return policy_decision, None
@@ -219,7 +221,9 @@ class StepRouter:
 
     async def aroute(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """Async :meth:`route` (the pin store is read with its async API)."""
-        plan = self._plan(request.step, request.kind, request.hint)
+        return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
+
+    async def _aroute(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
         policy_decision = self._decide(plan, request)
         if plan.pinning is None or request.thread is None:
             return policy_decision, None
@@ -276,33 +280,35 @@ class StepRouter:
         return RoutedCompletion(replace(decision, model=completion.model), completion, completion.cost_usd,
                                 self._baseline_cost(completion.usage))
 
-    def _start(self, request: StepRequest) -> tuple[CallRecord, Decision, PinAction | None]:
+    def _start(self, request: StepRequest) -> tuple[CallRecord, _StepPlan, Decision, PinAction | None]:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
-            decision, action = self.route(request)
+            plan = self._plan(request.step, request.kind, request.hint)
+            decision, action = self._route(plan, request)
         except BaseException as exc:
             record.failed(exc)
             raise
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
-        return record, decision, action
+        return record, plan, decision, action
 
-    async def _astart(self, request: StepRequest) -> tuple[CallRecord, Decision, PinAction | None]:
+    async def _astart(self, request: StepRequest) -> tuple[CallRecord, _StepPlan, Decision, PinAction | None]:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
-            decision, action = await self.aroute(request)
+            plan = self._plan(request.step, request.kind, request.hint)
+            decision, action = await self._aroute(plan, request)
         except BaseException as exc:
             record.failed(exc)
             raise
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
-        return record, decision, action
+        return record, plan, decision, action
 
     def _styled(
-        self, request: StepRequest, decision: Decision, params: dict[str, Any]
+        self, plan: _StepPlan, request: StepRequest, decision: Decision, params: dict[str, Any]
     ) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any]]:
         """The tier's, then the step's, system-prompt addition and output settings (so answers
         look alike across tiers); settings the call gives itself win."""
         tier_style = self.config.tiers[decision.tier].style
-        step_style = self._plan(request.step, request.kind, request.hint).style
+        step_style = plan.style
         if tier_style is None and step_style is None:
             return request.messages, params
         styles = [s for s in (tier_style, step_style) if s is not None]
@@ -363,9 +369,9 @@ class StepRouter:
         Raises:
             DispatchError: every deployment of the chosen tier failed.
         """
-        record, decision, action = self._start(request)
+        record, plan, decision, action = self._start(request)
         try:
-            messages, params = self._styled(request, decision, params)
+            messages, params = self._styled(plan, request, decision, params)
             completion = self._dispatcher.tier(decision.tier).complete(request.step, messages, params, _prefer(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=self._repin(action, routed.decision))
@@ -376,9 +382,9 @@ class StepRouter:
 
     async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Async :meth:`complete`."""
-        record, decision, action = await self._astart(request)
+        record, plan, decision, action = await self._astart(request)
         try:
-            messages, params = self._styled(request, decision, params)
+            messages, params = self._styled(plan, request, decision, params)
             completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, messages, params,
                                                                               _prefer(action))
             routed = self._routed(decision, completion)
@@ -390,10 +396,10 @@ class StepRouter:
 
     def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
         """Decide and stream: chunks, then one :class:`StreamSummary` last."""
-        record, decision, action = self._start(request)
+        record, plan, decision, action = self._start(request)
         state = _StreamState(decision)
         try:
-            messages, params = self._styled(request, decision, params)
+            messages, params = self._styled(plan, request, decision, params)
             for chunk in self._dispatcher.tier(decision.tier).stream(request.step, messages, params, _prefer(action)):
                 state.see(chunk)
                 if chunk.usage is None:
@@ -407,10 +413,10 @@ class StepRouter:
 
     async def astream(self, request: StepRequest, **params: Any) -> AsyncIterator[CompletionChunk | StreamSummary]:
         """Async :meth:`stream`."""
-        record, decision, action = await self._astart(request)
+        record, plan, decision, action = await self._astart(request)
         state = _StreamState(decision)
         try:
-            messages, params = self._styled(request, decision, params)
+            messages, params = self._styled(plan, request, decision, params)
             async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, messages, params,
                                                                             _prefer(action)):
                 state.see(chunk)
