@@ -26,6 +26,8 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from steproute._text_table import text_table
+
 __all__ = ["StepCall", "StepCostTracker"]
 
 
@@ -114,12 +116,7 @@ class StepCostTracker(BaseCallbackHandler):
         rows.append(["TOTAL", "", "", f"{sum(c.input_tokens for c in self.calls)}/{sum(c.output_tokens for c in self.calls)}",
                      f"{latency:.2f}s", f"{total:.7f}", f"{baseline:.7f}", _share(baseline - total, baseline)]
                     + ([""] if reasons else []))
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-        def line(row: list[str]) -> str:
-            return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-
-        return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+        return text_table(header, rows)
 
 
 def _share(saved: float, baseline: float) -> str:

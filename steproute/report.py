@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from steproute._text_table import text_table
 from steproute.decision_log import LogContents
 
 __all__ = ["StepSummary", "format_table", "summarise", "write_html"]
@@ -76,12 +77,7 @@ def format_table(summaries: Sequence[StepSummary]) -> str:
     rows = [(s.step, str(s.calls), f"{s.cost_usd:.6f}", f"{s.baseline_cost_usd:.6f}", f"{s.savings_usd:.6f}",
              f"{s.savings_share:.0%}", _mix(s.tiers, s.calls), f"{s.escalation_rate:.0%}", str(s.errors))
             for s in summaries]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(row: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+    return text_table(header, rows)
 
 
 # -- the HTML page ---------------------------------------------------------------------------
