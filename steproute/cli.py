@@ -48,11 +48,12 @@ def _tiers(specs: list[str] | None) -> dict[str, str]:
 
 def _local(args: argparse.Namespace) -> int:
     from steproute.errors import LocalModelError
-    from steproute.local import MODELS, LocalServers, cache_dir, ensure_llama_server, ensure_weights
+    from steproute.local import MODELS, LocalServers, ensure_llama_server, ensure_weights
+    from steproute.local._weights import weights_path
 
     if args.list:
         for m in MODELS.values():
-            cached = (cache_dir() / "models" / m.filename).exists()
+            cached = weights_path(m).exists()
             print(f"{m.name:20} {m.title:38} {m.size_mb:>5} MB  {m.license:10} {'cached' if cached else '-':7} {m.origin}")
         return 0
     tiers = _tiers(args.tier)

