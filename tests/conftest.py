@@ -6,6 +6,7 @@ import os
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -36,3 +37,13 @@ def make_router() -> Callable[..., StepRouter]:
         return StepRouter(RouterConfig(**config))
 
     return make
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Stop a server a fixture started, by its PID: SIGTERM, then SIGKILL after ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICES = {"smollm2-135m": (0.15, 0.60), "qwen2.5-coder-0.5b": (2.50, 10.00)}  # as in examples/steproute.yaml
@@ -69,12 +70,7 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
             time.sleep(0.5)
         yield url, proc.pid, grpc_port
     finally:
-        proc.send_signal(signal.SIGTERM)  # stop by PID
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)  # by PID
         log.close()
 
 
