@@ -77,8 +77,10 @@ def report(times: dict[str, list[float]], rounds: int, calls: int) -> str:
         lines.append(f"| {name} | {unit} | {ratio:.2f}x |" if ratio >= 0.1 else f"| {name} | {unit} | {ratio:.4f}x |")
     lines += [
         "",
-        "Reading: a tier with one deployment calls `litellm.completion` directly, so routing adds only the",
-        "decision and pricing; a tier with several deployments pays for `litellm.Router` (its in-tier",
+        "Reading: a tier with one deployment calls `litellm.completion` directly, so routing adds the",
+        "decision, pricing and the call's bookkeeping (spans and metrics on the OpenTelemetry API's no-op",
+        "providers, the failure hook's context, pin and style lookups); a tier with several deployments pays",
+        "for `litellm.Router` (its in-tier",
         "fallback and cooldowns). The chat-model row adds LangChain's own `invoke` machinery.",
     ]
     return "\n".join(lines) + "\n"

@@ -197,8 +197,9 @@ class StepRouter:
         return self._decide(self._plan(request.step, request.kind, request.hint), request)
 
     def route(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        """:meth:`decide`, then the conversation's pin: the decision a call follows, and what
-        to store once it has answered (``None``: no thread, or pinning off)."""
+        """:meth:`decide`, then the conversation's pin: the decision a call follows, and the
+        pin it follows or has just made (``None``: no thread, or pinning off). A thread's first
+        pin is written here, before the call is dispatched."""
         return self._route(self._plan(request.step, request.kind, request.hint), request)
 
     def _route(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
