@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="per-step cost, savings, tier mix and escalation rate of a decision log")
     report.add_argument("log", help="a decision log (JSON lines) written by StepRouter(decision_log=...)")
     report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
+    from steproute._cli_eval import add_parsers
+
+    add_parsers(sub)
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
@@ -130,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return _local(args)
     if args.command == "report":
         return _report(args)
+    if args.command in ("convert", "train", "eval", "calibrate"):
+        from steproute._cli_eval import run
+
+        return run(args)
     return _check(args.config)
 
 

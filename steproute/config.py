@@ -30,21 +30,25 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from steproute.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "ChainPolicyConfig",
+    "ClassifierPolicyConfig",
     "DeploymentConfig",
     "DispatchConfig",
     "FixedPolicyConfig",
+    "LLMPolicyConfig",
     "PinningConfig",
     "PolicyConfig",
     "RouterConfig",
     "RuleCondition",
     "RuleConfig",
     "RulesPolicyConfig",
+    "SemanticPolicyConfig",
     "StyleConfig",
     "TierConfig",
     "load_config",
 ]
 
-POLICY_NAMES = ("fixed", "rules")
+POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain")
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
@@ -231,7 +235,63 @@ class RulesPolicyConfig(_StepSettings):
     """Tier when no rule matches (default: defer to the ``default`` policy)."""
 
 
-PolicyConfig = Annotated[Union[FixedPolicyConfig, RulesPolicyConfig], Field(discriminator="policy")]
+class _LearnedPolicyConfig(_StepSettings):
+    artefact: str
+    """Path of the trained artefact (``steproute train``); relative paths are read from the
+    configuration file's folder."""
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    """Expected quality a call may give up to use a cheaper tier (default: the artefact's
+    calibrated one; ``steproute calibrate`` writes it here)."""
+    tiers: list[str] | None = None
+    """The router tier of each tier the artefact estimates, cheap to strong (default: the
+    configuration's tiers, when there are as many)."""
+
+
+class ClassifierPolicyConfig(_LearnedPolicyConfig):
+    """A trained per-tier quality estimate; the cheapest tier within ``threshold`` of the best."""
+
+    policy: Literal["classifier"] = "classifier"
+
+
+class SemanticPolicyConfig(_LearnedPolicyConfig):
+    """Quality per tier estimated from the nearest reference queries."""
+
+    policy: Literal["semantic"] = "semantic"
+
+
+class LLMPolicyConfig(_StepSettings):
+    """Ask a model (through a cheap tier) which tier a request needs; strict parsing."""
+
+    policy: Literal["llm"] = "llm"
+    router_tier: str
+    """Tier that answers the routing question."""
+    fallback: str
+    """Tier used when the router's answer cannot be parsed (each such call is counted)."""
+    choices: dict[str, str] | None = None
+    """Tier name → what it is for, shown to the routing model (default: every tier, by name)."""
+    instructions: str | None = None
+    """Replaces the routing prompt's opening instructions."""
+    max_tokens: int = Field(default=8, ge=1, le=256)
+
+
+_LinkConfig = Annotated[
+    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig],
+    Field(discriminator="policy"),
+]
+
+
+class ChainPolicyConfig(_StepSettings):
+    """Policies asked in order; the first with an opinion decides (rules, then a learned policy)."""
+
+    policy: Literal["chain"] = "chain"
+    policies: list[_LinkConfig] = Field(min_length=1)
+
+
+PolicyConfig = Annotated[
+    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig,
+          ChainPolicyConfig],
+    Field(discriminator="policy"),
+]
 
 
 def _policy_shorthand(value: Any) -> Any:
@@ -337,19 +397,34 @@ class RouterConfig(BaseModel):
             if low is not None and high is not None and low > high:
                 problems.append(ConfigProblem(
                     prefix, f"min_tier {policy.min_tier!r} is above max_tier {policy.max_tier!r}"))
-            if isinstance(policy, FixedPolicyConfig):
-                tier_ref(f"{prefix}.tier", policy.tier)
-            else:
-                tier_ref(f"{prefix}.fallback", policy.fallback)
-                for i, rule in enumerate(policy.rules):
-                    tier_ref(f"{prefix}.rules[{i}].tier", rule.tier)
-                    if rule.when.regex is not None:
-                        try:
-                            re.compile(rule.when.regex)
-                        except re.error as exc:
-                            problems.append(ConfigProblem(
-                                f"{prefix}.rules[{i}].when.regex", f"invalid regular expression: {exc}"))
+            links = policy.policies if isinstance(policy, ChainPolicyConfig) else [policy]
+            for j, link in enumerate(links):
+                where = f"{prefix}.policies[{j}]" if isinstance(policy, ChainPolicyConfig) else prefix
+                self._link_problems(where, link, tier_ref, problems)
         return problems
+
+    @staticmethod
+    def _link_problems(prefix: str, policy: Any, tier_ref: Any, problems: list[ConfigProblem]) -> None:
+        if isinstance(policy, FixedPolicyConfig):
+            tier_ref(f"{prefix}.tier", policy.tier)
+        elif isinstance(policy, RulesPolicyConfig):
+            tier_ref(f"{prefix}.fallback", policy.fallback)
+            for i, rule in enumerate(policy.rules):
+                tier_ref(f"{prefix}.rules[{i}].tier", rule.tier)
+                if rule.when.regex is not None:
+                    try:
+                        re.compile(rule.when.regex)
+                    except re.error as exc:
+                        problems.append(ConfigProblem(
+                            f"{prefix}.rules[{i}].when.regex", f"invalid regular expression: {exc}"))
+        elif isinstance(policy, _LearnedPolicyConfig):
+            for i, tier in enumerate(policy.tiers or ()):
+                tier_ref(f"{prefix}.tiers[{i}]", tier)
+        elif isinstance(policy, LLMPolicyConfig):
+            tier_ref(f"{prefix}.router_tier", policy.router_tier)
+            tier_ref(f"{prefix}.fallback", policy.fallback)
+            for tier in policy.choices or {}:
+                tier_ref(f"{prefix}.choices.{tier}", tier)
 
 
 # -- loading ---------------------------------------------------------------------------------

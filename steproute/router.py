@@ -9,20 +9,22 @@ requests come in as :class:`~steproute.types.StepRequest` with OpenAI-format mes
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steproute._call import CallRecord
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
-from steproute.errors import Attempt, RoutingError
+from steproute.errors import Attempt, ConfigError, ConfigProblem, RoutingError
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
-from steproute.policies import Choice, Policy, build_policy
+from steproute.policies import Choice, Policy, PolicyContext, build_policy
 from steproute.pricing import call_cost
 from steproute.telemetry import Telemetry
 from steproute.types import Decision, Hint, StepRequest, Usage
@@ -124,8 +126,7 @@ class StepRouter:
         self.baseline = config.baseline_tier()
         self._dispatcher = Dispatcher(config)
         self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
-        self._default = build_policy(config.default)
-        self._policies: dict[str, Policy] = {name: build_policy(cfg) for name, cfg in config.steps.items()}
+        self._default, self._policies = self._build_policies(config)
         self._plan = lru_cache(maxsize=4096)(self._make_plan)
         self._telemetry = Telemetry(tracer_provider, meter_provider)
         if decision_log is not None and not isinstance(decision_log, DecisionLog):
@@ -133,6 +134,28 @@ class StepRouter:
         self.decision_log: DecisionLog | None = decision_log
         self.pin_store: PinStore = pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds)
+
+    def _build_policies(self, config: RouterConfig) -> tuple[Policy, dict[str, Policy]]:
+        """Every policy of the config; one :class:`ConfigError` lists each that cannot be built
+        (a missing or mismatched artefact) with its config path."""
+        source = config._source
+        context = PolicyContext(self.tiers, Path(source).parent if source else Path("."), self._ask)
+        problems: list[ConfigProblem] = []
+        built: dict[str, Policy] = {}
+        for path, cfg in [("default", config.default), *((f"steps.{n}", c) for n, c in config.steps.items())]:
+            try:
+                built[path] = build_policy(cfg, context)
+            except (ValueError, ImportError) as exc:
+                field = "artefact" if getattr(cfg, "artefact", None) else "policy"
+                problems.append(ConfigProblem(f"{path}.{field}", str(exc)))
+        if problems:
+            raise ConfigError(problems, source=source)
+        return built.pop("default"), {path.removeprefix("steps."): p for path, p in built.items()}
+
+    def _ask(self, tier: str, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> str:
+        """A short deterministic call through ``tier``: what the ``llm`` policy routes with."""
+        completion = self._dispatcher.tier(tier).complete("router", messages, {"max_tokens": max_tokens, "temperature": 0})
+        return completion.content or ""
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> StepRouter:
@@ -225,7 +248,10 @@ class StepRouter:
         return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
 
     async def _aroute(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        policy_decision = self._decide(plan, request)
+        if getattr(plan.policy, "blocking", False):  # a policy that calls a model: keep the loop free
+            policy_decision = await asyncio.to_thread(self._decide, plan, request)
+        else:
+            policy_decision = self._decide(plan, request)
         if plan.pinning is None or request.thread is None:
             return policy_decision, None
         group, thread = plan.pinning.group, request.thread
@@ -445,6 +471,10 @@ class StepRouter:
     def deployments(self, tier: str) -> tuple[Deployment, ...]:
         """A tier's deployments (model, provider, price), in fallback order."""
         return self._dispatcher.deployments(tier)
+
+    def policy_of(self, step: str, kind: str | None = None) -> Policy:
+        """The policy object that decides ``step`` (by name, then kind, then ``default``)."""
+        return self._plan(step, kind, Hint()).policy
 
     # -- LangChain / LangGraph conveniences (the layer above; imported on use) ---------------
 

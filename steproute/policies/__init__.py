@@ -1,19 +1,87 @@
-"""Routing policies, one per module, behind the :class:`Policy` protocol."""
+"""Routing policies, one per module, behind the :class:`Policy` protocol.
+
+``fixed`` and ``rules`` need nothing; ``classifier`` and ``semantic`` load a trained artefact
+(the ``learn`` extra); ``llm`` asks a model through a tier the router lends it; ``chain``
+asks several in order.
+"""
 
 from __future__ import annotations
 
-from steproute.config import FixedPolicyConfig, PolicyConfig, RulesPolicyConfig
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steproute.config import (
+    ChainPolicyConfig,
+    ClassifierPolicyConfig,
+    FixedPolicyConfig,
+    LLMPolicyConfig,
+    PolicyConfig,
+    RulesPolicyConfig,
+    SemanticPolicyConfig,
+)
 from steproute.policies.base import Choice, Policy
+from steproute.policies.chain import ChainPolicy
 from steproute.policies.fixed import FixedPolicy
+from steproute.policies.llm_judge import Ask, LLMRouterPolicy
 from steproute.policies.rules import RulesPolicy
 
-__all__ = ["Choice", "FixedPolicy", "Policy", "RulesPolicy", "build_policy"]
+__all__ = ["ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
+           "build_policy"]
 
 
-def build_policy(config: PolicyConfig) -> Policy:
-    """The policy object for a validated policy configuration."""
+@dataclass(frozen=True)
+class PolicyContext:
+    """What the router lends the policies it builds."""
+
+    tiers: tuple[str, ...] = ()
+    """The configuration's tiers, cheap to strong."""
+    base_dir: Path = Path(".")
+    """Folder that relative artefact paths are read from (the configuration file's)."""
+    ask: Ask | None = None
+    """A model call through a tier, for the ``llm`` policy."""
+
+
+def _learned(config: ClassifierPolicyConfig | SemanticPolicyConfig, context: PolicyContext) -> Policy:
+    path = Path(os.path.expanduser(config.artefact))
+    if not path.is_absolute():
+        path = context.base_dir / path
+    if isinstance(config, ClassifierPolicyConfig):
+        from steproute.policies.classifier import ClassifierPolicy as cls
+    else:
+        from steproute.policies.semantic import SemanticPolicy as cls  # type: ignore[assignment]
+    tiers = config.tiers
+    if tiers is None:
+        from steproute.policies._artefact import load_artefact
+
+        artefact = load_artefact(path, config.policy)
+        if len(artefact.labels) != len(context.tiers):
+            raise ValueError(f"the artefact estimates {len(artefact.labels)} tiers ({', '.join(artefact.labels)}) and the "
+                             f"configuration has {len(context.tiers)}: say which tier is which with 'tiers:'")
+        return cls(artefact, context.tiers, config.threshold)
+    return cls.load(path, tiers, config.threshold)
+
+
+def build_policy(config: PolicyConfig, context: PolicyContext | None = None) -> Policy:
+    """The policy object for a validated policy configuration.
+
+    Raises ``ValueError`` (an :class:`~steproute.policies._artefact.ArtefactError` for a bad
+    artefact) when the policy cannot be built; the router reports it against the config path.
+    """
+    context = context or PolicyContext()
     if isinstance(config, FixedPolicyConfig):
         return FixedPolicy.from_config(config)
     if isinstance(config, RulesPolicyConfig):
         return RulesPolicy.from_config(config)
+    if isinstance(config, (ClassifierPolicyConfig, SemanticPolicyConfig)):
+        return _learned(config, context)
+    if isinstance(config, LLMPolicyConfig):
+        if context.ask is None:
+            raise ValueError("the llm policy needs a router to make its calls")
+        choices: dict[str, Any] = config.choices or dict.fromkeys(context.tiers, "")
+        return LLMRouterPolicy(context.ask, config.router_tier, choices, config.fallback,
+                               instructions=config.instructions, max_tokens=config.max_tokens)
+    if isinstance(config, ChainPolicyConfig):
+        return ChainPolicy([build_policy(link, context) for link in config.policies])
     raise TypeError(f"no policy implementation for {type(config).__name__}")  # pragma: no cover

@@ -1,0 +1,302 @@
+"""``steproute convert | train | eval | calibrate``: the offline side of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parsers", "run"]
+
+
+def _progress(quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    def bar(stage: str, total: int) -> Any:
+        return tqdm(total=total, desc=stage, unit="", file=sys.stderr, disable=True if quiet else None, leave=False)
+
+    return bar
+
+
+def _fail(command: str, message: str, code: int = 2) -> int:
+    print(f"steproute {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from steproute.evaluation import Target
+
+    given = {k: getattr(args, k) for k in ("strong_share", "quality_floor", "quality_ratio") if getattr(args, k) is not None}
+    return Target(**given) if given else None
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--strong-share", type=float, help="at most this share of calls on stronger tiers (0..1)")
+    group.add_argument("--quality-floor", type=float, help="mean quality at least this (0..1), at the lowest cost")
+    group.add_argument("--quality-ratio", type=float,
+                       help="quality at least this share of the strongest tier's (default for train: 0.95)")
+
+
+def add_parsers(sub: Any) -> None:
+    convert = sub.add_parser("convert", help="write rows of the evaluation format from RouteLLM results or a decision log")
+    convert.add_argument("source", help="a RouteLLM benchmark folder (mmlu, gsm8k, mt_bench) or a decision log")
+    convert.add_argument("--from", dest="kind", choices=("routellm", "log"), default="routellm")
+    convert.add_argument("--benchmark", choices=("mmlu", "gsm8k", "mt_bench"), help="default: from the folder's name")
+    convert.add_argument("--out", required=True, help="JSONL file to write")
+    convert.add_argument("--holdout", type=float, help="also hold out this share of every step's rows ...")
+    convert.add_argument("--holdout-out", help="... into this file")
+    convert.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", help="train a classifier or semantic policy artefact on rows of the evaluation format")
+    train.add_argument("--data", required=True, help="training rows (JSONL, evaluation format)")
+    train.add_argument("--out", required=True, help="artefact file to write")
+    train.add_argument("--policy", choices=("classifier", "semantic"), default="classifier")
+    train.add_argument("--models", help="comma-separated models, cheap to strong (default: the rows' models by cost)")
+    train.add_argument("--folds", type=int, default=5, help="cross-validation folds for the threshold (0: none)")
+    train.add_argument("--encoder", default="wordllama-l2-256", help="wordllama-l2-256 (default) or all-minilm-l6-v2")
+    train.add_argument("--json", action="store_true", help="print the cross-validation figures as JSON")
+    _add_target(train)
+
+    ev = sub.add_parser("eval", help="replay a policy (artefact or configuration) over rows; APGR, CPT, AIQ, plots")
+    ev.add_argument("--data", required=True, help="test rows (JSONL, evaluation format)")
+    ev.add_argument("--policy", required=True, help="an artefact from 'steproute train', or a steproute.yaml")
+    ev.add_argument("--step", help="decide every row as this step (configuration only; default: each row's step)")
+    ev.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
+    ev.add_argument("--threshold", type=float, help="override the policy's threshold")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plot", metavar="PNG", help="write the quality/share and quality/cost curves")
+
+    cal = sub.add_parser("calibrate", help="choose a step's threshold for a target on a calibration set; write it back")
+    cal.add_argument("--data", required=True, help="calibration rows (JSONL, evaluation format)")
+    cal.add_argument("--config", required=True, help="steproute.yaml whose step to calibrate")
+    cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic)")
+    cal.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
+    cal.add_argument("--write", action="store_true", help="write the threshold into the configuration file")
+    cal.add_argument("--json", action="store_true")
+    _add_target(cal)
+
+
+def _read(path: str, command: str) -> tuple[list, int]:
+    from steproute.evaluation import DataError, read_rows
+
+    try:
+        rows, _ = read_rows(path)
+    except DataError as exc:
+        print(f"steproute {command}: {exc}", file=sys.stderr)
+        return [], 2
+    except OSError as exc:
+        return [], _fail(command, f"cannot read {path}: {exc.strerror}")
+    if not rows:
+        return [], _fail(command, f"{path} holds no rows")
+    return rows, 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from steproute.evaluation import from_decision_log, load_routellm, split_rows, write_rows
+
+    if (args.holdout is None) != (args.holdout_out is None):
+        return _fail("convert", "--holdout and --holdout-out go together")
+    try:
+        loaded = from_decision_log(args.source) if args.kind == "log" else load_routellm(args.source, args.benchmark)
+    except (OSError, ValueError) as exc:
+        return _fail("convert", str(exc))
+    for problem in loaded.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not loaded.rows:
+        return _fail("convert", f"{args.source}: no usable rows", 1)
+    rows = loaded.rows
+    if args.holdout is not None:
+        rows, held = split_rows(rows, args.holdout, args.seed)
+        print(f"wrote {write_rows(held, args.holdout_out)} held-out rows to {args.holdout_out}")
+    print(f"wrote {write_rows(rows, args.out)} rows to {args.out}"
+          + (f" ({loaded.contaminated} contaminated prompts dropped)" if loaded.contaminated else "")
+          + (f"; {len(loaded.problems)} problem(s) reported above" if loaded.problems else ""))
+    return 0
+
+
+def _figures(summary: Any) -> list[tuple[str, str]]:
+    s = summary
+    out = [("rows", str(s.rows)), ("threshold", f"{s.threshold:.4g}"), ("quality", f"{s.quality:.4f}"),
+           ("strong share", f"{s.strong_share:.1%}"), ("cost", f"${s.cost_usd:.4f}"), ("APGR", f"{s.apgr:.3f}"),
+           ("CPT(50%)", f"{s.cpt50:.1%}"), ("CPT(80%)", f"{s.cpt80:.1%}")]
+    if s.aiq is not None:
+        out.append(("AIQ", f"{s.aiq:.4f}"))
+    out += [("always cheapest", f"{s.weak_quality:.4f}  ${s.weak_cost_usd:.4f}"),
+            ("always strongest", f"{s.strong_quality:.4f}  ${s.strong_cost_usd:.4f}"), ("oracle", f"{s.oracle_quality:.4f}")]
+    return out
+
+
+def _print_figures(title: str, summary: Any) -> None:
+    from steproute._text_table import text_table
+
+    print(title)
+    print(text_table(["figure", "value"], _figures(summary)))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from steproute.evaluation import models_by_cost
+    from steproute.evaluation._train import train_classifier, train_semantic
+    from steproute.policies._artefact import save_artefact
+
+    rows, code = _read(args.data, "train")
+    if code:
+        return code
+    models = tuple(args.models.split(",")) if args.models else models_by_cost(rows)
+    if len(models) < 2:
+        return _fail("train", f"need outcomes of two or more models; the rows have {', '.join(models)}")
+    train = train_classifier if args.policy == "classifier" else train_semantic
+    try:
+        kwargs: dict[str, Any] = {"folds": args.folds, "encoder": args.encoder, "progress": _progress(args.json)}
+        if _target(args) is not None:
+            kwargs["target"] = _target(args)
+        artefact = train(rows, models, **kwargs)
+    except (ValueError, ImportError) as exc:
+        return _fail("train", str(exc))
+    save_artefact(artefact, args.out)
+    cv = artefact.meta.get("cross_validation")
+    if args.json:
+        print(json.dumps({"artefact": args.out, "policy": args.policy, "models": list(models),
+                          "threshold": artefact.threshold, "cross_validation": cv}))
+        return 0
+    print(f"wrote {args.out}: {args.policy} over {', '.join(models)} (cheap to strong), {len(rows)} rows, "
+          f"threshold {artefact.threshold:.4g} for {artefact.meta['target']}")
+    if cv:
+        from steproute.evaluation import Summary
+
+        figures = {k: (tuple(v) if k == "models" else v) for k, v in cv.items() if k != "folds"}
+        _print_figures(f"{cv['folds']}-fold cross-validation (out-of-fold estimates):", Summary(**figures))
+    return 0
+
+
+def _tier_models(specs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for spec in specs or ():
+        tier, sep, model = spec.partition("=")
+        if not sep or not tier or not model:
+            raise ValueError(f"--model expects TIER=MODEL, got {spec!r}")
+        out[tier] = model
+    return out
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from steproute.errors import ConfigError
+    from steproute.evaluation import evaluate
+    from steproute.policies._artefact import ArtefactError
+
+    rows, code = _read(args.data, "eval")
+    if code:
+        return code
+    try:
+        result = evaluate(rows, args.policy, step=args.step, models=_tier_models(args.model),
+                          threshold=args.threshold, progress=_progress(args.json))
+    except (ConfigError, ArtefactError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        return _fail("eval", str(exc))
+    if args.plot:
+        from steproute.evaluation._plots import plot_evaluations
+
+        plot_evaluations([result], args.plot, title=f"{Path(args.data).name}: {result.policy}")
+    if args.json:
+        out = result.to_json()
+        if args.plot:
+            out["plot"] = args.plot
+        print(json.dumps(out))
+        return 0
+    _print_figures(f"{result.policy} on {Path(args.data).name} (tiers {', '.join(result.tiers)}):", result.summary)
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+_STEP_LINE = re.compile(r"^(\s*)([A-Za-z0-9_./-]+|\"[^\"]+\"|'[^']+'):\s*(#.*)?$")
+
+
+def write_threshold(path: Path, step: str, threshold: float) -> None:
+    """Set ``steps.<step>.threshold`` in a YAML file, keeping its comments and layout.
+
+    The new file is validated before it replaces the old one (atomically)."""
+    from steproute.config import load_config
+
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    in_steps, step_indent, body_indent, start = False, None, None, None
+    for i, line in enumerate(lines):
+        if re.match(r"^steps:\s*(#.*)?$", line):
+            in_steps = True
+            continue
+        if in_steps and line.strip() and not line.startswith((" ", "\t")):
+            break
+        m = _STEP_LINE.match(line) if in_steps else None
+        if m and step_indent is None and m.group(2).strip("\"'") == step:
+            step_indent, start = len(m.group(1)), i
+            continue
+        if start is not None and line.strip() and not line.lstrip().startswith("#"):
+            indent = len(line) - len(line.lstrip())
+            if indent <= step_indent:
+                break
+            body_indent = body_indent or indent
+            if indent == body_indent and line.lstrip().startswith("threshold:"):
+                lines[i] = f"{' ' * indent}threshold: {threshold:.6g}\n"
+                break
+    else:
+        i = len(lines)
+    if start is None or body_indent is None:
+        raise ValueError(f"{path}: no block 'steps: {step}:' with its settings on their own lines")
+    if not any(line.lstrip().startswith("threshold:") and (len(line) - len(line.lstrip())) == body_indent
+               for line in lines[start + 1:i + 1]):
+        lines.insert(start + 1, f"{' ' * body_indent}threshold: {threshold:.6g}\n")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text("".join(lines), encoding="utf-8")
+        load_config(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from steproute.errors import ConfigError
+    from steproute.evaluation import Target, calibrate, evaluate
+
+    rows, code = _read(args.data, "calibrate")
+    if code:
+        return code
+    target = _target(args) or Target(quality_ratio=0.95)
+    try:
+        result = evaluate(rows, args.config, step=args.step, models=_tier_models(args.model),
+                          progress=_progress(args.json))
+        if len(result.curve.points) < 2:
+            return _fail("calibrate", f"step {args.step!r}: its policy has no threshold to calibrate "
+                                      "(classifier or semantic needed)")
+        point = calibrate(result.curve, target, result.summary.strong_quality)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        return _fail("calibrate", str(exc))
+    out = {"step": args.step, "target": target.describe(), "threshold": point.threshold, "quality": point.quality,
+           "strong_share": point.strong_share, "cost_usd": point.cost_usd}
+    if args.write:
+        try:
+            write_threshold(Path(args.config), args.step, point.threshold)
+        except (ValueError, ConfigError, OSError) as exc:
+            return _fail("calibrate", f"not written: {exc}")
+        out["written"] = args.config
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"step {args.step}: threshold {point.threshold:.6g} for {target.describe()}: quality {point.quality:.4f}, "
+              f"{point.strong_share:.1%} on stronger tiers, ${point.cost_usd:.4f}"
+              + (f"; written to {args.config}" if args.write else " (use --write to save it)"))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"convert": _convert, "train": _train, "eval": _eval, "calibrate": _calibrate}[args.command](args)

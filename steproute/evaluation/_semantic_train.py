@@ -1,0 +1,67 @@
+"""Building a ``semantic`` artefact: the reference set and its tuned neighbourhood."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from steproute.evaluation._calibrate import Target, calibrate
+from steproute.evaluation._format import EvalRow
+from steproute.evaluation._metrics import Outcomes, summarise
+from steproute.policies._artefact import Artefact
+from steproute.policies.features import get_encoder, routing_text
+
+__all__ = ["SEMANTIC_DEFAULTS", "train_semantic"]
+
+SEMANTIC_DEFAULTS = {"neighbours": 300, "temperature": 0.2, "prior_weight": 1.0, "same_step_bonus": 0.3}
+
+
+def _artefact(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, threshold: float, meta: dict) -> Artefact:
+    from steproute.evaluation._train import request_of
+
+    enc = get_encoder(encoder)
+    embeddings = enc.encode([routing_text(request_of(r))[0] for r in rows])
+    steps = sorted({r.step for r in rows})
+    index = {s: i for i, s in enumerate(steps)}
+    arrays = {"embeddings": embeddings.astype(np.float16), "quality": Outcomes.of(rows, models).quality.astype(np.float32),
+              "step_ids": np.array([index[r.step] for r in rows], dtype=np.int32), "steps": np.array(steps, dtype=str)}
+    return Artefact("semantic", {"labels": list(models), "encoder": encoder, "threshold": threshold,
+                                 "rows": len(rows), **SEMANTIC_DEFAULTS, **meta}, arrays)
+
+
+def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], *, target: Target | None = None, folds: int = 5,
+                   encoder: str = "wordllama-l2-256", progress: Any = None, **_: Any) -> Artefact:
+    """A ``semantic`` artefact holding every row as a reference.
+
+    With ``folds`` >= 2 the threshold for ``target`` is read off out-of-fold estimates (each
+    fold's rows answered from the other folds' references).
+    """
+    from steproute.evaluation._train import DEFAULT_TARGET
+    from steproute.policies.semantic import SemanticPolicy
+
+    target = target or DEFAULT_TARGET
+    meta: dict[str, Any] = {"target": target.describe()}
+    threshold = 0.0
+    if folds >= 2:
+        outcomes = Outcomes.of(rows, models)
+        oof = np.zeros(outcomes.quality.shape)
+        order = np.random.default_rng(0).permutation(len(rows))
+        bar = progress("cross-validation folds", folds) if progress else None
+        from steproute.evaluation._train import request_of
+
+        for f in range(folds):
+            test = order[f::folds]
+            train = np.setdiff1d(order, test)
+            policy = SemanticPolicy(_artefact([rows[i] for i in train], models, encoder, 0.0, {}))
+            oof[test] = policy.scores_many([request_of(rows[i]) for i in test])
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        _, curve = summarise(oof, outcomes, 0.0)
+        threshold = calibrate(curve, target, float(outcomes.quality[:, -1].mean())).threshold
+        summary, _ = summarise(oof, outcomes, threshold)
+        meta["cross_validation"] = {"folds": folds, **summary.to_json()}
+    return _artefact(rows, models, encoder, threshold, meta)

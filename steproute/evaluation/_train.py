@@ -1,0 +1,169 @@
+"""Training the learned policies from rows of the evaluation format (needs the ``learn`` extra)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from steproute.evaluation._calibrate import Target, calibrate
+from steproute.evaluation._format import EvalRow
+from steproute.evaluation._metrics import Outcomes, summarise
+from steproute.policies._artefact import Artefact
+from steproute.policies.classifier import analyse
+from steproute.policies.features import HAND_FEATURES, get_encoder, hand_features, routing_text, step_tokens
+from steproute.types import StepRequest
+
+__all__ = ["DEFAULT_TARGET", "Progress", "cross_validated_scores", "request_of", "train_classifier", "train_semantic"]
+
+DEFAULT_TARGET = Target(quality_ratio=0.95)
+"""Default operating point: 95% of the strongest tier's quality at the lowest cost."""
+
+Progress = Callable[[str, int], Any]
+"""``progress(stage, total)`` returns an object with ``update(n)`` and ``close()`` (a tqdm bar)."""
+
+
+def request_of(row: EvalRow) -> StepRequest:
+    """The request a row's query would be, as the router sees it."""
+    return StepRequest(row.step, row.messages, kind=row.kind)
+
+
+def _sklearn():
+    try:
+        import scipy.sparse as sp
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+    except ImportError as exc:  # pragma: no cover - exercised without the extra
+        raise ImportError("training needs the 'learn' extra: pip install 'steproute[learn]'") from exc
+    return sp, DictVectorizer, TfidfVectorizer, LogisticRegression
+
+
+class _Features:
+    """The classifier's feature matrix; the column order is the one ClassifierPolicy reads."""
+
+    def __init__(self, encoder: str, max_terms: int = 50_000) -> None:
+        _, DictVectorizer, TfidfVectorizer, _ = _sklearn()
+        self.encoder = get_encoder(encoder)
+        self.tfidf = TfidfVectorizer(analyzer=analyse, min_df=2, sublinear_tf=True, max_features=max_terms)
+        self.steps = DictVectorizer()
+
+    def _parts(self, rows: Sequence[EvalRow]) -> tuple[list[str], np.ndarray, np.ndarray, list[dict]]:
+        texts = [routing_text(request_of(r)) for r in rows]
+        queries = [q for q, _, _ in texts]
+        emb = np.hstack([self.encoder.encode(queries), self.encoder.encode([c for _, c, _ in texts])])
+        hand = np.array([hand_features(*t) for t in texts], dtype=float).reshape(len(rows), len(HAND_FEATURES))
+        steps = [dict.fromkeys(step_tokens(r.step, r.kind), 1.0) for r in rows]
+        return queries, emb, hand, steps
+
+    def fit_transform(self, rows: Sequence[EvalRow]):
+        sp = _sklearn()[0]
+        queries, emb, hand, steps = self._parts(rows)
+        terms = self.tfidf.fit_transform(queries)
+        self.hand_mean = hand.mean(axis=0)
+        self.hand_scale = np.where(hand.std(axis=0) > 0, hand.std(axis=0), 1.0)
+        one_hot = self.steps.fit_transform(steps)
+        return sp.hstack([terms, sp.csr_matrix(emb), sp.csr_matrix((hand - self.hand_mean) / self.hand_scale), one_hot]).tocsr()
+
+    def transform(self, rows: Sequence[EvalRow]):
+        sp = _sklearn()[0]
+        queries, emb, hand, steps = self._parts(rows)
+        return sp.hstack([self.tfidf.transform(queries), sp.csr_matrix(emb),
+                          sp.csr_matrix((hand - self.hand_mean) / self.hand_scale), self.steps.transform(steps)]).tocsr()
+
+
+def _fit_tier(X, quality: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+    """A logistic regression on soft labels: each row counts as right with weight ``quality``."""
+    sp, _, _, LogisticRegression = _sklearn()
+    mean = float(quality.mean())
+    if mean <= 0.0 or mean >= 1.0:  # one class only: a constant estimate
+        p = min(max(mean, 1e-4), 1 - 1e-4)
+        return np.zeros(X.shape[1]), math.log(p / (1 - p))
+    y = np.concatenate([np.ones(len(quality)), np.zeros(len(quality))])
+    w = np.concatenate([quality, 1.0 - quality])
+    keep = w > 0
+    model = LogisticRegression(C=C, max_iter=3000)
+    model.fit(sp.vstack([X, X]).tocsr()[keep], y[keep], sample_weight=w[keep])
+    return model.coef_[0], float(model.intercept_[0])
+
+
+def _fit(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, C: float):
+    features = _Features(encoder)
+    X = features.fit_transform(rows)
+    fitted = []
+    for model in models:  # each tier learns from the rows that have its outcome (all, for benchmarks)
+        have = np.array([model in r.outcomes for r in rows])
+        if not have.any():
+            raise ValueError(f"no row has an outcome for model {model!r}")
+        quality = np.array([r.outcomes[model].quality for r in rows if model in r.outcomes])
+        fitted.append(_fit_tier(X[have], quality, C))
+    return features, np.array([c for c, _ in fitted]), np.array([b for _, b in fitted])
+
+
+def _predict(features: _Features, coef: np.ndarray, intercept: np.ndarray, rows: Sequence[EvalRow]) -> np.ndarray:
+    z = features.transform(rows) @ coef.T + intercept
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def cross_validated_scores(rows: Sequence[EvalRow], models: Sequence[str], *, folds: int = 5, encoder: str = "wordllama-l2-256",
+                           C: float = 0.3, seed: int = 0, progress: Progress | None = None) -> np.ndarray:
+    """Out-of-fold estimates for every row (folds stratified by step), to measure or calibrate honestly."""
+    from sklearn.model_selection import StratifiedKFold
+
+    steps = np.array([r.step for r in rows])
+    counts = {s: int((steps == s).sum()) for s in set(steps)}
+    strata = np.array([s if counts[s] >= folds else "_rare" for s in steps])
+    scores = np.zeros((len(rows), len(models)))
+    bar = progress("cross-validation folds", folds) if progress else None
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(rows)), strata if len(set(strata)) > 1 else np.zeros(len(rows))):
+        features, coef, intercept = _fit([rows[i] for i in train], models, encoder, C)
+        scores[test] = _predict(features, coef, intercept, [rows[i] for i in test])
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return scores
+
+
+def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: Target = DEFAULT_TARGET, folds: int = 5,
+                     encoder: str = "wordllama-l2-256", C: float = 0.3, progress: Progress | None = None) -> Artefact:
+    """Train a ``classifier`` artefact on ``rows`` for ``models`` (cheap to strong).
+
+    With ``folds`` >= 2 the rows are first cross-validated: the out-of-fold curve gives the
+    default threshold (for ``target``) and the figures stored in the artefact's ``training``
+    metadata; the final model is then fitted on every row.
+    """
+    meta: dict[str, Any] = {"labels": list(models), "encoder": encoder, "C": C, "rows": len(rows),
+                            "target": target.describe(), "hand_features": list(HAND_FEATURES)}
+    threshold = 0.0
+    if folds >= 2:
+        outcomes = Outcomes.of(rows, models)  # cross-validation replays every tier: rows need all outcomes
+        oof = cross_validated_scores(rows, models, folds=folds, encoder=encoder, C=C, progress=progress)
+        strong = float(outcomes.quality[:, -1].mean())
+        _, curve = summarise(oof, outcomes, 0.0)
+        threshold = calibrate(curve, target, strong).threshold
+        summary, _ = summarise(oof, outcomes, threshold)
+        meta["cross_validation"] = {"folds": folds, **summary.to_json()}
+    bar = progress("final fit", 1) if progress else None
+    features, coef, intercept = _fit(rows, models, encoder, C)
+    if bar:
+        bar.update(1)
+        bar.close()
+    meta.update(threshold=threshold, embedding_dim=features.encoder.dim)
+    arrays = {
+        "terms": np.array(features.tfidf.get_feature_names_out(), dtype=str),
+        "idf": features.tfidf.idf_.astype(np.float32),
+        "steps": np.array(features.steps.feature_names_, dtype=str),
+        "hand_mean": features.hand_mean, "hand_scale": features.hand_scale,
+        "coef": coef.astype(np.float32), "intercept": intercept,
+    }
+    return Artefact("classifier", meta, arrays)
+
+
+def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], **kwargs: Any) -> Artefact:  # defined in _semantic_train
+    from steproute.evaluation._semantic_train import train_semantic as train
+
+    return train(rows, models, **kwargs)

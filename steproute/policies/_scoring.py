@@ -1,0 +1,62 @@
+"""What the learned policies share: an estimate of each tier's quality, and one threshold rule.
+
+A scoring policy estimates, for one request, the quality each tier would give (tiers cheap to
+strong). It picks the cheapest tier whose estimate is at most ``threshold`` below the best
+estimate among stronger tiers: ``threshold`` is the expected quality a call may give up to
+save money (0.05 = five points of accuracy). The same rule, vectorised, draws the evaluation
+curves (:func:`steproute.evaluation.choose_tiers`), so what is evaluated is what runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from steproute.policies.base import Choice
+from steproute.types import StepRequest
+
+__all__ = ["ScoringPolicy", "pick"]
+
+
+def pick(scores: Sequence[float], threshold: float) -> int:
+    """Index of the cheapest tier whose score is at most ``threshold`` below the best stronger one.
+
+    Example:
+        >>> pick([0.80, 0.83], 0.05), pick([0.40, 0.90], 0.05)
+        (0, 1)
+    """
+    best_stronger = -math.inf
+    chosen = len(scores) - 1
+    for i in range(len(scores) - 1, -1, -1):
+        if scores[i] >= best_stronger - threshold:
+            chosen = i
+        if scores[i] > best_stronger:
+            best_stronger = scores[i]
+    return chosen
+
+
+class ScoringPolicy:
+    """Base of the policies that estimate each tier's quality (``classifier``, ``semantic``)."""
+
+    name = "scoring"
+    tiers: tuple[str, ...]
+    """The router tier of each estimate, cheap to strong."""
+    threshold: float
+
+    def scores(self, request: StepRequest) -> np.ndarray:  # pragma: no cover - abstract
+        """Estimated quality of each tier for this request."""
+        raise NotImplementedError
+
+    def scores_many(self, requests: Sequence[StepRequest]) -> np.ndarray:
+        """``(len(requests), tiers)`` estimates, for evaluation."""
+        return np.array([self.scores(r) for r in requests]).reshape(len(requests), len(self.tiers))
+
+    def choose(self, request: StepRequest) -> Choice:
+        scores: list[float] = self.scores(request).tolist()
+        i = pick(scores, self.threshold)
+        shown = ", ".join([f"{t}={s:.2f}" for t, s in zip(self.tiers, scores, strict=True)])
+        margin = max(scores[i + 1:]) - scores[i] if i + 1 < len(scores) else 0.0
+        return Choice(self.tiers[i], f"{self.name}: estimated quality {shown}; threshold {self.threshold:g}",
+                      score=round(margin, 4))
