@@ -55,3 +55,5 @@ clean:
 bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/dispatch_overhead.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/telemetry_overhead.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/evaluation.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/decision_speed.py

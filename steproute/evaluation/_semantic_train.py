@@ -10,7 +10,7 @@ import numpy as np
 from steproute.evaluation._calibrate import Target, calibrate
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
-from steproute.policies._artefact import Artefact
+from steproute.policies._artefact import Artefact, pack_strings
 from steproute.policies.features import get_encoder, routing_text
 
 __all__ = ["SEMANTIC_DEFAULTS", "train_semantic"]
@@ -26,7 +26,7 @@ def _artefact(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, thre
     steps = sorted({r.step for r in rows})
     index = {s: i for i, s in enumerate(steps)}
     arrays = {"embeddings": embeddings.astype(np.float16), "quality": Outcomes.of(rows, models).quality.astype(np.float32),
-              "step_ids": np.array([index[r.step] for r in rows], dtype=np.int32), "steps": np.array(steps, dtype=str)}
+              "step_ids": np.array([index[r.step] for r in rows], dtype=np.int32), "steps": pack_strings(steps)}
     return Artefact("semantic", {"labels": list(models), "encoder": encoder, "threshold": threshold,
                                  "rows": len(rows), **SEMANTIC_DEFAULTS, **meta}, arrays)
 

@@ -11,7 +11,7 @@ import numpy as np
 from steproute.evaluation._calibrate import Target, calibrate
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
-from steproute.policies._artefact import Artefact
+from steproute.policies._artefact import Artefact, pack_strings
 from steproute.policies.classifier import analyse
 from steproute.policies.features import HAND_FEATURES, get_encoder, hand_features, routing_text, step_tokens
 from steproute.types import StepRequest
@@ -154,9 +154,9 @@ def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: 
         bar.close()
     meta.update(threshold=threshold, embedding_dim=features.encoder.dim)
     arrays = {
-        "terms": np.array(features.tfidf.get_feature_names_out(), dtype=str),
+        "terms": pack_strings([str(t) for t in features.tfidf.get_feature_names_out()]),
         "idf": features.tfidf.idf_.astype(np.float32),
-        "steps": np.array(features.steps.feature_names_, dtype=str),
+        "steps": pack_strings(list(features.steps.feature_names_)),
         "hand_mean": features.hand_mean, "hand_scale": features.hand_scale,
         "coef": coef.astype(np.float32), "intercept": intercept,
     }

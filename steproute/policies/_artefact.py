@@ -17,9 +17,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT", "Artefact", "ArtefactError", "load_artefact", "save_artefact"]
+__all__ = ["FORMAT", "Artefact", "ArtefactError", "load_artefact", "pack_strings", "save_artefact", "unpack_strings"]
 
 FORMAT = 1
+
+
+def pack_strings(strings: list[str]) -> np.ndarray:
+    """Strings as one UTF-8 byte array (newline-separated): small, and quick to read back."""
+    if any("\n" in s for s in strings):
+        raise ValueError("strings to pack must not contain newlines")
+    return np.frombuffer("\n".join(strings).encode("utf-8"), dtype=np.uint8)
+
+
+def unpack_strings(packed: np.ndarray) -> list[str]:
+    text = packed.tobytes().decode("utf-8")
+    return text.split("\n") if text else []
 
 
 class ArtefactError(ValueError):

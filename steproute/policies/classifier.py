@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from itertools import pairwise
+from itertools import pairwise, repeat
 
 import numpy as np
 
-from steproute.policies._artefact import Artefact, load_artefact
+from steproute.policies._artefact import Artefact, load_artefact, unpack_strings
 from steproute.policies._scoring import ScoringPolicy
 from steproute.policies.features import MAX_EMBED_CHARS, get_encoder, hand_features, routing_text, step_tokens, words
 from steproute.types import StepRequest
@@ -44,7 +44,7 @@ def analyse(text: str) -> list[str]:
 
 
 def terms(text_words: list[str]) -> list[str]:
-    return text_words + [f"{a} {b}" for a, b in pairwise(text_words)]
+    return text_words + list(map(" ".join, pairwise(text_words)))
 
 
 class ClassifierPolicy(ScoringPolicy):
@@ -61,9 +61,9 @@ class ClassifierPolicy(ScoringPolicy):
                              f"{len(self.tiers)} given ({', '.join(self.tiers)})")
         self.threshold = float(artefact.threshold if threshold is None else threshold)
         self.meta = artefact.meta
-        self._vocab = {term: i for i, term in enumerate(a["terms"].tolist())}
+        self._vocab = {term: i for i, term in enumerate(unpack_strings(a["terms"]))}
         self._idf = a["idf"].astype(np.float64)
-        self._steps = {tok: i for i, tok in enumerate(a["steps"].tolist())}
+        self._steps = {tok: i for i, tok in enumerate(unpack_strings(a["steps"]))}
         self._hand_mean, self._hand_scale = a["hand_mean"], a["hand_scale"]
         coef = a["coef"].astype(np.float64)  # tiers × [terms | query emb | context emb | hand | steps]
         v, d, h = len(self._vocab), int(artefact.meta["embedding_dim"]), len(self._hand_mean)
@@ -85,15 +85,11 @@ class ClassifierPolicy(ScoringPolicy):
         query, context, turns = routing_text(request)
         z = self._intercept.copy()
         query_words = words(query)
-        vocab = self._vocab
-        counts: dict[int, int] = {}
-        for term in terms(query_words):
-            i = vocab.get(term)
-            if i is not None:
-                counts[i] = counts.get(i, 0) + 1
-        if counts:
-            idx = np.fromiter(counts, dtype=np.intp, count=len(counts))
-            vals = np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0
+        found = np.fromiter(map(self._vocab.get, terms(query_words), repeat(-1)), dtype=np.intp)
+        found = found[found >= 0]
+        if len(found):
+            idx, counts = np.unique(found, return_counts=True)
+            vals = np.log(counts) + 1.0  # sublinear term frequency, as TfidfVectorizer(sublinear_tf=True)
             vals *= self._idf[idx]
             vals /= math.sqrt(float(vals @ vals))
             z += vals @ self._w_terms[idx]

@@ -23,6 +23,7 @@ import math
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
@@ -113,15 +114,19 @@ class StaticEncoder:
     dim = 256
 
     def __init__(self) -> None:
+        from importlib.util import find_spec
         from pathlib import Path
 
+        # the package's files are read, the package is not imported (its import costs 0.5 s)
+        spec = find_spec("wordllama")
         try:
-            import wordllama
             from safetensors import safe_open
             from tokenizers import Tokenizer
-        except ImportError as exc:  # pragma: no cover - exercised without the extra
-            raise ImportError("learned policies need the 'learn' extra: pip install 'steproute[learn]'") from exc
-        base = Path(wordllama.__file__).parent
+        except ImportError:  # pragma: no cover - exercised without the extra
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("learned policies need the 'learn' extra: pip install 'steproute[learn]'")
+        base = Path(next(iter(spec.submodule_search_locations)))
         with safe_open(str(base / "weights" / "l2_supercat_256.safetensors"), framework="np") as fh:
             self._table = fh.get_tensor("embedding.weight").astype(np.float32)
         self._tokenizer = Tokenizer.from_file(str(base / "tokenizers" / "l2_supercat_tokenizer_config.json"))
@@ -145,14 +150,14 @@ class StaticEncoder:
         and one gather.
         """
         cache = self._ids
-        ids: list[int] = []
-        for word in text_words:
-            known = cache.get(word)
-            if known is None:
-                if len(cache) >= _CACHE_WORDS:
-                    cache.clear()
-                known = cache[word] = self._tokenizer.encode(word, add_special_tokens=False).ids
-            ids += known
+        known = list(map(cache.get, text_words))
+        if None in known:
+            if len(cache) >= _CACHE_WORDS:
+                cache.clear()
+            for i, word in enumerate(text_words):
+                if known[i] is None:
+                    known[i] = cache[word] = self._tokenizer.encode(word, add_special_tokens=False).ids
+        ids = list(chain.from_iterable(known))
         if not ids:
             return np.zeros(self.dim, dtype=np.float32)
         v = self._table.take(ids, axis=0).sum(axis=0)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from steproute.policies._artefact import Artefact, load_artefact
+from steproute.policies._artefact import Artefact, load_artefact, unpack_strings
 from steproute.policies._scoring import ScoringPolicy
 from steproute.policies.features import get_encoder, routing_text
 from steproute.types import StepRequest
@@ -50,7 +50,7 @@ class SemanticPolicy(ScoringPolicy):
         self._embeddings = a["embeddings"].astype(np.float32)
         self._quality = a["quality"].astype(np.float64)
         self._step_of = a["step_ids"]
-        self._steps = {s: i for i, s in enumerate(a["steps"].tolist())}
+        self._steps = {s: i for i, s in enumerate(unpack_strings(a["steps"]))}
         self._prior = self._quality.mean(axis=0)
         self.neighbours = min(int(meta["neighbours"]), len(self._embeddings))
         self.temperature = float(meta["temperature"])

@@ -42,3 +42,34 @@ def test_local_package_exports():
         "WheelPart", "build_is_valid", "cache_dir", "ensure_llama_server", "ensure_weights", "verify_weights"}
     for name in steproute.local.__all__:
         assert getattr(steproute.local, name) is not None
+
+
+def test_evaluation_and_policies_exports():
+    import steproute.evaluation
+    import steproute.policies
+
+    assert set(steproute.evaluation.__all__) == {
+        "Curve", "DataError", "EvalRow", "Evaluation", "Loaded", "Outcome", "Outcomes", "Point", "Summary", "Target",
+        "aiq", "apgr", "calibrate", "choose_tiers", "cpt", "evaluate", "from_decision_log", "load_gsm8k", "load_mmlu",
+        "load_mt_bench", "load_routellm", "models_by_cost", "read_rows", "split_rows", "summarise", "sweep",
+        "write_rows"}
+    assert set(steproute.policies.__all__) == {
+        "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
+        "build_policy"}
+    for module in (steproute.evaluation, steproute.policies):
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+
+
+def test_learned_policies_load_no_scikit_learn_and_make_no_network_call_at_import():
+    """Running a classifier needs neither scikit-learn nor matplotlib; importing opens no socket."""
+    import subprocess
+    import sys
+
+    code = ("import socket, sys\n"
+            "def refuse(*a, **k): raise AssertionError('network access at import')\n"
+            "socket.socket.connect = refuse\n"
+            "import steproute, steproute.policies.classifier, steproute.policies.semantic, steproute.evaluation\n"
+            "print('sklearn' in sys.modules, 'matplotlib' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
