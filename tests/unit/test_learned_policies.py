@@ -245,3 +245,29 @@ def test_a_chain_in_the_config(classifier_artefact):
     decision = router.decide(PROOF)
     assert decision.policy == "chain" and decision.tier == "advanced"
     assert decision.reason.startswith("rules: no match → classifier:")
+
+
+def test_three_tiers_each_get_their_share():
+    """With three models the classifier sends each family to the cheapest tier that gets it right."""
+    rng = random.Random(7)
+    models = ("small", "medium", "large")
+    rows = []
+    for i in range(450):
+        family = i % 3
+        if family == 0:
+            text, q = f"What is the capital of {rng.choice(CAPITALS)}?", (0.95, 0.97, 0.98)
+        elif family == 1:
+            text, q = f"Summarise the history of {rng.choice(CAPITALS)} in three paragraphs.", (0.2, 0.9, 0.92)
+        else:
+            text, q = rng.choice(HARD).format(f=rng.choice(FUNCS)), (0.05, 0.2, 0.9)
+        outcomes = {m: Outcome(float(rng.random() < p), cost) for m, p, cost in zip(models, q, (1e-4, 1e-3, 1e-2), strict=True)}
+        rows.append(EvalRow(f"t{i}", ({"role": "user", "content": text},), outcomes, step="answer"))
+    artefact = train_classifier(rows, models, folds=3)
+    policy = ClassifierPolicy(artefact, ["fast", "standard", "advanced"], threshold=0.1)
+    assert [policy.choose(ask(t)).tier for t in (
+        "What is the capital of Japan?", "Summarise the history of Peru in three paragraphs.", PROOF.messages[0]["content"],
+    )] == ["fast", "standard", "advanced"]
+    cv = artefact.meta["cross_validation"]
+    assert cv["models"] == list(models)
+    # above the straight line from always-small to always-large (what a random mix reaches)
+    assert cv["aiq"] > (cv["weak_quality"] + cv["strong_quality"]) / 2 + 0.1
