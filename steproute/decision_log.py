@@ -49,18 +49,22 @@ class JsonlDecisionLog:
     """Appends entries to a JSON-lines file from a background thread.
 
     ``flush()`` waits until everything written so far is on disk; ``close()`` flushes and
-    stops the thread (also done at interpreter exit).
+    stops the thread (also done at interpreter exit). At most ``max_pending`` entries wait for
+    the writer: beyond that, ``write`` waits for room (memory stays bounded when calls outpace
+    the disk; measured in docs/benchmarks.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, include_prompts: bool = False,
-                 flush_interval_s: float = 0.05) -> None:
+                 flush_interval_s: float = 0.05, max_pending: int = 50_000) -> None:
         self.path = Path(path)
         self.include_prompts = include_prompts
         self.flush_interval_s = flush_interval_s
         """How long the writer gathers entries before writing them (entries are on disk within
         about this long, and at ``flush()``/``close()``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        if max_pending < 1:
+            raise ValueError("JsonlDecisionLog: max_pending must be at least 1")
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="steproute-decision-log", daemon=True)
         self._thread.start()
@@ -89,8 +93,11 @@ class JsonlDecisionLog:
                 if not isinstance(item, threading.Event) and item is not _STOP:
                     time.sleep(self.flush_interval_s)  # gather a batch: one wake-up, not one per call
                 batch = [item]
-                while not self._queue.empty():
-                    batch.append(self._queue.get())
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
                 for entry in batch:
                     if entry is _STOP:
                         out.flush()

@@ -276,3 +276,16 @@ def test_a_streamed_fallback_shows_the_failed_attempt_too(otel):
     assert items[-1].decision.model == "openai/gpt-4.1"
     names = [s.name for s in sorted(otel.spans("chat"), key=lambda s: s.start_time)]
     assert names == ["chat openai/gpt-4o", "chat openai/gpt-4.1"]
+
+
+def test_the_log_writer_queue_is_bounded_and_loses_nothing(tmp_path):
+    from steproute.decision_log import JsonlDecisionLog
+
+    with pytest.raises(ValueError, match="max_pending must be at least 1"):
+        JsonlDecisionLog(tmp_path / "x.jsonl", max_pending=0)
+    log = JsonlDecisionLog(tmp_path / "d.jsonl", max_pending=2, flush_interval_s=0.001)
+    for i in range(300):  # far more than fit: writers wait for room, nothing is dropped
+        log.write({"type": "decision", "id": f"d-{i}"})
+    assert log._queue.maxsize == 2
+    log.close()
+    assert [d["id"] for d in read_log(tmp_path / "d.jsonl").decisions] == [f"d-{i}" for i in range(300)]
