@@ -1,10 +1,11 @@
 """Throughput under concurrency: 200 graph runs at once over real HTTP, routed and unrouted.
 
-llmock (an OpenAI-compatible server, started as its own process on 127.0.0.1 with 50 ms latency
-per request, so it does not share this process's interpreter lock) answers every call. The
-5-node graph of ``graph_overhead.py`` runs 200 times concurrently (``asyncio.gather`` of
-``ainvoke``), once with ``ChatLiteLLM`` in every node and once with steproute's routed model
-(``rules`` policy, OpenTelemetry SDK on, pins on), alternating for several rounds. Reported: completed graph runs per second, and the ratio routed / unrouted.
+llmock (an OpenAI-compatible server, started as its own process on 127.0.0.1 with 50 ms
+latency per request, so it does not share this process's interpreter lock) answers every
+call. The 5-node graph of ``graph_overhead.py`` runs 200 times concurrently
+(``asyncio.gather`` of ``ainvoke``), once with ``ChatLiteLLM`` in every node and once with
+steproute's routed model (``rules`` policy, OpenTelemetry SDK on, pins on), alternating for
+several rounds. Reported: completed graph runs per second, and the ratio routed / unrouted.
 
     python benchmarks/throughput.py [--concurrency 200] [--rounds 3] [--latency-ms 50]
 """
