@@ -28,7 +28,8 @@ from steproute.config import RulesPolicyConfig
 from steproute.evaluation import load_mmlu, split_rows
 from steproute.evaluation._evaluate import request_of
 from steproute.evaluation._routellm import GPT4, MIXTRAL
-from steproute.evaluation._train import train_classifier, train_semantic
+from steproute.evaluation._semantic_train import train_semantic
+from steproute.evaluation._train import train_classifier
 from steproute.policies import RulesPolicy
 from steproute.policies._artefact import save_artefact
 from steproute.policies.classifier import ClassifierPolicy

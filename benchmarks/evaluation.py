@@ -26,7 +26,8 @@ from steproute.evaluation import Evaluation, Outcomes, load_routellm, split_rows
 from steproute.evaluation._evaluate import _scored, request_of
 from steproute.evaluation._plots import plot_evaluations
 from steproute.evaluation._routellm import GPT4, MIXTRAL
-from steproute.evaluation._train import train_classifier, train_semantic
+from steproute.evaluation._semantic_train import train_semantic
+from steproute.evaluation._train import train_classifier
 from steproute.policies.classifier import ClassifierPolicy
 from steproute.policies.features import routing_text
 from steproute.policies.semantic import SemanticPolicy

@@ -140,7 +140,8 @@ def _print_figures(title: str, summary: Any) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from steproute.evaluation import models_by_cost
-    from steproute.evaluation._train import train_classifier, train_semantic
+    from steproute.evaluation._semantic_train import train_semantic
+    from steproute.evaluation._train import train_classifier
     from steproute.policies._artefact import save_artefact
 
     rows, code = _read(args.data, "train")

@@ -88,6 +88,20 @@ def _csv_rows(path: Path, models: Iterable[str], loaded: Loaded) -> Iterable[tup
             line = reader.line_num
 
 
+def _prompts(path: Path, models: Iterable[str], loaded: Loaded,
+             dropped: set[str]) -> Iterable[tuple[int, int, dict[str, str], str]]:
+    """``(index, line, record, prompt)`` of a results file's usable rows: contaminated prompts are
+    counted and skipped, empty ones reported."""
+    for index, (line, record) in enumerate(_csv_rows(path, models, loaded)):
+        prompt = record.get("prompt") or ""
+        if prompt.strip() in dropped:
+            loaded.contaminated += 1
+        elif not prompt.strip():
+            loaded.problems.append(f"{path.name} line {line}: prompt is empty")
+        else:
+            yield index, line, record, prompt
+
+
 def load_mmlu(directory: str | Path, *, models: tuple[str, ...] = _MODELS,
               prices: Mapping[str, float] = DEFAULT_PRICES) -> Loaded:
     """MMLU: one row per question of ``mmlu_<subject>.csv``; quality 1 when the model was right.
@@ -105,14 +119,8 @@ def load_mmlu(directory: str | Path, *, models: tuple[str, ...] = _MODELS,
         loaded.problems.append(f"{directory}: no mmlu_<subject>.csv files")
     for path in files:
         subject = path.stem.removeprefix("mmlu_")
-        for index, (line, record) in enumerate(_csv_rows(path, models, loaded)):
-            prompt = record.get("prompt") or ""
-            if prompt.strip() in dropped:
-                loaded.contaminated += 1
-                continue
+        for index, line, record, prompt in _prompts(path, models, loaded, dropped):
             try:
-                if not prompt.strip():
-                    raise ValueError("prompt is empty")
                 outcomes = {m: Outcome(_bool(record.get(m), m), _cost(m, prices, prompt, 1)) for m in models}
             except ValueError as exc:
                 loaded.problems.append(f"{path.name} line {line}: {exc}")
@@ -130,14 +138,8 @@ def load_gsm8k(path: str | Path, *, models: tuple[str, ...] = _MODELS,
         path = path / "gsm8k_responses.csv"
     loaded = Loaded()
     dropped = _contaminated(path.parent / "contaminated_prompts.jsonl")
-    for index, (line, record) in enumerate(_csv_rows(path, models, loaded)):
-        prompt = record.get("prompt") or ""
-        if prompt.strip() in dropped:
-            loaded.contaminated += 1
-            continue
+    for index, line, record, prompt in _prompts(path, models, loaded, dropped):
         try:
-            if not prompt.strip():
-                raise ValueError("prompt is empty")
             outcomes = {}
             for m in models:
                 response = record.get(f"{m}_response")

@@ -10,6 +10,7 @@ import numpy as np
 from steproute.evaluation._calibrate import Target, calibrate
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
+from steproute.evaluation._train import DEFAULT_TARGET, request_of
 from steproute.policies._artefact import Artefact, pack_strings
 from steproute.policies.features import get_encoder, routing_text
 
@@ -19,8 +20,6 @@ SEMANTIC_DEFAULTS = {"neighbours": 300, "temperature": 0.2, "prior_weight": 1.0,
 
 
 def _artefact(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, threshold: float, meta: dict) -> Artefact:
-    from steproute.evaluation._train import request_of
-
     enc = get_encoder(encoder)
     embeddings = enc.encode([routing_text(request_of(r))[0] for r in rows])
     steps = sorted({r.step for r in rows})
@@ -38,7 +37,6 @@ def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], *, target: Ta
     With ``folds`` >= 2 the threshold for ``target`` is read off out-of-fold estimates (each
     fold's rows answered from the other folds' references).
     """
-    from steproute.evaluation._train import DEFAULT_TARGET
     from steproute.policies.semantic import SemanticPolicy
 
     target = target or DEFAULT_TARGET
@@ -49,8 +47,6 @@ def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], *, target: Ta
         oof = np.zeros(outcomes.quality.shape)
         order = np.random.default_rng(0).permutation(len(rows))
         bar = progress("cross-validation folds", folds) if progress else None
-        from steproute.evaluation._train import request_of
-
         for f in range(folds):
             test = order[f::folds]
             train = np.setdiff1d(order, test)

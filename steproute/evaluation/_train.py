@@ -9,25 +9,20 @@ from typing import Any
 import numpy as np
 
 from steproute.evaluation._calibrate import Target, calibrate
+from steproute.evaluation._evaluate import request_of
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
 from steproute.policies._artefact import Artefact, pack_strings
 from steproute.policies.classifier import analyse
 from steproute.policies.features import HAND_FEATURES, get_encoder, hand_features, routing_text, step_tokens
-from steproute.types import StepRequest
 
-__all__ = ["DEFAULT_TARGET", "Progress", "cross_validated_scores", "request_of", "train_classifier", "train_semantic"]
+__all__ = ["DEFAULT_TARGET", "Progress", "cross_validated_scores", "request_of", "train_classifier"]
 
 DEFAULT_TARGET = Target(quality_ratio=0.95)
 """Default operating point: 95% of the strongest tier's quality at the lowest cost."""
 
 Progress = Callable[[str, int], Any]
 """``progress(stage, total)`` returns an object with ``update(n)`` and ``close()`` (a tqdm bar)."""
-
-
-def request_of(row: EvalRow) -> StepRequest:
-    """The request a row's query would be, as the router sees it."""
-    return StepRequest(row.step, row.messages, kind=row.kind)
 
 
 def _sklearn():
@@ -161,9 +156,3 @@ def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: 
         "coef": coef.astype(np.float32), "intercept": intercept,
     }
     return Artefact("classifier", meta, arrays)
-
-
-def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], **kwargs: Any) -> Artefact:  # defined in _semantic_train
-    from steproute.evaluation._semantic_train import train_semantic as train
-
-    return train(rows, models, **kwargs)

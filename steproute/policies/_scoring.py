@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from steproute.policies._artefact import Artefact
 from steproute.policies.base import Choice
 from steproute.types import StepRequest
 
@@ -44,6 +45,16 @@ class ScoringPolicy:
     tiers: tuple[str, ...]
     """The router tier of each estimate, cheap to strong."""
     threshold: float
+
+    def _bind(self, artefact: Artefact, tiers: Sequence[str] | None, threshold: float | None) -> None:
+        """Tier names for the artefact's labels (default: the labels), and the threshold."""
+        self.labels = artefact.labels
+        self.meta = artefact.meta
+        self.tiers = tuple(tiers) if tiers is not None else self.labels
+        if len(self.tiers) != len(self.labels):
+            raise ValueError(f"the artefact estimates {len(self.labels)} tiers ({', '.join(self.labels)}); "
+                             f"{len(self.tiers)} given ({', '.join(self.tiers)})")
+        self.threshold = float(artefact.threshold if threshold is None else threshold)
 
     def scores(self, request: StepRequest) -> np.ndarray:  # pragma: no cover - abstract
         """Estimated quality of each tier for this request."""

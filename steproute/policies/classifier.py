@@ -54,13 +54,7 @@ class ClassifierPolicy(ScoringPolicy):
 
     def __init__(self, artefact: Artefact, tiers: Sequence[str] | None = None, threshold: float | None = None) -> None:
         a = artefact.arrays
-        self.labels = artefact.labels
-        self.tiers = tuple(tiers) if tiers is not None else self.labels
-        if len(self.tiers) != len(self.labels):
-            raise ValueError(f"the artefact estimates {len(self.labels)} tiers ({', '.join(self.labels)}); "
-                             f"{len(self.tiers)} given ({', '.join(self.tiers)})")
-        self.threshold = float(artefact.threshold if threshold is None else threshold)
-        self.meta = artefact.meta
+        self._bind(artefact, tiers, threshold)
         self._vocab = {term: i for i, term in enumerate(unpack_strings(a["terms"]))}
         self._idf = a["idf"].astype(np.float64)
         self._steps = {tok: i for i, tok in enumerate(unpack_strings(a["steps"]))}

@@ -40,13 +40,7 @@ class SemanticPolicy(ScoringPolicy):
 
     def __init__(self, artefact: Artefact, tiers: Sequence[str] | None = None, threshold: float | None = None) -> None:
         a, meta = artefact.arrays, artefact.meta
-        self.labels = artefact.labels
-        self.tiers = tuple(tiers) if tiers is not None else self.labels
-        if len(self.tiers) != len(self.labels):
-            raise ValueError(f"the artefact estimates {len(self.labels)} tiers ({', '.join(self.labels)}); "
-                             f"{len(self.tiers)} given ({', '.join(self.tiers)})")
-        self.threshold = float(artefact.threshold if threshold is None else threshold)
-        self.meta = meta
+        self._bind(artefact, tiers, threshold)
         self._embeddings = a["embeddings"].astype(np.float32)
         self._quality = a["quality"].astype(np.float64)
         self._step_of = a["step_ids"]

@@ -10,7 +10,8 @@ import pytest
 
 from steproute import ConfigError, RouterConfig, StepRequest, StepRouter
 from steproute.evaluation import EvalRow, Outcome, Outcomes, summarise
-from steproute.evaluation._train import _fit, _predict, request_of, train_classifier, train_semantic
+from steproute.evaluation._semantic_train import train_semantic
+from steproute.evaluation._train import _fit, _predict, request_of, train_classifier
 from steproute.policies import ChainPolicy, LLMRouterPolicy, RulesPolicy
 from steproute.policies._artefact import ArtefactError, load_artefact, save_artefact
 from steproute.policies.classifier import ClassifierPolicy
