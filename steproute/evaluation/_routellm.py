@@ -21,7 +21,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,23 @@ def _contaminated(path: Path) -> set[str]:
             if line.strip():
                 out.add(json.loads(line)["eval_prompt"].strip())
     return out
+
+
+def _jsonl(path: Path, loaded: Loaded, check: Callable[[dict], None]) -> Iterator[dict]:
+    """The JSON objects of a file that pass ``check``; each bad line becomes a problem with its number."""
+    with open(path, encoding="utf-8") as fh:
+        for line, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"not a JSON object but {type(obj).__name__}")
+                check(obj)
+            except (json.JSONDecodeError, ValueError) as exc:
+                loaded.problems.append(f"{path.name} line {line}: {exc}")
+                continue
+            yield obj
 
 
 def _bool(value: str | None, column: str) -> float:
@@ -165,39 +182,30 @@ def load_mt_bench(directory: str | Path, *, models: tuple[str, ...] = _MODELS,
     """
     directory = Path(directory)
     loaded = Loaded()
-    questions: dict[int, dict] = {}
-    with open(directory / "question.jsonl", encoding="utf-8") as fh:
-        for line, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                q = json.loads(text)
-                if not isinstance(q.get("turns"), list) or not q["turns"] or "question_id" not in q:
-                    raise ValueError("needs question_id and a non-empty list of turns")
-            except (json.JSONDecodeError, ValueError, AttributeError) as exc:
-                loaded.problems.append(f"question.jsonl line {line}: {exc}")
-                continue
-            questions[q["question_id"]] = q
+
+    def check_question(q: dict) -> None:
+        turns = q.get("turns")
+        if "question_id" not in q or not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+            raise ValueError("needs question_id and a non-empty list of turns (strings)")
+
+    questions = {q["question_id"]: q for q in _jsonl(directory / "question.jsonl", loaded, check_question)}
     dropped = _contaminated(directory / "contaminated_prompts.jsonl")
     grades: dict[tuple[int, int], dict[str, tuple[float, str]]] = {}
-    with open(directory / "judgements.jsonl", encoding="utf-8") as fh:
-        for line, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                j = json.loads(text)
-                score = j.get("score")
-                if isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 10:
-                    raise ValueError(f"score must be a number from 1 to 10, got {score!r}")
-                if j.get("model") not in models:
-                    raise ValueError(f"unknown model {j.get('model')!r}")
-                if j.get("question_id") not in questions:
-                    raise ValueError(f"question_id {j.get('question_id')!r} is not in question.jsonl")
-            except (json.JSONDecodeError, ValueError) as exc:
-                loaded.problems.append(f"judgements.jsonl line {line}: {exc}")
-                continue
-            answers = _ANSWER.findall(j.get("user_prompt", ""))
-            grades.setdefault((j["question_id"], j["turn"]), {})[j["model"]] = (score / 10.0, "\n\n".join(answers))
+
+    def check_grade(j: dict) -> None:
+        score = j.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 1 <= score <= 10:
+            raise ValueError(f"score must be a number from 1 to 10, got {score!r}")
+        if j.get("model") not in models:
+            raise ValueError(f"unknown model {j.get('model')!r}")
+        if j.get("question_id") not in questions:
+            raise ValueError(f"question_id {j.get('question_id')!r} is not in question.jsonl")
+        if j.get("turn") not in (1, 2):
+            raise ValueError(f"turn must be 1 or 2, got {j.get('turn')!r}")
+
+    for j in _jsonl(directory / "judgements.jsonl", loaded, check_grade):
+        answers = _ANSWER.findall(j.get("user_prompt", ""))
+        grades.setdefault((j["question_id"], j["turn"]), {})[j["model"]] = (j["score"] / 10.0, "\n\n".join(answers))
     for (qid, turn), by_model in sorted(grades.items()):
         q = questions[qid]
         if q["turns"][0].strip() in dropped:
@@ -207,6 +215,9 @@ def load_mt_bench(directory: str | Path, *, models: tuple[str, ...] = _MODELS,
         if missing:
             loaded.problems.append(f"judgements.jsonl: question {qid} turn {turn} has no grade for {', '.join(missing)}")
             continue
+        if turn > len(q["turns"]):
+            loaded.problems.append(f"judgements.jsonl: question {qid} has no turn {turn} in question.jsonl")
+            continue
         messages: list[dict[str, str]] = [{"role": "user", "content": q["turns"][0]}]
         if turn == 2:
             first = grades.get((qid, 1), {}).get(models[-1], (0.0, ""))[1]
@@ -215,7 +226,8 @@ def load_mt_bench(directory: str | Path, *, models: tuple[str, ...] = _MODELS,
         outcomes = {m: Outcome(by_model[m][0], _cost(m, prices, prompt, _tokens(by_model[m][1].split("\n\n")[-1] or "x")))
                     for m in models}
         loaded.rows.append(EvalRow(f"mt_bench-{qid}-{turn}", tuple(messages), outcomes,
-                                   step=f"mt_bench/{q['category']}", meta={"turn": turn, "category": q["category"]}))
+                                   step=f"mt_bench/{q.get('category', 'general')}",
+                                   meta={"turn": turn, "category": q.get("category", "general")}))
     return loaded
 
 

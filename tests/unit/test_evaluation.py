@@ -221,3 +221,26 @@ def test_a_decision_log_with_feedback_becomes_rows(tmp_path):
         ("answer", "what is 2+2?", {"openai/gpt-4o-mini": Outcome(1.0, first.cost_usd, "answer from fast")})]
     assert loaded.problems[0].endswith(":4: not JSON (Expecting property name enclosed in double quotes)")
     assert loaded.problems[1] == "1 decision(s) have no feedback (or failed) and give no row"
+
+
+def test_mt_bench_loader_reports_bad_lines(tmp_path):
+    (tmp_path / "question.jsonl").write_text(
+        '{"question_id": 1, "category": "math", "turns": ["What is 2+2?", "And 3+3?"]}\n'
+        '{"question_id": 2, "turns": []}\n'
+        '[1, 2]\n')
+    grade = {"question_id": 1, "model": MIXTRAL, "turn": 1, "score": 8, "user_prompt": ""}
+    lines = [grade, {**grade, "model": GPT4, "score": 10}, {**grade, "score": "good"}, {**grade, "model": "other"},
+             {**grade, "question_id": 9}, {**grade, "turn": 3}, {**grade, "turn": 2}]
+    (tmp_path / "judgements.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{oops\n")
+    loaded = load_mt_bench(tmp_path)
+    assert [(r.id, r.step, r.outcomes[GPT4].quality) for r in loaded.rows] == [("mt_bench-1-1", "mt_bench/math", 1.0)]
+    assert loaded.problems == [
+        "question.jsonl line 2: needs question_id and a non-empty list of turns (strings)",
+        "question.jsonl line 3: not a JSON object but list",
+        "judgements.jsonl line 3: score must be a number from 1 to 10, got 'good'",
+        "judgements.jsonl line 4: unknown model 'other'",
+        "judgements.jsonl line 5: question_id 9 is not in question.jsonl",
+        "judgements.jsonl line 6: turn must be 1 or 2, got 3",
+        "judgements.jsonl line 8: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        f"judgements.jsonl: question 1 turn 2 has no grade for {GPT4}",
+    ]
