@@ -28,7 +28,15 @@ import numpy as np
 
 from steproute.policies._artefact import Artefact, load_artefact, unpack_strings
 from steproute.policies._scoring import ScoringPolicy
-from steproute.policies.features import MAX_EMBED_CHARS, get_encoder, hand_features, routing_text, step_tokens, words
+from steproute.policies.features import (
+    MAX_EMBED_CHARS,
+    StaticEncoder,
+    get_encoder,
+    hand_features,
+    routing_text,
+    step_tokens,
+    words,
+)
 from steproute.types import StepRequest
 
 __all__ = ["ClassifierPolicy", "analyse"]
@@ -68,6 +76,7 @@ class ClassifierPolicy(ScoringPolicy):
         self._w_steps = np.ascontiguousarray(coef[:, v + 2 * d + h:].T)
         self._intercept = a["intercept"].astype(np.float64)
         self._encoder = get_encoder(artefact.meta["encoder"])
+        self._static = isinstance(self._encoder, StaticEncoder)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], tiers: Sequence[str] | None = None,
@@ -89,7 +98,10 @@ class ClassifierPolicy(ScoringPolicy):
             z += vals @ self._w_terms[idx]
         d = self._dim
         dense = np.empty(self._w_dense.shape[1])
-        dense[:d] = self._encoder.encode_words(query_words if len(query) <= MAX_EMBED_CHARS else words(query[:MAX_EMBED_CHARS]))
+        if self._static and len(query) <= MAX_EMBED_CHARS:
+            dense[:d] = self._encoder.encode_words(query_words)  # the words TF-IDF already split: no second pass
+        else:
+            dense[:d] = self._encoder.encode_one(query)
         dense[d:2 * d] = self._encoder.encode_one(context) if context else 0.0
         dense[2 * d:] = hand_features(query, context, turns)
         dense[2 * d:] -= self._hand_mean

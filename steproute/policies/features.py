@@ -198,9 +198,6 @@ class MiniLMEncoder:
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 
-    def encode_words(self, text_words: Sequence[str]) -> np.ndarray:
-        return self.encode_one(" ".join(text_words))
-
 
 ENCODERS = {StaticEncoder.name: StaticEncoder, MiniLMEncoder.name: MiniLMEncoder}
 _loaded: dict[str, Encoder] = {}

@@ -183,6 +183,15 @@ def test_the_minilm_encoder_runs_offline_from_the_installed_weights():
     assert [policy.choose(EASY).tier, policy.choose(PROOF).tier] == ["fast", "strong"]
 
 
+def test_a_classifier_on_minilm_embeddings_decides_as_it_was_trained():
+    rows = synthetic_rows(60, seed=3)
+    features, coef, intercept = _fit(rows, MODELS, "all-minilm-l6-v2", 0.3)
+    policy = ClassifierPolicy(train_classifier(rows, MODELS, folds=0, encoder="all-minilm-l6-v2"))
+    test = synthetic_rows(10, seed=8)
+    np.testing.assert_allclose([policy.scores(request_of(r)) for r in test], _predict(features, coef, intercept, test),
+                               atol=1e-3)  # batched vs single MiniLM passes differ in the 5th digit
+
+
 def test_a_learned_policy_beats_random_on_held_out_rows():
     train, test = synthetic_rows(300, seed=1), synthetic_rows(100, seed=2)
     policy = ClassifierPolicy(train_classifier(train, MODELS, folds=0))
