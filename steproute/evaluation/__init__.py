@@ -18,7 +18,7 @@ from __future__ import annotations
 from steproute.evaluation._calibrate import Target, calibrate
 from steproute.evaluation._decision_log import from_decision_log
 from steproute.evaluation._evaluate import Evaluation, evaluate, models_by_cost, split_rows
-from steproute.evaluation._format import DataError, EvalRow, Outcome, read_rows, write_rows
+from steproute.evaluation._format import DataError, EvalRow, Loaded, Outcome, read_rows, write_rows
 from steproute.evaluation._metrics import (
     Curve,
     Outcomes,
@@ -31,7 +31,7 @@ from steproute.evaluation._metrics import (
     summarise,
     sweep,
 )
-from steproute.evaluation._routellm import Loaded, load_gsm8k, load_mmlu, load_mt_bench, load_routellm
+from steproute.evaluation._routellm import load_gsm8k, load_mmlu, load_mt_bench, load_routellm
 
 __all__ = [
     "Curve",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 
 from steproute.decision_log import read_log, to_evaluation
-from steproute.evaluation._format import parse_row
-from steproute.evaluation._routellm import Loaded
+from steproute.evaluation._format import Loaded, parse_row
 
 __all__ = ["from_decision_log"]
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DataError", "EvalRow", "Outcome", "read_rows", "write_rows"]
+__all__ = ["DataError", "EvalRow", "Loaded", "Outcome", "read_rows", "write_rows"]
 
 
 class DataError(ValueError):
@@ -71,6 +71,15 @@ class EvalRow:
         if self.meta:
             out["meta"] = dict(self.meta)
         return out
+
+
+@dataclass
+class Loaded:
+    """What a loader produced: rows, problems (``file line N: ...``) and what it dropped."""
+
+    rows: list[EvalRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    contaminated: int = 0
 
 
 def _number(value: Any, what: str) -> float:

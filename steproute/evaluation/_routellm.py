@@ -22,12 +22,11 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from steproute.evaluation._format import EvalRow, Outcome
+from steproute.evaluation._format import EvalRow, Loaded, Outcome
 
-__all__ = ["DEFAULT_PRICES", "GPT4", "MIXTRAL", "Loaded", "load_gsm8k", "load_mmlu", "load_mt_bench", "load_routellm"]
+__all__ = ["DEFAULT_PRICES", "GPT4", "MIXTRAL", "load_gsm8k", "load_mmlu", "load_mt_bench", "load_routellm"]
 
 GPT4 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -35,15 +34,6 @@ DEFAULT_PRICES: Mapping[str, float] = {MIXTRAL: 0.90, GPT4: 20.0}
 """USD per million tokens (input and output alike), as RouteLLM priced them."""
 _MODELS = (MIXTRAL, GPT4)
 CHARS_PER_TOKEN = 4
-
-
-@dataclass
-class Loaded:
-    """What a loader produced: rows, problems (``file line N: ...``) and what it dropped."""
-
-    rows: list[EvalRow] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    contaminated: int = 0
 
 
 def _tokens(text: str) -> int:
