@@ -98,10 +98,9 @@ def evaluate(rows: Sequence[EvalRow], policy: str | os.PathLike[str], *, step: s
     steps = {r.step for r in requests}
     if len(steps) == 1:
         plan_policy = router.policy_of(next(iter(steps)))
-        if isinstance(plan_policy, ScoringPolicy) and threshold is not None:
-            plan_policy.threshold = threshold
         if isinstance(plan_policy, ScoringPolicy) and tuple(plan_policy.tiers) == router.tiers:
-            return _scored(f"{plan_policy.name} ({path.name})", plan_policy, requests, outcomes, router.tiers, progress)
+            return _scored(f"{plan_policy.name} ({path.name})", plan_policy, requests, outcomes, router.tiers, progress,
+                           threshold)
     bar = progress("deciding", len(requests)) if progress else None
     choice = np.empty(len(requests), dtype=int)
     for i, request in enumerate(requests):
@@ -131,7 +130,8 @@ def _policy_class(kind: str) -> Any:
 
 
 def _scored(name: str, scorer: Any, requests: Sequence[StepRequest], outcomes: Outcomes, tiers: Sequence[str],
-            progress: Any) -> Evaluation:
+            progress: Any, threshold: float | None = None) -> Evaluation:
+    """Score every request, sweep the threshold, summarise at ``threshold`` (default: the policy's)."""
     bar = progress("scoring", len(requests)) if progress else None
     scores = np.zeros(outcomes.quality.shape)
     for i, request in enumerate(requests):
@@ -140,5 +140,5 @@ def _scored(name: str, scorer: Any, requests: Sequence[StepRequest], outcomes: O
             bar.update(1)
     if bar:
         bar.close()
-    summary, curve = summarise(scores, outcomes, scorer.threshold)
+    summary, curve = summarise(scores, outcomes, scorer.threshold if threshold is None else threshold)
     return Evaluation(name, summary, curve, sweep(outcomes.oracle_scores(), outcomes), tuple(tiers))
