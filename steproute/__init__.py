@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from steproute.config import RouterConfig, load_config
 from steproute.errors import ConfigError, DispatchError, LocalModelError, RoutingError, StepRouteError
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
-from steproute.types import Decision, Hint, StepKind, StepRequest, Usage
+from steproute.types import CascadeAttempt, Decision, Hint, StepKind, StepRequest, Usage
 
 if TYPE_CHECKING:
     from steproute.cost_tracker import StepCostTracker
@@ -27,6 +27,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0.0.0"
 
 __all__ = [
+    "CascadeAttempt",
     "ConfigError",
     "Decision",
     "DispatchError",

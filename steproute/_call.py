@@ -57,6 +57,31 @@ class CallRecord:
             last = max(last, ended)
         return last
 
+    def attempted(
+        self,
+        decision: Decision,
+        *,
+        model: str,
+        provider: str,
+        started_ns: int,
+        usage: Usage | None = None,
+        cost_usd: float = 0.0,
+        response_model: str | None = None,
+        finish_reason: str | None = None,
+        failed_attempts: Sequence[Attempt] = (),
+        error_type: str | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        """A model call of the step that is not its answer: a cascade attempt that was judged
+        not good enough, a signal's extra call, a speculative call cancelled. ``decision.tier``
+        is the attempt's tier."""
+        self._dispatched_ns = started_ns
+        started = self._failed_attempts(decision, failed_attempts)
+        self._telemetry.chat(self._route, decision, model=model, provider=provider, started_ns=started,
+                             ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
+                             finish_reason=finish_reason, error_type=error_type, attributes=attributes)
+        self._dispatched_ns = time.time_ns()
+
     def answered(
         self,
         decision: Decision,
@@ -70,15 +95,26 @@ class CallRecord:
         finish_reason: str | None = None,
         response: str | None = None,
         failed_attempts: Sequence[Attempt] = (),
+        step_cost_usd: float | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
-        """The call succeeded; ``decision.model`` is the deployment that answered."""
+        """The call succeeded; ``decision.model`` is the deployment that answered.
+        ``cost_usd`` is this answer's call; ``step_cost_usd`` (default: the same) the step's,
+        with every earlier attempt of a cascade."""
         started = self._failed_attempts(decision, failed_attempts)
         self._telemetry.chat(self._route, decision, model=decision.model, provider=provider, started_ns=started,
                              ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
-                             response_id=response_id, finish_reason=finish_reason)
+                             response_id=response_id, finish_reason=finish_reason, attributes=attributes)
+        if decision.cascade:
+            self._telemetry.cascaded(self._route, decision)
+        if step_cost_usd is not None:
+            cost_usd = step_cost_usd
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
+            if decision.cascade:
+                entry["attempts"] = decision.attempts
+                entry["cascade"] = [a.as_dict() for a in decision.cascade]
             if failed_attempts:
                 entry["failed_attempts"] = [{"model": a.model, "error_type": a.error_type} for a in failed_attempts]
             if self._log.include_prompts and response is not None:

@@ -52,10 +52,11 @@ def add_parsers(sub: Any) -> None:
     convert.add_argument("--holdout-out", help="... into this file")
     convert.add_argument("--seed", type=int, default=0)
 
-    train = sub.add_parser("train", help="train a classifier or semantic policy artefact on rows of the evaluation format")
+    train = sub.add_parser("train", help="train a classifier, semantic or cascade artefact on rows of the evaluation format")
     train.add_argument("--data", required=True, help="training rows (JSONL, evaluation format)")
     train.add_argument("--out", required=True, help="artefact file to write")
-    train.add_argument("--policy", choices=("classifier", "semantic"), default="classifier")
+    train.add_argument("--policy", choices=("classifier", "semantic", "cascade"), default="classifier",
+                       help="cascade: the answer scorer, trained on the cheaper models' recorded answers")
     train.add_argument("--models", help="comma-separated models, cheap to strong (default: the rows' models by cost)")
     train.add_argument("--folds", type=int, default=5, help="cross-validation folds for the threshold (0: none)")
     train.add_argument("--encoder", default="wordllama-l2-256", help="wordllama-l2-256 (default) or all-minilm-l6-v2")
@@ -150,6 +151,8 @@ def _train(args: argparse.Namespace) -> int:
     models = tuple(args.models.split(",")) if args.models else models_by_cost(rows)
     if len(models) < 2:
         return _fail("train", f"need outcomes of two or more models; the rows have {', '.join(models)}")
+    if args.policy == "cascade":
+        return _train_cascade(args, rows, models)
     train = train_classifier if args.policy == "classifier" else train_semantic
     try:
         kwargs: dict[str, Any] = {"folds": args.folds, "encoder": args.encoder, "progress": _progress(args.json)}
@@ -174,6 +177,78 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_cascade(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:
+    from steproute.evaluation._cascade import train_cascade
+    from steproute.policies._artefact import save_artefact
+
+    try:
+        kwargs: dict[str, Any] = {"folds": args.folds, "progress": _progress(args.json)}
+        if _target(args) is not None:
+            kwargs["target"] = _target(args)
+        artefact = train_cascade(rows, models, **kwargs)
+    except (ValueError, ImportError) as exc:
+        return _fail("train", str(exc))
+    save_artefact(artefact, args.out)
+    cv = artefact.meta["cross_validation"]
+    if args.json:
+        print(json.dumps({"artefact": args.out, "policy": "cascade", "models": list(models),
+                          "threshold": artefact.threshold, "cost_exponent": artefact.meta["cost_exponent"],
+                          "cross_validation": cv}))
+        return 0
+    from steproute._text_table import text_table
+
+    print(f"wrote {args.out}: cascade over {', '.join(models)} (cheap to strong), {len(rows)} rows, "
+          f"threshold {artefact.threshold:.4g} for {artefact.meta['target']}")
+    print(f"{cv['folds']}-fold cross-validation (out-of-fold scores):")
+    print(text_table(["figure", "value"], [
+        ("quality", f"{cv['quality']:.4f} ({cv['quality'] / cv['strong_quality']:.1%} of the strongest)"),
+        ("cost", f"${cv['cost_usd']:.4f} ({cv['cost_usd'] / cv['strong_cost_usd']:.1%} of the strongest)"),
+        ("escalation rate", f"{cv['escalation_rate']:.1%}"),
+        ("cost weighting", f"{artefact.meta['cost_exponent']:g}")]))
+    return 0
+
+
+def _cascade_figures(result: Any) -> list[tuple[str, str]]:
+    p = result.point
+    return [("rows", str(result.rows)), ("threshold", f"{p.threshold:.4g}"),
+            ("quality", f"{p.quality:.4f} ({result.quality_ratio:.1%} of the strongest)"),
+            ("cost", f"${p.cost_usd:.4f} ({result.cost_ratio:.1%} of the strongest, cheap attempts included)"),
+            ("escalation rate", f"{p.escalation_rate:.1%}"),
+            ("always cheapest", f"{result.weak_quality:.4f}  ${result.weak_cost_usd:.4f}"),
+            ("always strongest", f"{result.strong_quality:.4f}  ${result.strong_cost_usd:.4f}"),
+            ("oracle cascade", f"{result.oracle.quality:.4f}  ${result.oracle.cost_usd:.4f}")]
+
+
+def _cascade_result(args: argparse.Namespace, rows: list) -> Any:
+    """A cascade to replay (an artefact of one, or a configuration whose step is one), else ``None``."""
+    from steproute.evaluation._cascade import evaluate_cascade, replay_cascade
+    from steproute.evaluation._evaluate import _is_artefact
+    from steproute.policies._artefact import load_artefact
+    from steproute.policies.cascade import CascadePolicy
+
+    path = Path(args.policy)
+    if not path.exists():
+        return None
+    if _is_artefact(path):
+        artefact = load_artefact(path)
+        if artefact.policy != "cascade":
+            return None
+        return evaluate_cascade(rows, artefact, threshold=args.threshold)
+    from steproute.router import StepRouter
+
+    router = StepRouter.from_file(path)
+    steps = {args.step or r.step for r in rows}
+    if len(steps) != 1:
+        return None
+    policy = router.policy_of(next(iter(steps)))
+    if not isinstance(policy, CascadePolicy):
+        return None
+    tier_model = {t: router.deployments(t)[0].model for t in router.tiers}
+    tier_model.update(_tier_models(args.model))
+    return replay_cascade(rows, policy, [tier_model[t] for t in policy.tiers], step=args.step,
+                          progress=_progress(args.json))
+
+
 def _tier_models(specs: list[str] | None) -> dict[str, str]:
     out = {}
     for spec in specs or ():
@@ -193,6 +268,15 @@ def _eval(args: argparse.Namespace) -> int:
     if code:
         return code
     try:
+        cascade = _cascade_result(args, rows)
+    except (ConfigError, ArtefactError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        return _fail("eval", str(exc))
+    if cascade is not None:
+        return _print_cascade(args, cascade)
+    try:
         result = evaluate(rows, args.policy, step=args.step, models=_tier_models(args.model),
                           threshold=args.threshold, progress=_progress(args.json))
     except (ConfigError, ArtefactError) as exc:
@@ -211,6 +295,26 @@ def _eval(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     _print_figures(f"{result.policy} on {Path(args.data).name} (tiers {', '.join(result.tiers)}):", result.summary)
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _print_cascade(args: argparse.Namespace, result: Any) -> int:
+    if args.plot:
+        from steproute.evaluation._cascade import plot_cascades
+
+        plot_cascades([("cascade", result)], args.plot, title=f"{Path(args.data).name}: cascade")
+    if args.json:
+        out = result.to_json()
+        if args.plot:
+            out["plot"] = args.plot
+        print(json.dumps(out))
+        return 0
+    from steproute._text_table import text_table
+
+    print(f"cascade on {Path(args.data).name} (models {', '.join(result.models)}):")
+    print(text_table(["figure", "value"], _cascade_figures(result)))
     if args.plot:
         print(f"wrote {args.plot}")
     return 0

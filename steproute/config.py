@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from steproute.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "CascadePolicyConfig",
     "ChainPolicyConfig",
     "ClassifierPolicyConfig",
     "DeploymentConfig",
@@ -43,12 +44,13 @@ __all__ = [
     "RuleConfig",
     "RulesPolicyConfig",
     "SemanticPolicyConfig",
+    "SignalConfig",
     "StyleConfig",
     "TierConfig",
     "load_config",
 ]
 
-POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain")
+POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain", "cascade")
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
@@ -287,9 +289,66 @@ class ChainPolicyConfig(_StepSettings):
     policies: list[_LinkConfig] = Field(min_length=1)
 
 
+class SignalConfig(_Frozen):
+    """One confidence signal of a cascade: its score is in [0, 1]; it passes at ``threshold``."""
+
+    signal: Literal["logprob", "hedging", "arithmetic", "schema", "tools", "consistency", "judge", "scorer"]
+    """``logprob`` (token probability), ``hedging`` (hedges and refusals), ``arithmetic`` (the
+    calculations the answer states check out), ``schema`` (the
+    structured output validates), ``tools`` (known tools, valid arguments), ``consistency``
+    (agreement of ``samples`` answers), ``judge`` (a model grades the answer), ``scorer`` (a
+    trained answer scorer, ``steproute train --policy cascade``)."""
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Score at which the signal passes (default: the signal's own; a scorer's calibrated one)."""
+    weight: float = Field(default=1.0, gt=0.0)
+    """Weight in ``combine: weighted``."""
+    statistic: Literal["mean", "min"] = "mean"
+    """``logprob``: the mean token probability, or the least likely token's."""
+    phrases: list[str] = Field(default_factory=list)
+    """``hedging``: more phrases (regular expressions, case-insensitive) that mark a hedge."""
+    samples: int = Field(default=3, ge=2, le=16)
+    """``consistency``: answers compared, the attempt's own included."""
+    tier: str | None = None
+    """``judge``: the tier that grades (default: the cascade's first)."""
+    artefact: str | None = None
+    """``scorer``: path of the trained scorer; relative paths are read from the config's folder."""
+
+    @model_validator(mode="after")
+    def _fields_fit_the_signal(self) -> SignalConfig:
+        if self.signal == "scorer" and not self.artefact:
+            raise ValueError("signal 'scorer' needs 'artefact' (from steproute train --policy cascade)")
+        if self.artefact and self.signal != "scorer":
+            raise ValueError(f"'artefact' is for signal 'scorer', not {self.signal!r}")
+        return self
+
+
+class CascadePolicyConfig(_StepSettings):
+    """Try the cheapest tier first; escalate to the next while confidence signals say no."""
+
+    policy: Literal["cascade"] = "cascade"
+    tiers: list[str] | None = None
+    """The tiers tried, cheap to strong (default: every tier of the configuration)."""
+    signals: list[SignalConfig] = Field(default_factory=lambda: [SignalConfig(signal="hedging")])
+    """How an answer is judged; ``artefact:`` below adds a ``scorer``."""
+    combine: Literal["all", "any", "weighted"] = "all"
+    """``all``: accept when every signal that applies passes; ``any``: when one does;
+    ``weighted``: when the weighted mean score reaches ``threshold``."""
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    """``combine: weighted``: the score an answer needs."""
+    artefact: str | None = None
+    """A trained cascade (``steproute train --policy cascade``): its scorer and calibrated threshold."""
+    start: _LinkConfig | None = None
+    """A policy that picks the tier the cascade starts from (default: the first of ``tiers``)."""
+    speculative: bool = False
+    """With ``start``: on async calls, make the first tier's call while ``start`` decides, and
+    cancel it when ``start`` picks a stronger tier."""
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    """Batches: escalations in flight at once."""
+
+
 PolicyConfig = Annotated[
     Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig,
-          ChainPolicyConfig],
+          ChainPolicyConfig, CascadePolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -420,6 +479,15 @@ class RouterConfig(BaseModel):
         elif isinstance(policy, _LearnedPolicyConfig):
             for i, tier in enumerate(policy.tiers or ()):
                 tier_ref(f"{prefix}.tiers[{i}]", tier)
+        elif isinstance(policy, CascadePolicyConfig):
+            for i, tier in enumerate(policy.tiers or ()):
+                tier_ref(f"{prefix}.tiers[{i}]", tier)
+            for i, sig in enumerate(policy.signals):
+                tier_ref(f"{prefix}.signals[{i}].tier", sig.tier)
+            if policy.start is not None:
+                RouterConfig._link_problems(f"{prefix}.start", policy.start, tier_ref, problems)
+            if policy.speculative and policy.start is None:
+                problems.append(ConfigProblem(f"{prefix}.speculative", "speculative routing needs a 'start' policy"))
         elif isinstance(policy, LLMPolicyConfig):
             tier_ref(f"{prefix}.router_tier", policy.router_tier)
             tier_ref(f"{prefix}.fallback", policy.fallback)

@@ -23,7 +23,7 @@ from steproute.json_tools import emulated_request, parse_reply
 from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
 
-__all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "TokenLogprob", "ToolCall", "ToolCallChunk"]
+__all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "TokenLogprob", "ToolCall", "ToolCallChunk", "chunks_of"]
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class _Tier:
                prefer: str | None = None) -> Iterator[CompletionChunk]:
         if self.json_tools and params.get("tools"):
             # An emulated tool call is known only once the whole JSON reply is in.
-            yield from _as_chunks(self.complete(step, messages, params, prefer))
+            yield from chunks_of(self.complete(step, messages, params, prefer))
             return
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
@@ -295,7 +295,7 @@ class _Tier:
         self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], prefer: str | None = None
     ) -> AsyncIterator[CompletionChunk]:
         if self.json_tools and params.get("tools"):
-            for chunk in _as_chunks(await self.acomplete(step, messages, params, prefer)):
+            for chunk in chunks_of(await self.acomplete(step, messages, params, prefer)):
                 yield chunk
             return
         messages, params, _ = self._emulating(messages, params)
@@ -419,7 +419,7 @@ def _to_completion(
     )
 
 
-def _as_chunks(completion: Completion) -> Iterator[CompletionChunk]:
+def chunks_of(completion: Completion) -> Iterator[CompletionChunk]:
     """A finished completion replayed as a stream: its content and tool calls, then usage."""
     chunk_calls = tuple(ToolCallChunk(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls))
     yield CompletionChunk(content=completion.content, tool_call_chunks=chunk_calls, finish_reason=completion.finish_reason,

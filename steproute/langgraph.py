@@ -13,7 +13,12 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
@@ -23,8 +28,9 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import get_config_list
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
@@ -335,6 +341,88 @@ class RoutedChatModel(BaseChatModel):
         message = _to_message(await self.router.acomplete(request, **params))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    # -- batches: a cascade step runs phase by phase (StepRouter.complete_batch) ---------------
+
+    def _cascade_batch(self, inputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None
+                       ) -> list[RunnableConfig] | None:
+        """The per-item configs when some item's step is a cascade (``None``: a plain batch)."""
+        configs = get_config_list(config, len(inputs))
+        for c in configs:
+            metadata = {**self.metadata, **(c.get("metadata") or {})} if self.metadata else (c.get("metadata") or {})
+            request = _request_from_run([], metadata, self.step, self.kind, None, None)
+            if self.router._is_cascade(request):
+                return configs
+        return None
+
+    def _started(self, messages: list[BaseMessage], c: RunnableConfig, size: int, kwargs: dict[str, Any]
+                 ) -> dict[str, Any]:
+        return {"messages": messages, "serialized": self._serialized, "options": {"stop": None, **kwargs},
+                "invocation_params": {**self._default_params(), **kwargs}, "name": c.get("run_name"),
+                "run_id": c.pop("run_id", None), "batch_size": size}
+
+    def _manager(self, c: RunnableConfig, manager_class: Any) -> Any:
+        return manager_class.configure(c.get("callbacks"), self.callbacks, self.verbose, c.get("tags"), self.tags,
+                                       c.get("metadata"), self.metadata)
+
+    def batch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
+              *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        """Like any chat model's ``batch``; when a step is a ``cascade``, the first tier answers
+        the whole batch, then only the rejected items go up a tier (bounded by
+        ``max_concurrency``)."""
+        configs = self._cascade_batch(inputs, config) if inputs else None
+        if configs is None:
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        managers, requests, params = [], [], {}
+        for value, c in zip(inputs, configs, strict=True):
+            messages = self._convert_input(value).to_messages()
+            started = self._started(messages, c, len(inputs), kwargs)
+            (manager,) = self._manager(c, CallbackManager).on_chat_model_start(
+                started.pop("serialized"), [started.pop("messages")], **started)
+            request, params = self._prepare(messages, None, manager, dict(kwargs))
+            managers.append(manager)
+            requests.append(request)
+        results = self.router.complete_batch(requests, max_concurrency=configs[0].get("max_concurrency"),
+                                             return_exceptions=True, **params)
+        out = [self._ended(manager, result) for manager, result in zip(managers, results, strict=True)]
+        return _batch_out(out, return_exceptions)
+
+    async def abatch(self, inputs: list[LanguageModelInput], config: RunnableConfig | list[RunnableConfig] | None = None,
+                     *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        """Async :meth:`batch`."""
+        configs = self._cascade_batch(inputs, config) if inputs else None
+        if configs is None:
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        managers, requests, params = [], [], {}
+        for value, c in zip(inputs, configs, strict=True):
+            messages = self._convert_input(value).to_messages()
+            started = self._started(messages, c, len(inputs), kwargs)
+            (manager,) = await self._manager(c, AsyncCallbackManager).on_chat_model_start(
+                started.pop("serialized"), [started.pop("messages")], **started)
+            request, params = self._prepare(messages, None, manager, dict(kwargs))
+            managers.append(manager)
+            requests.append(request)
+        results = await self.router.acomplete_batch(requests, max_concurrency=configs[0].get("max_concurrency"),
+                                                    return_exceptions=True, **params)
+        out = []
+        for manager, result in zip(managers, results, strict=True):
+            if isinstance(result, BaseException):
+                await manager.on_llm_error(result)
+                out.append(result)
+            else:
+                message = _to_message(result)
+                await manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+                out.append(message)
+        return _batch_out(out, return_exceptions)
+
+    @staticmethod
+    def _ended(manager: CallbackManagerForLLMRun, result: Any) -> Any:
+        if isinstance(result, BaseException):
+            manager.on_llm_error(result)
+            return result
+        message = _to_message(result)
+        manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+        return message
+
     def _stream(
         self,
         messages: list[BaseMessage],
@@ -362,6 +450,14 @@ class RoutedChatModel(BaseChatModel):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+
+
+def _batch_out(out: list[Any], return_exceptions: bool) -> list[Any]:
+    if not return_exceptions:
+        for item in out:
+            if isinstance(item, BaseException):
+                raise item
+    return out
 
 
 def routed_node(

@@ -13,18 +13,20 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steproute import _cascade
 from steproute._call import CallRecord
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import Attempt, ConfigError, ConfigProblem, RoutingError
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
-from steproute.policies import Choice, Policy, PolicyContext, build_policy
+from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.pricing import call_cost
 from steproute.telemetry import Telemetry
 from steproute.types import Decision, Hint, StepRequest, Usage
@@ -390,14 +392,27 @@ class StepRouter:
                         failed_attempts=state.failed_attempts)
         return summary
 
+    def _cascade(self, record: CallRecord, plan: _StepPlan, request: StepRequest, decision: Decision,
+                 action: PinAction | None, params: dict[str, Any]) -> _cascade.CascadeRun | None:
+        """The cascade run of a call whose step policy is a cascade (``None``: not one, or a
+        tier hint fixed the tier)."""
+        if plan.fixed is not None or not isinstance(plan.policy, CascadePolicy):
+            return None
+        return _cascade.CascadeRun(self, record, plan, request, decision, action, params, _prefer(action))
+
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
+        Under a ``cascade`` policy, the call is made tier after tier until an answer is
+        accepted (see :mod:`steproute.policies.cascade`).
 
         Raises:
             DispatchError: every deployment of the chosen tier failed.
         """
         record, plan, decision, action = self._start(request)
         try:
+            run = self._cascade(record, plan, request, decision, action, params)
+            if run is not None:
+                return _cascade.run_sync(run)
             messages, params = self._styled(plan, request, decision, params)
             completion = self._dispatcher.tier(decision.tier).complete(request.step, messages, params, _prefer(action))
             routed = self._routed(decision, completion)
@@ -411,6 +426,9 @@ class StepRouter:
         """Async :meth:`complete`."""
         record, plan, decision, action = await self._astart(request)
         try:
+            run = self._cascade(record, plan, request, decision, action, params)
+            if run is not None:
+                return await _cascade.run_async(run)
             messages, params = self._styled(plan, request, decision, params)
             completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, messages, params,
                                                                               _prefer(action))
@@ -422,10 +440,16 @@ class StepRouter:
         return self._answered(record, routed)
 
     def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
-        """Decide and stream: chunks, then one :class:`StreamSummary` last."""
+        """Decide and stream: chunks, then one :class:`StreamSummary` last. Under a
+        ``cascade``, attempts that may be rejected are buffered; the last tier streams live."""
         record, plan, decision, action = self._start(request)
         state = _StreamState(decision)
         try:
+            run = self._cascade(record, plan, request, decision, action, params)
+            if run is not None:
+                for item in _cascade.stream_sync(run):
+                    yield item if isinstance(item, CompletionChunk) else _summary_of(item)
+                return
             messages, params = self._styled(plan, request, decision, params)
             for chunk in self._dispatcher.tier(decision.tier).stream(request.step, messages, params, _prefer(action)):
                 state.see(chunk)
@@ -443,6 +467,11 @@ class StepRouter:
         record, plan, decision, action = await self._astart(request)
         state = _StreamState(decision)
         try:
+            run = self._cascade(record, plan, request, decision, action, params)
+            if run is not None:
+                async for item in _cascade.stream_async(run):
+                    yield item if isinstance(item, CompletionChunk) else _summary_of(item)
+                return
             messages, params = self._styled(plan, request, decision, params)
             async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, messages, params,
                                                                             _prefer(action)):
@@ -455,6 +484,88 @@ class StepRouter:
             record.failed(exc)
             raise
         yield self._summarised(record, state, summary)
+
+    def complete_batch(self, requests: Sequence[StepRequest], *, max_concurrency: int | None = None,
+                       return_exceptions: bool = False, **params: Any) -> list[Any]:
+        """Decide and call many requests. Cascade steps run phase by phase: the first tier over
+        the whole batch, then only the rejected items go up a tier; each phase runs at most
+        ``max_concurrency`` calls at once (default: the cascades' ``max_concurrency``, else 8).
+        Other requests are plain calls, as many at once.
+
+        Returns one :class:`RoutedCompletion` per request, in order. Raises the first item's
+        error unless ``return_exceptions`` (then the error takes the item's place); every item
+        is finished, answered or booked as failed, first.
+        """
+        results: list[Any] = [None] * len(requests)
+        runs: dict[int, _cascade.CascadeRun] = {}
+        plain: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                if self._is_cascade(request):
+                    record, plan, decision, action = self._start(request)
+                    runs[i] = _cascade.CascadeRun(self, record, plan, request, decision, action, dict(params),
+                                                  _prefer(action))
+                else:
+                    plain.append(i)
+            except Exception as exc:
+                results[i] = exc
+        bound = max_concurrency or self._batch_bound(runs.values())
+
+        def call(i: int) -> Any:
+            try:
+                return self.complete(requests[i], **params)
+            except Exception as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=max(1, min(bound, len(plain) or 1))) as pool:
+            for i, result in zip(plain, pool.map(call, plain), strict=True):
+                results[i] = result
+        for i, result in zip(runs, _cascade.batch_sync(list(runs.values()), bound, _book_failure), strict=True):
+            results[i] = result
+        return _results(results, return_exceptions)
+
+    async def acomplete_batch(self, requests: Sequence[StepRequest], *, max_concurrency: int | None = None,
+                              return_exceptions: bool = False, **params: Any) -> list[Any]:
+        """Async :meth:`complete_batch`."""
+        results: list[Any] = [None] * len(requests)
+        runs: dict[int, _cascade.CascadeRun] = {}
+        plain: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                if self._is_cascade(request):
+                    record, plan, decision, action = await self._astart(request)
+                    runs[i] = _cascade.CascadeRun(self, record, plan, request, decision, action, dict(params),
+                                                  _prefer(action))
+                else:
+                    plain.append(i)
+            except Exception as exc:
+                results[i] = exc
+        bound = max_concurrency or self._batch_bound(runs.values())
+        gate = asyncio.Semaphore(bound)
+
+        async def call(i: int) -> Any:
+            async with gate:
+                try:
+                    return await self.acomplete(requests[i], **params)
+                except Exception as exc:
+                    return exc
+
+        plain_results, cascaded = await asyncio.gather(
+            asyncio.gather(*(call(i) for i in plain)),
+            _cascade.batch_async(list(runs.values()), bound, _book_failure))
+        for i, result in zip(plain, plain_results, strict=True):
+            results[i] = result
+        for i, result in zip(runs, cascaded, strict=True):
+            results[i] = result
+        return _results(results, return_exceptions)
+
+    def _is_cascade(self, request: StepRequest) -> bool:
+        plan = self._plan(request.step, request.kind, request.hint)
+        return plan.fixed is None and isinstance(plan.policy, CascadePolicy)
+
+    @staticmethod
+    def _batch_bound(runs: Any) -> int:
+        return min((r.policy.max_concurrency for r in runs), default=8)
 
     def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
@@ -496,6 +607,24 @@ class StepRouter:
 
     def __repr__(self) -> str:
         return f"StepRouter(tiers={list(self.tiers)}, baseline={self.baseline!r}, steps={list(self.config.steps)})"
+
+
+def _summary_of(routed: RoutedCompletion) -> StreamSummary:
+    completion = routed.completion
+    return StreamSummary(routed.decision, completion.usage, routed.cost_usd, routed.baseline_cost_usd,
+                         completion.finish_reason, completion.content)
+
+
+def _book_failure(run: _cascade.CascadeRun, error: BaseException) -> None:
+    run.record.failed(error)
+
+
+def _results(results: list[Any], return_exceptions: bool) -> list[Any]:
+    if not return_exceptions:
+        for item in results:
+            if isinstance(item, BaseException):
+                raise item
+    return results
 
 
 def _prefer(action: PinAction | None) -> str | None:

@@ -42,6 +42,12 @@ PINNED = "steproute.pinned"
 PIN_GROUP = "steproute.pin.group"
 REPINNED = "steproute.repinned"
 ESCALATED_FROM = "steproute.escalated_from"
+ATTEMPTS = "steproute.attempts"
+CASCADE_CHAIN = "steproute.cascade.chain"
+CASCADE_ACCEPTED = "steproute.cascade.accepted"
+CASCADE_CONFIDENCE = "steproute.cascade.confidence"
+CASCADE_SIGNAL = "steproute.cascade.signal."
+CASCADE_ROLE = "steproute.cascade.role"
 STEP_COST = "steproute.step.cost.usd"
 STEP_BASELINE_COST = "steproute.step.baseline_cost.usd"
 STEP_SAVINGS = "steproute.step.savings.usd"
@@ -138,6 +144,19 @@ class Telemetry:
         if decision.pin_group is not None:
             span.set_attribute(PIN_GROUP, decision.pin_group)
 
+    def cascaded(self, span: trace.Span, decision: Decision) -> None:
+        """A cascade's outcome on its ``route`` span: the tier that answered and the chain."""
+        if not span.is_recording() or not decision.cascade:
+            return
+        span.set_attributes({
+            TIER: decision.tier,
+            ATTEMPTS: decision.attempts,
+            CASCADE_CHAIN: [a.tier for a in decision.cascade],
+            DECISION_REASON: decision.reason,
+        })
+        if decision.escalated_from is not None:
+            span.set_attribute(ESCALATED_FROM, decision.escalated_from)
+
     def end_route(self, span: trace.Span, cost_usd: float, baseline_cost_usd: float,
                   error: BaseException | None = None, *, repinned: bool = False) -> None:
         if span.is_recording():
@@ -164,8 +183,10 @@ class Telemetry:
         response_id: str | None = None,
         finish_reason: str | None = None,
         error_type: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record one model call: a ``chat {model}`` span under ``route`` and its metrics."""
+        """Record one model call: a ``chat {model}`` span under ``route`` and its metrics;
+        ``attributes`` are added to the span (a cascade attempt's verdict)."""
         base: dict[str, str] = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model}
         if response_model:
             base[RESPONSE_MODEL] = response_model
@@ -185,23 +206,25 @@ class Telemetry:
         span = self.tracer.start_span(f"{CHAT_SPAN_PREFIX} {model}", context=trace.set_span_in_context(route),
                                       kind=SpanKind.CLIENT, start_time=started_ns)
         if span.is_recording():
-            attributes: dict[str, Any] = {**base, COST: cost_usd, LANGFUSE_COST: cost_usd, OPENINFERENCE_COST: cost_usd,
+            span_attributes: dict[str, Any] = {**base, COST: cost_usd, LANGFUSE_COST: cost_usd, OPENINFERENCE_COST: cost_usd,
                                           OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: provider,
                                           OPENINFERENCE_MODEL: response_model or model}
             if usage is not None:
-                attributes.update({
+                span_attributes.update({
                     INPUT_TOKENS: usage.input_tokens, OUTPUT_TOKENS: usage.output_tokens,
                     OPENINFERENCE_PROMPT_TOKENS: usage.input_tokens,
                     OPENINFERENCE_COMPLETION_TOKENS: usage.output_tokens,
                     OPENINFERENCE_TOTAL_TOKENS: usage.total_tokens,
                 })
                 if usage.cache_read_tokens:
-                    attributes[CACHE_READ_TOKENS] = usage.cache_read_tokens
+                    span_attributes[CACHE_READ_TOKENS] = usage.cache_read_tokens
             if response_id:
-                attributes[RESPONSE_ID] = response_id
+                span_attributes[RESPONSE_ID] = response_id
             if finish_reason:
-                attributes[FINISH_REASONS] = [finish_reason]
-            span.set_attributes(attributes)
+                span_attributes[FINISH_REASONS] = [finish_reason]
+            if attributes:
+                span_attributes.update(attributes)
+            span.set_attributes(span_attributes)
             if error_type is not None:
                 span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=ended_ns)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-__all__ = ["Decision", "Hint", "StepKind", "StepRequest", "Usage"]
+__all__ = ["CascadeAttempt", "Decision", "Hint", "StepKind", "StepRequest", "Usage"]
 
 
 class StepKind(str, enum.Enum):
@@ -125,6 +125,26 @@ def new_decision_id() -> str:
 
 
 @dataclass(frozen=True)
+class CascadeAttempt:
+    """One attempt of a cascade: the tier tried, what its answer scored, what it cost."""
+
+    tier: str
+    model: str
+    accepted: bool | None
+    """``None``: not judged (the last tier's answer, or an attempt that failed)."""
+    confidence: float | None = None
+    signals: tuple[tuple[str, float], ...] = ()
+    """``(signal, score)`` for each signal asked."""
+    cost_usd: float = 0.0
+    """The attempt's call, plus the calls its signals made (samples, judge)."""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tier": self.tier, "model": self.model, "accepted": self.accepted, "confidence": self.confidence,
+                "signals": dict(self.signals), "cost_usd": self.cost_usd, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Decision:
     """Immutable record of one routing choice.
 
@@ -148,14 +168,20 @@ class Decision:
     repinned: bool = False
     """The pinned model failed and another deployment of the same tier answered; the pin moved."""
     escalated_from: str | None = None
+    """A cascade's first tier, when it escalated from it."""
     attempts: int = 1
+    """Tiers tried (a cascade's attempts)."""
     thread: str | None = None
     id: str = field(default_factory=new_decision_id)
+    cascade: tuple[CascadeAttempt, ...] = ()
+    """A cascade's attempts in order: the escalation chain and each answer's signal values."""
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy (every field is a scalar: a shallow copy is enough, and
-        about 20x cheaper than :func:`dataclasses.asdict` on the per-call path)."""
-        return dict(vars(self))
+        """A JSON-serialisable copy (the fields are scalars but for ``cascade``: a shallow copy
+        is enough, and about 20x cheaper than :func:`dataclasses.asdict` on the per-call path)."""
+        values = dict(vars(self))
+        values["cascade"] = [a.as_dict() for a in self.cascade]
+        return values
 
 
 @dataclass(frozen=True)

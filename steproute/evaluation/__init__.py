@@ -16,6 +16,13 @@ Example:
 from __future__ import annotations
 
 from steproute.evaluation._calibrate import Target, calibrate
+from steproute.evaluation._cascade import (
+    CascadeEvaluation,
+    CascadePoint,
+    evaluate_cascade,
+    replay_cascade,
+    train_cascade,
+)
 from steproute.evaluation._decision_log import from_decision_log
 from steproute.evaluation._evaluate import Evaluation, evaluate, models_by_cost, split_rows
 from steproute.evaluation._format import DataError, EvalRow, Loaded, Outcome, read_rows, write_rows
@@ -34,6 +41,8 @@ from steproute.evaluation._metrics import (
 from steproute.evaluation._routellm import load_gsm8k, load_mmlu, load_mt_bench, load_routellm
 
 __all__ = [
+    "CascadeEvaluation",
+    "CascadePoint",
     "Curve",
     "DataError",
     "EvalRow",
@@ -50,6 +59,7 @@ __all__ = [
     "choose_tiers",
     "cpt",
     "evaluate",
+    "evaluate_cascade",
     "from_decision_log",
     "load_gsm8k",
     "load_mmlu",
@@ -57,8 +67,10 @@ __all__ = [
     "load_routellm",
     "models_by_cost",
     "read_rows",
+    "replay_cascade",
     "split_rows",
     "summarise",
     "sweep",
+    "train_cascade",
     "write_rows",
 ]

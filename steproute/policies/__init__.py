@@ -2,7 +2,7 @@
 
 ``fixed`` and ``rules`` need nothing; ``classifier`` and ``semantic`` load a trained artefact
 (the ``learn`` extra); ``llm`` asks a model through a tier the router lends it; ``chain``
-asks several in order.
+asks several in order; ``cascade`` judges a cheap tier's answer and escalates.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from steproute.config import (
+    CascadePolicyConfig,
     ChainPolicyConfig,
     ClassifierPolicyConfig,
     FixedPolicyConfig,
@@ -20,14 +21,25 @@ from steproute.config import (
     PolicyConfig,
     RulesPolicyConfig,
     SemanticPolicyConfig,
+    SignalConfig,
 )
 from steproute.policies.base import Choice, Policy
+from steproute.policies.cascade import CascadePolicy
 from steproute.policies.chain import ChainPolicy
+from steproute.policies.confidence import (
+    ConsistencySignal,
+    HedgingSignal,
+    JudgeSignal,
+    LogprobSignal,
+    SchemaSignal,
+    Signal,
+    ToolCallSignal,
+)
 from steproute.policies.fixed import FixedPolicy
 from steproute.policies.llm_judge import Ask, LLMRouterPolicy
 from steproute.policies.rules import RulesPolicy
 
-__all__ = ["ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
+__all__ = ["CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
            "build_policy"]
 
 
@@ -43,10 +55,51 @@ class PolicyContext:
     """A model call through a tier, for the ``llm`` policy."""
 
 
+def _path(artefact: str, context: PolicyContext) -> Path:
+    path = Path(os.path.expanduser(artefact))
+    return path if path.is_absolute() else context.base_dir / path
+
+
+def _signal(config: SignalConfig, first_tier: str, context: PolicyContext) -> Signal:
+    weight, threshold = config.weight, config.threshold
+    given = {} if threshold is None else {"threshold": threshold}
+    if config.signal == "logprob":
+        return LogprobSignal(weight=weight, statistic=config.statistic, **given)
+    if config.signal == "hedging":
+        return HedgingSignal(tuple(config.phrases), weight=weight, **given)
+    if config.signal == "arithmetic":
+        from steproute.policies.answer_scorer import ArithmeticSignal
+
+        return ArithmeticSignal(weight=weight, **given)
+    if config.signal == "schema":
+        return SchemaSignal(weight=weight, **given)
+    if config.signal == "tools":
+        return ToolCallSignal(weight=weight, **given)
+    if config.signal == "consistency":
+        return ConsistencySignal(config.samples, weight=weight, **given)
+    if config.signal == "judge":
+        return JudgeSignal(config.tier or first_tier, weight=weight, **given)
+    from steproute.policies.answer_scorer import AnswerScorer, ScorerSignal
+
+    assert config.artefact is not None  # the config checks it
+    scorer = AnswerScorer.load(_path(config.artefact, context))
+    return ScorerSignal(scorer, scorer.threshold if threshold is None else threshold, weight)
+
+
+def _cascade(config: CascadePolicyConfig, context: PolicyContext) -> CascadePolicy:
+    tiers = tuple(config.tiers or context.tiers)
+    signals_config = list(config.signals)
+    if config.artefact is not None:
+        scorer = SignalConfig(signal="scorer", artefact=config.artefact)
+        signals_config = [*signals_config, scorer] if "signals" in config.model_fields_set else [scorer]
+    signals = [_signal(s, tiers[0], context) for s in signals_config]
+    start = build_policy(config.start, context) if config.start is not None else None
+    return CascadePolicy(tiers, signals, combine=config.combine, threshold=config.threshold, start=start,
+                         speculative=config.speculative, max_concurrency=config.max_concurrency)
+
+
 def _learned(config: ClassifierPolicyConfig | SemanticPolicyConfig, context: PolicyContext) -> Policy:
-    path = Path(os.path.expanduser(config.artefact))
-    if not path.is_absolute():
-        path = context.base_dir / path
+    path = _path(config.artefact, context)
     if isinstance(config, ClassifierPolicyConfig):
         from steproute.policies.classifier import ClassifierPolicy as cls
     else:
@@ -82,6 +135,8 @@ def build_policy(config: PolicyConfig, context: PolicyContext | None = None) -> 
         choices: dict[str, Any] = config.choices or dict.fromkeys(context.tiers, "")
         return LLMRouterPolicy(context.ask, config.router_tier, choices, config.fallback,
                                instructions=config.instructions, max_tokens=config.max_tokens)
+    if isinstance(config, CascadePolicyConfig):
+        return _cascade(config, context)
     if isinstance(config, ChainPolicyConfig):
         return ChainPolicy([build_policy(link, context) for link in config.policies])
     raise TypeError(f"no policy implementation for {type(config).__name__}")  # pragma: no cover

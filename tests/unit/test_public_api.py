@@ -1,7 +1,7 @@
 import steproute
 
 EXPECTED = {
-    "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "RoutedChatModel",
+    "CascadeAttempt", "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "RoutedChatModel",
     "RoutedCompletion",
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
@@ -49,12 +49,13 @@ def test_evaluation_and_policies_exports():
     import steproute.policies
 
     assert set(steproute.evaluation.__all__) == {
+        "CascadeEvaluation", "CascadePoint", "evaluate_cascade", "replay_cascade", "train_cascade",
         "Curve", "DataError", "EvalRow", "Evaluation", "Loaded", "Outcome", "Outcomes", "Point", "Summary", "Target",
         "aiq", "apgr", "calibrate", "choose_tiers", "cpt", "evaluate", "from_decision_log", "load_gsm8k", "load_mmlu",
         "load_mt_bench", "load_routellm", "models_by_cost", "read_rows", "split_rows", "summarise", "sweep",
         "write_rows"}
     assert set(steproute.policies.__all__) == {
-        "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
+        "CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
         "build_policy"}
     for module in (steproute.evaluation, steproute.policies):
         for name in module.__all__:
