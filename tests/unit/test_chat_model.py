@@ -166,6 +166,38 @@ def test_graph_routes_by_node_metadata_and_node_name(make_router):
     assert {v["thread"] for v in seen.values()} == {"th-9"}
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_graph_streamed_as_messages_still_routes_by_step(make_router, mode):
+    """langchain-core streams a node's ``invoke`` without a run manager under
+    ``stream_mode="messages"``: the step must come from the run's config all the same."""
+    import asyncio
+
+    router = make_router(steps={"plan": "advanced"})
+    llm = router.chat_model()
+
+    async def anode(state: MessagesState):
+        return {"messages": [await llm.ainvoke(state["messages"])]}
+
+    def node(state: MessagesState):
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("think", anode if mode == "async" else node, metadata=step("plan"))
+    builder.add_edge(START, "think")
+    builder.add_edge("think", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": f"th-{mode}"}}
+    if mode == "async":
+        async def run():
+            return [c async for c, _ in graph.astream({"messages": [HumanMessage("hi")]}, config, stream_mode="messages")]
+        chunks = asyncio.run(run())
+    else:
+        chunks = [c for c, _ in graph.stream({"messages": [HumanMessage("hi")]}, config, stream_mode="messages")]
+    assert "".join(c.content for c in chunks) == "answer from advanced"
+    routed = next(c.response_metadata["steproute"] for c in chunks if "steproute" in c.response_metadata)
+    assert (routed["step"], routed["tier"], routed["thread"]) == ("plan", "advanced", f"th-{mode}")
+
+
 def test_routed_node_writes_the_answer(make_router):
     router = make_router(steps={"extract": "standard"})
     node = router.node("extract", "Capital of {country}?", output_key="capital", kind="extract")
