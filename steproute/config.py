@@ -613,6 +613,9 @@ def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
         tag_at = {"default": 1, "steps": 2}.get(str(loc[0]) if loc else "")
         if tag_at is not None and len(loc) > tag_at and loc[tag_at] in POLICY_NAMES:
             loc = loc[:tag_at] + loc[tag_at + 1:]
+        # ... and the tags of nested policies (a chain's links, a cascade's start)
+        loc = tuple(p for i, p in enumerate(loc)
+                    if not (p in POLICY_NAMES and i > 0 and (loc[i - 1] == "start" or isinstance(loc[i - 1], int))))
         kind = error["type"]
         if kind == "union_tag_invalid":
             tag = error.get("ctx", {}).get("tag")
@@ -623,6 +626,8 @@ def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
             message = "unknown key"
         elif kind == "missing":
             message = "required key is missing"
+        elif kind == "value_error" and error.get("ctx", {}).get("error") is not None:
+            message = str(error["ctx"]["error"])
         else:
             message = error["msg"]
         problems.append(ConfigProblem(_format_path(loc), message))

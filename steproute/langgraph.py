@@ -30,7 +30,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
-from langchain_core.runnables.config import get_config_list
+from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
@@ -315,7 +315,10 @@ class RoutedChatModel(BaseChatModel):
         if schema is None and isinstance(response_format, Mapping):
             schema = (response_format.get("json_schema") or {}).get("schema")
         tools = params.get("tools")
-        metadata = run_manager.metadata if run_manager is not None else {}
+        if run_manager is not None:
+            metadata = run_manager.metadata
+        else:  # langchain-core streams some calls without a run manager: the run's config has the metadata
+            metadata = ensure_config().get("metadata") or {}
         request = _request_from_run(messages, metadata, self.step, self.kind, tools, schema)
         return request, params
 

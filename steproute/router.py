@@ -250,7 +250,10 @@ class StepRouter:
         return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
 
     async def _aroute(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        if getattr(plan.policy, "blocking", False):  # a policy that calls a model: keep the loop free
+        if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
+            # the start policy decides while the first tier's call runs (steproute._cascade)
+            policy_decision = self._decide(plan, request, speculative=True)
+        elif getattr(plan.policy, "blocking", False):  # a policy that calls a model: keep the loop free
             policy_decision = await asyncio.to_thread(self._decide, plan, request)
         else:
             policy_decision = self._decide(plan, request)
@@ -266,12 +269,12 @@ class StepRouter:
             await self.pin_store.aput(thread, group, action.held)
         return decision, action
 
-    def _decide(self, plan: _StepPlan, request: StepRequest) -> Decision:
+    def _decide(self, plan: _StepPlan, request: StepRequest, *, speculative: bool = False) -> Decision:
         choice: Choice | None
         if plan.fixed is not None:
             choice, policy_name = plan.fixed, "hint"
         else:
-            choice = plan.policy.choose(request)
+            choice = plan.policy.first_choice() if speculative else plan.policy.choose(request)  # type: ignore[attr-defined]
             policy_name = plan.policy.name
             if choice is None and not plan.policy_is_default:
                 choice = self._default.choose(request)

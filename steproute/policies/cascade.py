@@ -83,9 +83,9 @@ class CascadePolicy:
 
     def choose(self, request: StepRequest) -> Choice:
         """The tier the cascade starts from: ``start``'s pick (moved up to a cascade tier), else
-        the first tier. A speculative cascade starts at the first tier and asks ``start`` while
-        that call runs (async calls; sync calls ask it first)."""
-        if self.start is None or self.speculative:
+        the first tier. (On async calls a speculative cascade starts at :meth:`first_choice`
+        and asks ``start`` while that call runs.)"""
+        if self.start is None:
             return self.first_choice()
         return self.from_start(self.start.choose(request))
 
