@@ -173,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
         from steproute.evaluation import Summary
 
         figures = {k: (tuple(v) if k == "models" else v) for k, v in cv.items() if k != "folds"}
-        _print_figures(f"{cv['folds']}-fold cross-validation (out-of-fold estimates):", Summary(**figures))
+        _print_figures(f"{cv['folds']}-fold cross-validation (out-of-fold estimates):", Summary(**figures))  # type: ignore[arg-type]
     return 0
 
 
@@ -343,7 +343,7 @@ def write_threshold(path: Path, step: str, threshold: float) -> None:
             continue
         if start is not None and line.strip() and not line.lstrip().startswith("#"):
             indent = len(line) - len(line.lstrip())
-            if indent <= step_indent:
+            if step_indent is not None and indent <= step_indent:
                 break
             body_indent = body_indent or indent
             if indent == body_indent and line.lstrip().startswith("threshold:"):

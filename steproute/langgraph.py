@@ -375,7 +375,9 @@ class RoutedChatModel(BaseChatModel):
         configs = self._cascade_batch(inputs, config) if inputs else None
         if configs is None:
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        managers, requests, params = [], [], {}
+        managers: list[Any] = []
+        requests: list[StepRequest] = []
+        params: dict[str, Any] = {}
         for value, c in zip(inputs, configs, strict=True):
             messages = self._convert_input(value).to_messages()
             started = self._started(messages, c, len(inputs), kwargs)
@@ -395,7 +397,9 @@ class RoutedChatModel(BaseChatModel):
         configs = self._cascade_batch(inputs, config) if inputs else None
         if configs is None:
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        managers, requests, params = [], [], {}
+        managers: list[Any] = []
+        requests: list[StepRequest] = []
+        params: dict[str, Any] = {}
         for value, c in zip(inputs, configs, strict=True):
             messages = self._convert_input(value).to_messages()
             started = self._started(messages, c, len(inputs), kwargs)
@@ -406,7 +410,7 @@ class RoutedChatModel(BaseChatModel):
             requests.append(request)
         results = await self.router.acomplete_batch(requests, max_concurrency=configs[0].get("max_concurrency"),
                                                     return_exceptions=True, **params)
-        out = []
+        out: list[Any] = []
         for manager, result in zip(managers, results, strict=True):
             if isinstance(result, BaseException):
                 await manager.on_llm_error(result)

@@ -42,7 +42,11 @@ def calibrate(curve: Curve, target: Target, strong_quality: float) -> Point:
     if target.strong_share is not None:
         within = [p for p in points if p.strong_share <= target.strong_share + 1e-12]
         return max(within, key=lambda p: (p.quality, -p.strong_share))
-    floor = target.quality_floor if target.quality_floor is not None else target.quality_ratio * strong_quality
+    if target.quality_floor is not None:
+        floor = target.quality_floor
+    else:
+        assert target.quality_ratio is not None  # one of the three is set
+        floor = target.quality_ratio * strong_quality
     good = [p for p in points if p.quality >= floor - 1e-12]
     if not good:
         best = max(points, key=lambda p: p.quality)

@@ -56,8 +56,8 @@ def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], *, target: Ta
                 bar.update(1)
         if bar:
             bar.close()
-        _, curve = summarise(oof, outcomes, 0.0)
+        curve = summarise(oof, outcomes, 0.0)[1]
         threshold = calibrate(curve, target, float(outcomes.quality[:, -1].mean())).threshold
-        summary, _ = summarise(oof, outcomes, threshold)
+        summary = summarise(oof, outcomes, threshold)[0]
         meta["cross_validation"] = {"folds": folds, **summary.to_json()}
     return _artefact(rows, models, encoder, threshold, meta)

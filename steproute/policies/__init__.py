@@ -62,7 +62,7 @@ def _path(artefact: str, context: PolicyContext) -> Path:
 
 def _signal(config: SignalConfig, first_tier: str, context: PolicyContext) -> Signal:
     weight, threshold = config.weight, config.threshold
-    given = {} if threshold is None else {"threshold": threshold}
+    given: dict[str, Any] = {} if threshold is None else {"threshold": threshold}
     if config.signal == "logprob":
         return LogprobSignal(weight=weight, statistic=config.statistic, **given)
     if config.signal == "hedging":

@@ -57,7 +57,7 @@ class Artefact:
 def save_artefact(artefact: Artefact, path: str | os.PathLike[str]) -> None:
     """Write atomically: a temporary file renamed into place, so a reader never sees half a file."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **artefact.arrays)
+    np.savez_compressed(buffer, **dict(artefact.arrays))  # type: ignore[arg-type]
     tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:

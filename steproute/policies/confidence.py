@@ -75,11 +75,21 @@ class Probe(Protocol):
 class Signal(Protocol):
     """A confidence signal: a score in [0, 1], or ``None`` when it does not apply."""
 
-    name: str
-    threshold: float
-    weight: float
-    calls_models: bool
-    """Makes model calls (``consistency``, ``judge``): asked last, and off the event loop."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def threshold(self) -> float:
+        """The score at which it passes."""
+        ...
+
+    @property
+    def weight(self) -> float: ...
+
+    @property
+    def calls_models(self) -> bool:
+        """Makes model calls (``consistency``, ``judge``): asked last, and off the event loop."""
+        ...
 
     def score(self, request: StepRequest, answer: Answer, probe: Probe) -> float | None: ...
 

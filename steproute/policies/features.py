@@ -157,7 +157,7 @@ class StaticEncoder:
             for i, word in enumerate(text_words):
                 if known[i] is None:
                     known[i] = cache[word] = self._tokenizer.encode(word, add_special_tokens=False).ids
-        ids = list(chain.from_iterable(known))
+        ids = list(chain.from_iterable(k for k in known if k is not None))
         if not ids:
             return np.zeros(self.dim, dtype=np.float32)
         v = self._table.take(ids, axis=0).sum(axis=0)
@@ -199,7 +199,7 @@ class MiniLMEncoder:
         return self.encode([text])[0]
 
 
-ENCODERS = {StaticEncoder.name: StaticEncoder, MiniLMEncoder.name: MiniLMEncoder}
+ENCODERS: dict[str, Any] = {StaticEncoder.name: StaticEncoder, MiniLMEncoder.name: MiniLMEncoder}
 _loaded: dict[str, Encoder] = {}
 _lock = threading.Lock()
 

@@ -11,9 +11,9 @@ import pytest
 
 from steproute import RouterConfig, StepRouter
 from steproute.cli import main
-from steproute.evaluation import EvalRow, Outcome, evaluate_cascade, replay_cascade, train_cascade, write_rows
-from steproute.evaluation._cascade import CascadeTable, calibrate_cascade, verifier_scores
+from steproute.evaluation import EvalRow, Outcome, evaluate_cascade, replay_cascade, train_cascade
 from steproute.evaluation._calibrate import Target
+from steproute.evaluation._cascade import CascadeTable, calibrate_cascade, verifier_scores
 from steproute.policies._artefact import Artefact, ArtefactError, load_artefact, save_artefact
 from steproute.policies.answer_scorer import AnswerScorer, acceptance
 from tests.unit.test_evaluation import DATA
