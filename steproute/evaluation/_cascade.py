@@ -172,7 +172,8 @@ def _accept(p: np.ndarray, lengths: np.ndarray, scale: float, exponent: float) -
 
 
 def train_cascade(rows: Sequence[EvalRow], models: Sequence[str], *, target: Target | None = None, folds: int = 5,
-                  c: float = 0.3, seed: int = 0, progress: Progress | None = None) -> Artefact:
+                  c: float = 0.3, seed: int = 0, cost_exponents: Sequence[float] = COST_EXPONENTS,
+                  progress: Progress | None = None) -> Artefact:
     """Fit the answer scorer on the cheaper models' recorded answers, choose how much the cost
     of an escalation weighs (:data:`COST_EXPONENTS`) and calibrate the threshold, both on
     out-of-fold scores, for ``target`` (default: 95% of the strongest model's quality at the
@@ -205,7 +206,7 @@ def train_cascade(rows: Sequence[EvalRow], models: Sequence[str], *, target: Tar
     if bar is not None:
         bar.close()
     strong_quality, strong_cost = table.strong()
-    exponents = COST_EXPONENTS if target.strong_share is None else (0.0,)
+    exponents = tuple(cost_exponents) if target.strong_share is None else (0.0,)
     best: tuple[CascadePoint, float] | None = None
     for exponent in exponents:
         scores = np.column_stack([_accept(probabilities[:, j], lengths[j], length_scale, exponent) for j in judged])
