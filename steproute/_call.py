@@ -28,7 +28,8 @@ __all__ = ["CallRecord"]
 class CallRecord:
     """Spans, metrics and the log entry of one call, from decision to answer."""
 
-    __slots__ = ("_deployment", "_dispatched_ns", "_log", "_route", "_started", "_telemetry", "decision", "request")
+    __slots__ = ("_booked", "_deployment", "_dispatched_ns", "_log", "_route", "_started", "_telemetry", "decision",
+                 "request")
 
     def __init__(self, telemetry: Telemetry, log: DecisionLog | None, request: StepRequest) -> None:
         self._telemetry = telemetry
@@ -38,6 +39,8 @@ class CallRecord:
         self._route = telemetry.start_route(request)
         self._deployment: Deployment | None = None
         self._dispatched_ns = 0
+        self._booked = 0
+        """Failed attempts already given a span (tiers that failed before a fallback)."""
         self.decision: Decision | None = None
 
     def decided(self, decision: Decision, deployment: Deployment) -> None:
@@ -82,6 +85,12 @@ class CallRecord:
                              finish_reason=finish_reason, error_type=error_type, attributes=attributes)
         self._dispatched_ns = time.time_ns()
 
+    def tier_failed(self, decision: Decision, attempts: Sequence[Attempt]) -> None:
+        """Every deployment of ``decision.tier`` failed and the step falls back to another tier:
+        a span for each failed attempt."""
+        self._dispatched_ns = self._failed_attempts(decision, attempts)
+        self._booked += len(attempts)
+
     def answered(
         self,
         decision: Decision,
@@ -107,6 +116,8 @@ class CallRecord:
                              response_id=response_id, finish_reason=finish_reason, attributes=attributes)
         if decision.cascade:
             self._telemetry.cascaded(self._route, decision)
+        if decision.fallback_from is not None:
+            self._telemetry.fell_back(self._route, decision)
         if step_cost_usd is not None:
             cost_usd = step_cost_usd
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
@@ -126,7 +137,8 @@ class CallRecord:
         if decision is not None and self._deployment is not None:
             attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
             if attempts:
-                self._failed_attempts(decision, attempts)
+                if len(attempts) > self._booked:
+                    self._failed_attempts(decision, attempts[self._booked:])
             else:  # failed around the model call (cancelled, a broken stream): one span for it
                 self._telemetry.chat(self._route, decision, model=decision.model, provider=self._deployment.provider,
                                      started_ns=self._dispatched_ns, ended_ns=time.time_ns(),
@@ -154,6 +166,7 @@ class CallRecord:
             "pin_group": decision.pin_group,
             "repinned": decision.repinned,
             "escalated_from": decision.escalated_from,
+            "fallback_from": decision.fallback_from,
             "thread": decision.thread,
             "tenant": request.tenant,
             "input_tokens": usage.input_tokens if usage else 0,

@@ -219,6 +219,10 @@ class _StepSettings(_Frozen):
     """This step's pinning (fields given here override the global ``pinning``)."""
     style: StyleConfig | None = None
     """This step's system-prompt addition and output settings, after the tier's."""
+    tier_fallback: Literal["next", "stronger", "none"] = "next"
+    """When every deployment of the chosen tier fails: try the ``next`` stronger tier (default),
+    every ``stronger`` tier in turn, or ``none``. Never above the step's ``max_tier``; a
+    ``tier`` hint fixes the tier, so it never falls back."""
 
 
 class FixedPolicyConfig(_StepSettings):

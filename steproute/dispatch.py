@@ -288,6 +288,7 @@ class _Tier:
             attempts = self._attempts(failures)
             for raw in stream:
                 yield from _to_chunks(raw, deployment, attempts)
+            _check_finished(stream, deployment)
         except Exception as exc:
             raise self._error(step, exc, failures) from exc
 
@@ -309,8 +310,21 @@ class _Tier:
             async for raw in stream:
                 for chunk in _to_chunks(raw, deployment, attempts):
                     yield chunk
+            _check_finished(stream, deployment)
         except Exception as exc:
             raise self._error(step, exc, failures) from exc
+
+
+class StreamTruncated(Exception):
+    """The provider's stream ended without a finish reason: the answer is cut short. (LiteLLM
+    reports ``finish_reason="stop"`` for it all the same.)"""
+
+
+def _check_finished(stream: Any, deployment: Deployment) -> None:
+    """Raise :class:`StreamTruncated` when a stream ended without the provider's finish reason
+    (LiteLLM's ``mock_response`` streams never send one: not checked)."""
+    if deployment.params.get("mock_response") is None and getattr(stream, "received_finish_reason", "") is None:
+        raise StreamTruncated("the stream ended without a finish reason")
 
 
 class Dispatcher:

@@ -74,12 +74,16 @@ class DispatchError(StepRouteError, RuntimeError):
     content or a credential.
     """
 
-    def __init__(self, step: str, tier: str, attempts: Sequence[Attempt]) -> None:
+    def __init__(self, step: str, tier: str, attempts: Sequence[Attempt], *, tiers: Sequence[str] = ()) -> None:
         self.step = step
         self.tier = tier
+        """The tier the step was routed to."""
+        self.tiers: tuple[str, ...] = tuple(tiers) or (tier,)
+        """Every tier tried, in order (more than one after a cross-tier fallback)."""
         self.attempts: tuple[Attempt, ...] = tuple(attempts)
         tried = ", ".join(f"{a.model} ({a.error_type})" for a in self.attempts) or "none"
-        super().__init__(f"step '{step}': every deployment of tier '{tier}' failed; attempts: {tried}")
+        which = f"tier '{tier}'" if len(self.tiers) == 1 else "tiers " + ", ".join(f"'{t}'" for t in self.tiers)
+        super().__init__(f"step '{step}': every deployment of {which} failed; attempts: {tried}")
 
 
 class LocalModelError(StepRouteError, RuntimeError):

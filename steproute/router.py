@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from steproute import _cascade
 from steproute._call import CallRecord
+from steproute._fallback import Fallback
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
@@ -87,6 +88,8 @@ class _StepPlan:
     """``None``: this step is not pinned (mode ``off``, or a tier hint fixes it)."""
     style: StyleConfig | None
     """The step's system-prompt addition and output settings."""
+    tier_fallback: str = "next"
+    """When the tier's every deployment fails: ``next``, ``stronger`` or ``none``."""
 
 
 class StepRouter:
@@ -198,7 +201,8 @@ class StepRouter:
             self._tier_rank(step, "tier hint", hint.tier)
             fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
         return _StepPlan(kind, policy, entry is None, low, high, fixed,
-                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style)
+                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style,
+                         cfg.tier_fallback)
 
     def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
         base = self.config.pinning
@@ -364,7 +368,7 @@ class StepRouter:
         return messages, params
 
     def _repin(self, action: PinAction | None, decision: Decision) -> Decision:
-        if action is None:
+        if action is None or decision.fallback_from is not None:  # a fallback tier answered: the pin stays
             return decision
         pin, repinned = pin_after(action, decision)
         if pin is not None:
@@ -372,7 +376,7 @@ class StepRouter:
         return replace(decision, repinned=True) if repinned else decision
 
     async def _arepin(self, action: PinAction | None, decision: Decision) -> Decision:
-        if action is None:
+        if action is None or decision.fallback_from is not None:
             return decision
         pin, repinned = pin_after(action, decision)
         if pin is not None:
@@ -416,8 +420,7 @@ class StepRouter:
             run = self._cascade(record, plan, request, decision, action, params)
             if run is not None:
                 return _cascade.run_sync(run)
-            messages, params = self._styled(plan, request, decision, params)
-            completion = self._dispatcher.tier(decision.tier).complete(request.step, messages, params, _prefer(action))
+            decision, completion = Fallback(self, record, plan, request, decision, params).complete(_prefer(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=self._repin(action, routed.decision))
         except BaseException as exc:
@@ -432,9 +435,8 @@ class StepRouter:
             run = self._cascade(record, plan, request, decision, action, params)
             if run is not None:
                 return await _cascade.run_async(run)
-            messages, params = self._styled(plan, request, decision, params)
-            completion = await self._dispatcher.tier(decision.tier).acomplete(request.step, messages, params,
-                                                                              _prefer(action))
+            fallback = Fallback(self, record, plan, request, decision, params)
+            decision, completion = await fallback.acomplete(_prefer(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=await self._arepin(action, routed.decision))
         except BaseException as exc:
@@ -453,8 +455,8 @@ class StepRouter:
                 for item in _cascade.stream_sync(run):
                     yield item if isinstance(item, CompletionChunk) else _summary_of(item)
                 return
-            messages, params = self._styled(plan, request, decision, params)
-            for chunk in self._dispatcher.tier(decision.tier).stream(request.step, messages, params, _prefer(action)):
+            fallback = Fallback(self, record, plan, request, decision, params)
+            for chunk in fallback.stream(_prefer(action), state.follow):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -475,9 +477,8 @@ class StepRouter:
                 async for item in _cascade.stream_async(run):
                     yield item if isinstance(item, CompletionChunk) else _summary_of(item)
                 return
-            messages, params = self._styled(plan, request, decision, params)
-            async for chunk in self._dispatcher.tier(decision.tier).astream(request.step, messages, params,
-                                                                            _prefer(action)):
+            fallback = Fallback(self, record, plan, request, decision, params)
+            async for chunk in fallback.astream(_prefer(action), state.follow):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -645,6 +646,11 @@ class _StreamState:
         self.usage = Usage()
         self.cost_usd = 0.0
         self.finish_reason: str | None = None
+
+    def follow(self, decision: Decision) -> None:
+        """The decision of the tier that streams (another one after a cross-tier fallback)."""
+        self.decision = decision
+        self.model = decision.model
 
     def see(self, chunk: CompletionChunk) -> None:
         if chunk.model:

@@ -42,6 +42,7 @@ PINNED = "steproute.pinned"
 PIN_GROUP = "steproute.pin.group"
 REPINNED = "steproute.repinned"
 ESCALATED_FROM = "steproute.escalated_from"
+FALLBACK_FROM = "steproute.fallback.from"
 ATTEMPTS = "steproute.attempts"
 CASCADE_CHAIN = "steproute.cascade.chain"
 CASCADE_ACCEPTED = "steproute.cascade.accepted"
@@ -143,6 +144,12 @@ class Telemetry:
             span.set_attribute(ESCALATED_FROM, decision.escalated_from)
         if decision.pin_group is not None:
             span.set_attribute(PIN_GROUP, decision.pin_group)
+
+    def fell_back(self, span: trace.Span, decision: Decision) -> None:
+        """A cross-tier fallback on the ``route`` span: the tier that answered, and the one that failed."""
+        if span.is_recording() and decision.fallback_from is not None:
+            span.set_attributes({TIER: decision.tier, FALLBACK_FROM: decision.fallback_from,
+                                 DECISION_REASON: decision.reason})
 
     def cascaded(self, span: trace.Span, decision: Decision) -> None:
         """A cascade's outcome on its ``route`` span: the tier that answered and the chain."""

@@ -114,9 +114,11 @@ def test_whole_tier_down_raises_typed_error_without_secrets(llmock):
     with pytest.raises(DispatchError) as excinfo:
         router.chat_model().invoke("hi", config={"metadata": step("rewrite")})
     err = excinfo.value
-    assert (err.step, err.tier) == ("rewrite", "fast")
-    assert err.attempts[0].error_type == "InternalServerError"
-    assert "step 'rewrite'" in str(err) and "tier 'fast'" in str(err)
+    # the tier, then the next stronger one (the default cross-tier fallback), both down
+    assert (err.step, err.tier, err.tiers) == ("rewrite", "fast", ("fast", "standard"))
+    assert [(a.model, a.error_type) for a in err.attempts] == [
+        ("openai/gpt-4o-mini", "InternalServerError"), ("openai/gpt-4.1-mini", "InternalServerError")]
+    assert "step 'rewrite'" in str(err) and "tiers 'fast', 'standard'" in str(err)
     assert KEY not in str(err) and KEY not in repr(err)
 
 

@@ -130,7 +130,7 @@ def test_spans_nest_under_the_callers_span_in_every_path(otel):
 def test_a_failed_dispatch_marks_both_spans(otel):
     tiers = mock_tiers()
     tiers["fast"]["models"][0]["mock_response"] = "litellm.InternalServerError"  # LiteLLM raises it
-    router = otel.router(tiers=tiers)
+    router = otel.router(tiers=tiers, default={"policy": "fixed", "tier": "fast", "tier_fallback": "none"})
     with pytest.raises(DispatchError):
         router.complete(StepRequest("s", [{"role": "user", "content": "x"}]))
     (route,) = otel.spans("route")
