@@ -46,6 +46,8 @@ HINT_KEY = "steproute"
 """Key of the step hint in a LangGraph node's (or a run's) metadata."""
 
 _SCHEMA_KWARG = "steproute_response_schema"
+_METADATA_KWARG = "steproute_run_metadata"
+"""The run's metadata, carried to ``_stream``: langchain-core streams without a run manager."""
 
 
 def step(
@@ -294,6 +296,30 @@ class RoutedChatModel(BaseChatModel):
         return super().bind(tools=formatted, **kwargs)
 
     # -- the calls ---------------------------------------------------------------------------
+    #
+    # langchain-core calls ``_stream`` without a run manager (``stream()``, and ``invoke()`` when a
+    # streaming callback is attached), so the run's metadata, where the step hint is, would be
+    # lost; the public entry points carry it along as a keyword argument.
+
+    def _carry(self, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        metadata = {**(self.metadata or {}), **(ensure_config(config).get("metadata") or {})}
+        return {**kwargs, _METADATA_KWARG: metadata}
+
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        return super().invoke(input, config, stop=stop, **self._carry(config, kwargs))
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        return await super().ainvoke(input, config, stop=stop, **self._carry(config, kwargs))
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        return super().stream(input, config, stop=stop, **self._carry(config, kwargs))
+
+    def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        return super().astream(input, config, stop=stop, **self._carry(config, kwargs))
 
     def _prepare(
         self,
@@ -315,9 +341,12 @@ class RoutedChatModel(BaseChatModel):
         if schema is None and isinstance(response_format, Mapping):
             schema = (response_format.get("json_schema") or {}).get("schema")
         tools = params.get("tools")
+        carried = params.pop(_METADATA_KWARG, None)
         if run_manager is not None:
             metadata = run_manager.metadata
-        else:  # langchain-core streams some calls without a run manager: the run's config has the metadata
+        elif carried is not None:  # langchain-core streams without a run manager: the metadata came along
+            metadata = carried
+        else:
             metadata = ensure_config().get("metadata") or {}
         request = _request_from_run(messages, metadata, self.step, self.kind, tools, schema)
         return request, params

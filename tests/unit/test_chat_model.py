@@ -198,6 +198,23 @@ def test_a_graph_streamed_as_messages_still_routes_by_step(make_router, mode):
     assert (routed["step"], routed["tier"], routed["thread"]) == ("plan", "advanced", f"th-{mode}")
 
 
+def test_stream_outside_a_graph_keeps_the_steps_hint(make_router):
+    """langchain-core's ``stream()``/``astream()`` reach ``_stream`` without a run manager: the
+    step hint in the config must still decide."""
+    import asyncio
+
+    llm = make_router(steps={"plan": "advanced"}).chat_model()
+    config = {"metadata": step("plan", max_tier="standard")}
+    chunks = list(llm.stream("hi", config=config))
+    routed = chunks[-1].response_metadata["steproute"]
+    assert (routed["step"], routed["tier"]) == ("plan", "standard")  # the policy's advanced, lowered by the hint
+
+    async def collect() -> list:
+        return [c async for c in llm.astream("hi", config=config)]
+
+    assert asyncio.run(collect())[-1].response_metadata["steproute"]["tier"] == "standard"
+
+
 def test_routed_node_writes_the_answer(make_router):
     router = make_router(steps={"extract": "standard"})
     node = router.node("extract", "Capital of {country}?", output_key="capital", kind="extract")
