@@ -126,7 +126,7 @@ def _install_failure_recorder() -> None:
             failures = _FAILURES.get()
             if failures is not None:
                 info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
-                failures.append((info.get("id"), type(kwargs.get("exception")).__name__, start_time, end_time))
+                failures.append((info.get("id"), _error_name(kwargs.get("exception")), start_time, end_time))
 
         async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
             self.log_failure_event(kwargs, response_obj, start_time, end_time)
@@ -135,6 +135,18 @@ def _install_failure_recorder() -> None:
     litellm().failure_callback.append(recorder)  # failure hooks only: the healthy path pays nothing
     litellm()._async_failure_callback.append(recorder)
     _recorder_installed = True
+
+
+def _error_name(error: Any) -> str:
+    """The class name an attempt records: the provider's error, not LiteLLM's mid-stream wrapper
+    around it (a dropped connection, a malformed chunk, a read timeout)."""
+    seen = 0
+    while type(error).__name__ == "MidStreamFallbackError" and getattr(error, "original_exception", None) is not None:
+        error = error.original_exception
+        seen += 1
+        if seen > 5:
+            break
+    return type(error).__name__
 
 
 def _ns(moment: Any) -> int | None:
@@ -200,7 +212,7 @@ class _Tier:
         attempts = self._attempts(failures)
         if not attempts:  # failed before LiteLLM's hook ran (bad parameters, ...)
             d = self.deployments[0]
-            attempts = (Attempt(d.model, type(exc).__name__, d.provider),)
+            attempts = (Attempt(d.model, _error_name(exc), d.provider),)
         return DispatchError(step, self.name, attempts)
 
     @contextlib.contextmanager
