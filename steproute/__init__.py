@@ -13,7 +13,7 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from steproute.config import RouterConfig, load_config
-from steproute.errors import ConfigError, DispatchError, LocalModelError, RoutingError, StepRouteError
+from steproute.errors import BudgetExceeded, ConfigError, DispatchError, LocalModelError, RoutingError, StepRouteError
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import CascadeAttempt, Decision, Hint, StepKind, StepRequest, Usage
 
@@ -27,6 +27,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0.0.0"
 
 __all__ = [
+    "BudgetExceeded",
     "CascadeAttempt",
     "ConfigError",
     "Decision",

@@ -28,8 +28,8 @@ __all__ = ["CallRecord"]
 class CallRecord:
     """Spans, metrics and the log entry of one call, from decision to answer."""
 
-    __slots__ = ("_booked", "_deployment", "_dispatched_ns", "_log", "_route", "_started", "_telemetry", "decision",
-                 "request")
+    __slots__ = ("_booked", "_deployment", "_dispatched_ns", "_log", "_route", "_spent", "_started", "_telemetry",
+                 "budget", "decision", "request")
 
     def __init__(self, telemetry: Telemetry, log: DecisionLog | None, request: StepRequest) -> None:
         self._telemetry = telemetry
@@ -41,6 +41,10 @@ class CallRecord:
         self._dispatched_ns = 0
         self._booked = 0
         """Failed attempts already given a span (tiers that failed before a fallback)."""
+        self._spent = 0.0
+        """What the calls booked so far cost (a cascade's rejected attempts)."""
+        self.budget: Any = None
+        """The tenant budget's reservation (a :class:`~steproute.guards.BudgetHold`), settled at the end."""
         self.decision: Decision | None = None
 
     def decided(self, decision: Decision, deployment: Deployment) -> None:
@@ -79,6 +83,7 @@ class CallRecord:
         not good enough, a signal's extra call, a speculative call cancelled. ``decision.tier``
         is the attempt's tier."""
         self._dispatched_ns = started_ns
+        self._spent += cost_usd
         started = self._failed_attempts(decision, failed_attempts)
         self._telemetry.chat(self._route, decision, model=model, provider=provider, started_ns=started,
                              ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
@@ -120,6 +125,8 @@ class CallRecord:
             self._telemetry.fell_back(self._route, decision)
         if step_cost_usd is not None:
             cost_usd = step_cost_usd
+        if self.budget is not None:
+            self.budget.settle(cost_usd)
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
@@ -133,6 +140,8 @@ class CallRecord:
             self._log.write(entry)
 
     def failed(self, error: BaseException) -> None:
+        if self.budget is not None:  # what was spent before the failure still counts
+            self.budget.settle(self._spent)
         decision = self.decision
         if decision is not None and self._deployment is not None:
             attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
@@ -166,6 +175,7 @@ class CallRecord:
             "pin_group": decision.pin_group,
             "repinned": decision.repinned,
             "escalated_from": decision.escalated_from,
+            "guard": decision.guard,
             "fallback_from": decision.fallback_from,
             "thread": decision.thread,
             "tenant": request.tenant,

@@ -30,13 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from steproute.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "BudgetConfig",
     "CascadePolicyConfig",
     "ChainPolicyConfig",
     "ClassifierPolicyConfig",
     "DeploymentConfig",
     "DispatchConfig",
     "FixedPolicyConfig",
+    "GuardsConfig",
     "LLMPolicyConfig",
+    "PiiGuardConfig",
     "PinningConfig",
     "PolicyConfig",
     "RouterConfig",
@@ -357,6 +360,51 @@ PolicyConfig = Annotated[
 ]
 
 
+_DETECTORS: tuple[Literal["email", "phone", "card", "iban"], ...] = ("email", "phone", "card", "iban")
+
+
+class PiiGuardConfig(_Frozen):
+    """Requests that carry personal data go to one tier (an on-premises model, say)."""
+
+    tier: str
+    """The tier every request with personal data is sent to."""
+    detectors: list[Literal["email", "phone", "card", "iban"]] = Field(
+        default_factory=lambda: list(_DETECTORS))
+    """Built-in detectors: e-mail addresses, phone numbers, card numbers (Luhn-checked), IBANs
+    (checksum-checked)."""
+    patterns: dict[str, str] = Field(default_factory=dict)
+    """More detectors: name → regular expression."""
+
+
+class BudgetConfig(_Frozen):
+    """Per-tenant spend limits, in USD per time window."""
+
+    limits: dict[str, float]
+    """Tenant → USD per window; the key ``default`` applies to tenants not listed. A call with
+    no tenant is not limited."""
+    window_seconds: float = Field(default=86400.0, gt=0)
+    """Windows are fixed, counted from the Unix epoch (default: one day)."""
+    on_exceed: Literal["refuse", "cap"] = "refuse"
+    """``refuse``: raise ``BudgetExceeded`` before any call; ``cap``: send the call to ``cap_tier``."""
+    cap_tier: str | None = None
+    """With ``on_exceed: cap``: the tier calls are held to once the limit is reached."""
+
+    @model_validator(mode="after")
+    def _cap_needs_a_tier(self) -> BudgetConfig:
+        if self.on_exceed == "cap" and self.cap_tier is None:
+            raise ValueError("on_exceed 'cap' needs cap_tier")
+        if any(v < 0 for v in self.limits.values()):
+            raise ValueError("limits must be 0 or more (USD per window)")
+        return self
+
+
+class GuardsConfig(_Frozen):
+    """Checks run before any policy: personal data, then the tenant's budget."""
+
+    pii: PiiGuardConfig | None = None
+    budgets: BudgetConfig | None = None
+
+
 def _policy_shorthand(value: Any) -> Any:
     """``"fast"`` means ``{"policy": "fixed", "tier": "fast"}``."""
     if isinstance(value, str):
@@ -385,6 +433,8 @@ class RouterConfig(BaseModel):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     pinning: PinningConfig = Field(default_factory=PinningConfig)
     """Conversation pinning for every step (a step's own ``pinning`` overrides fields)."""
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    """Personal-data routing and tenant budgets, checked before the policy."""
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -454,6 +504,15 @@ class RouterConfig(BaseModel):
             return names.index(value)
 
         tier_ref("baseline", self.baseline)
+        if self.guards.pii is not None:
+            tier_ref("guards.pii.tier", self.guards.pii.tier)
+            for name, pattern in self.guards.pii.patterns.items():
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    problems.append(ConfigProblem(f"guards.pii.patterns.{name}", f"invalid regular expression: {exc}"))
+        if self.guards.budgets is not None:
+            tier_ref("guards.budgets.cap_tier", self.guards.budgets.cap_tier)
         for prefix, policy in [("default", self.default)] + [(f"steps.{n}", p) for n, p in self.steps.items()]:
             low = tier_ref(f"{prefix}.min_tier", policy.min_tier)
             high = tier_ref(f"{prefix}.max_tier", policy.max_tier)

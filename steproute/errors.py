@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ConfigProblem", "DispatchError", "LocalModelError", "RoutingError", "StepRouteError"]
+__all__ = ["BudgetExceeded", "ConfigError", "ConfigProblem", "DispatchError", "LocalModelError", "RoutingError",
+           "StepRouteError"]
 
 
 class StepRouteError(Exception):
@@ -84,6 +85,17 @@ class DispatchError(StepRouteError, RuntimeError):
         tried = ", ".join(f"{a.model} ({a.error_type})" for a in self.attempts) or "none"
         which = f"tier '{tier}'" if len(self.tiers) == 1 else "tiers " + ", ".join(f"'{t}'" for t in self.tiers)
         super().__init__(f"step '{step}': every deployment of {which} failed; attempts: {tried}")
+
+
+class BudgetExceeded(StepRouteError, RuntimeError):
+    """A tenant has spent its limit for the current window (``guards.budgets``, ``on_exceed:
+    refuse``). Raised before any model call: nothing is spent."""
+
+    def __init__(self, step: str, tenant: str, limit_usd: float, spent_usd: float, window_ends: float) -> None:
+        self.step, self.tenant = step, tenant
+        self.limit_usd, self.spent_usd, self.window_ends = limit_usd, spent_usd, window_ends
+        super().__init__(f"step '{step}': tenant '{tenant}' has spent ${spent_usd:.6g} of its ${limit_usd:.6g} "
+                         f"budget for this window (it resets at Unix time {window_ends:.0f})")
 
 
 class LocalModelError(StepRouteError, RuntimeError):

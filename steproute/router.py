@@ -26,6 +26,7 @@ from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
 from steproute.errors import Attempt, ConfigError, ConfigProblem, RoutingError
+from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore, PiiGuard, estimate_cost
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.pricing import call_cost
@@ -124,6 +125,7 @@ class StepRouter:
         meter_provider: Any = None,
         decision_log: DecisionLog | str | os.PathLike[str] | None = None,
         pin_store: PinStore | None = None,
+        budget_store: BudgetStore | None = None,
     ) -> None:
         self.config = config
         self.tiers: tuple[str, ...] = config.tier_names()
@@ -139,6 +141,10 @@ class StepRouter:
         self.decision_log: DecisionLog | None = decision_log
         self.pin_store: PinStore = pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds)
+        guards = config.guards
+        self._pii = PiiGuard.from_config(guards.pii) if guards.pii is not None else None
+        self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
+        self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
 
     def _build_policies(self, config: RouterConfig) -> tuple[Policy, dict[str, Policy]]:
         """Every policy of the config; one :class:`ConfigError` lists each that cannot be built
@@ -231,7 +237,26 @@ class StepRouter:
         pin is written here, before the call is dispatched."""
         return self._route(self._plan(request.step, request.kind, request.hint), request)
 
+    def _pii_decision(self, plan: _StepPlan, request: StepRequest) -> Decision | None:
+        """The decision the PII guard forces (``None``: no personal data, or no guard)."""
+        if self._pii is None:
+            return None
+        fired = self._pii.detect(request)
+        if not fired:
+            return None
+        tier = self._pii.tier
+        rank = self._rank[tier]
+        if (plan.fixed is not None and plan.fixed.tier != tier) or not plan.low <= rank <= plan.high:
+            raise RoutingError(f"step {request.step!r}: the PII guard ({', '.join(fired)}) requires tier {tier!r}, "
+                               f"which the step's hints or bounds do not allow")
+        return Decision(step=request.step, kind=plan.kind, tier=tier, model=self._dispatcher.first_deployment(tier).model,
+                        policy="guard", reason=f"pii guard: {', '.join(fired)} detected; tier {tier!r}",
+                        guard="pii:" + ",".join(fired), thread=request.thread)
+
     def _route(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
+        guarded = self._pii_decision(plan, request)
+        if guarded is not None:  # forced, and never pinned: the conversation's pin is for its ordinary calls
+            return guarded, None
         policy_decision = self._decide(plan, request)
         if plan.pinning is None or request.thread is None:
             return policy_decision, None
@@ -254,6 +279,9 @@ class StepRouter:
         return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
 
     async def _aroute(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
+        guarded = self._pii_decision(plan, request)
+        if guarded is not None:
+            return guarded, None
         if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
             # the start policy decides while the first tier's call runs (steproute._cascade)
             policy_decision = self._decide(plan, request, speculative=True)
@@ -316,27 +344,53 @@ class StepRouter:
         return RoutedCompletion(replace(decision, model=completion.model), completion, completion.cost_usd,
                                 self._baseline_cost(completion.usage))
 
-    def _start(self, request: StepRequest) -> tuple[CallRecord, _StepPlan, Decision, PinAction | None]:
+    def _start(self, request: StepRequest, params: Mapping[str, Any] | None = None
+               ) -> tuple[CallRecord, _StepPlan, Decision, PinAction | None]:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
             plan = self._plan(request.step, request.kind, request.hint)
             decision, action = self._route(plan, request)
+            decision = self._budgeted(record, plan, request, decision, params or {})
         except BaseException as exc:
             record.failed(exc)
             raise
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
         return record, plan, decision, action
 
-    async def _astart(self, request: StepRequest) -> tuple[CallRecord, _StepPlan, Decision, PinAction | None]:
+    async def _astart(self, request: StepRequest, params: Mapping[str, Any] | None = None
+                      ) -> tuple[CallRecord, _StepPlan, Decision, PinAction | None]:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
             plan = self._plan(request.step, request.kind, request.hint)
             decision, action = await self._aroute(plan, request)
+            if self._budget is not None and not isinstance(self.budget_store, InMemoryBudgetStore):
+                decision = await asyncio.to_thread(self._budgeted, record, plan, request, decision, params or {})
+            else:
+                decision = self._budgeted(record, plan, request, decision, params or {})
         except BaseException as exc:
             record.failed(exc)
             raise
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
         return record, plan, decision, action
+
+    def _budgeted(self, record: CallRecord, plan: _StepPlan, request: StepRequest, decision: Decision,
+                  params: Mapping[str, Any]) -> Decision:
+        """The tenant's budget: reserve the call's estimated cost, or cap its tier, or refuse it
+        (:class:`~steproute.errors.BudgetExceeded`)."""
+        if self._budget is None:
+            return decision
+        estimate = estimate_cost(self._dispatcher.first_deployment(decision.tier).price, request, params)
+        verdict = self._budget.admit(request, estimate)
+        record.budget = verdict.hold
+        cap = verdict.cap_tier
+        if cap is None or self._rank[decision.tier] <= self._rank[cap]:
+            return decision
+        if plan.fixed is not None or decision.policy == "guard":
+            raise RoutingError(f"step {request.step!r}: tenant {request.tenant!r} is over its budget, which holds it "
+                               f"to tier {cap!r}; the step's tier is fixed at {decision.tier!r}")
+        return replace(decision, tier=cap, model=self._dispatcher.first_deployment(cap).model, guard="budget:capped",
+                       reason=f"{decision.reason}; budget: tenant {request.tenant!r} spent ${verdict.spent_usd:.6g} of "
+                              f"${verdict.limit_usd:.6g}, held to {cap!r}")
 
     def _styled(
         self, plan: _StepPlan, request: StepRequest, decision: Decision, params: dict[str, Any]
@@ -415,7 +469,7 @@ class StepRouter:
         Raises:
             DispatchError: every deployment of the chosen tier failed.
         """
-        record, plan, decision, action = self._start(request)
+        record, plan, decision, action = self._start(request, params)
         try:
             run = self._cascade(record, plan, request, decision, action, params)
             if run is not None:
@@ -430,7 +484,7 @@ class StepRouter:
 
     async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Async :meth:`complete`."""
-        record, plan, decision, action = await self._astart(request)
+        record, plan, decision, action = await self._astart(request, params)
         try:
             run = self._cascade(record, plan, request, decision, action, params)
             if run is not None:
@@ -447,7 +501,7 @@ class StepRouter:
     def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
         """Decide and stream: chunks, then one :class:`StreamSummary` last. Under a
         ``cascade``, attempts that may be rejected are buffered; the last tier streams live."""
-        record, plan, decision, action = self._start(request)
+        record, plan, decision, action = self._start(request, params)
         state = _StreamState(decision)
         try:
             run = self._cascade(record, plan, request, decision, action, params)
@@ -469,7 +523,7 @@ class StepRouter:
 
     async def astream(self, request: StepRequest, **params: Any) -> AsyncIterator[CompletionChunk | StreamSummary]:
         """Async :meth:`stream`."""
-        record, plan, decision, action = await self._astart(request)
+        record, plan, decision, action = await self._astart(request, params)
         state = _StreamState(decision)
         try:
             run = self._cascade(record, plan, request, decision, action, params)
@@ -506,7 +560,7 @@ class StepRouter:
         for i, request in enumerate(requests):
             try:
                 if self._is_cascade(request):
-                    record, plan, decision, action = self._start(request)
+                    record, plan, decision, action = self._start(request, params)
                     runs[i] = _cascade.CascadeRun(self, record, plan, request, decision, action, dict(params),
                                                   _prefer(action))
                 else:
@@ -537,7 +591,7 @@ class StepRouter:
         for i, request in enumerate(requests):
             try:
                 if self._is_cascade(request):
-                    record, plan, decision, action = await self._astart(request)
+                    record, plan, decision, action = await self._astart(request, params)
                     runs[i] = _cascade.CascadeRun(self, record, plan, request, decision, action, dict(params),
                                                   _prefer(action))
                 else:

@@ -42,6 +42,7 @@ PINNED = "steproute.pinned"
 PIN_GROUP = "steproute.pin.group"
 REPINNED = "steproute.repinned"
 ESCALATED_FROM = "steproute.escalated_from"
+GUARD = "steproute.guard"
 FALLBACK_FROM = "steproute.fallback.from"
 ATTEMPTS = "steproute.attempts"
 CASCADE_CHAIN = "steproute.cascade.chain"
@@ -142,6 +143,8 @@ class Telemetry:
             span.set_attribute(DECISION_SCORE, decision.score)
         if decision.escalated_from is not None:
             span.set_attribute(ESCALATED_FROM, decision.escalated_from)
+        if decision.guard is not None:
+            span.set_attribute(GUARD, decision.guard)
         if decision.pin_group is not None:
             span.set_attribute(PIN_GROUP, decision.pin_group)
 

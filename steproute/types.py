@@ -169,6 +169,8 @@ class Decision:
     """The pinned model failed and another deployment of the same tier answered; the pin moved."""
     escalated_from: str | None = None
     """A cascade's first tier, when it escalated from it."""
+    guard: str | None = None
+    """The guard that set or bounded the tier: ``pii:<detectors>`` or ``budget:capped``."""
     fallback_from: str | None = None
     """The tier the step was routed to, when every deployment of it failed and a stronger tier
     answered (cross-tier fallback)."""

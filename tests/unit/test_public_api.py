@@ -1,7 +1,8 @@
 import steproute
 
 EXPECTED = {
-    "CascadeAttempt", "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "RoutedChatModel",
+    "BudgetExceeded", "CascadeAttempt",
+    "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "RoutedChatModel",
     "RoutedCompletion",
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
