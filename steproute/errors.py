@@ -91,11 +91,15 @@ class BudgetExceeded(StepRouteError, RuntimeError):
     """A tenant has spent its limit for the current window (``guards.budgets``, ``on_exceed:
     refuse``). Raised before any model call: nothing is spent."""
 
-    def __init__(self, step: str, tenant: str, limit_usd: float, spent_usd: float, window_ends: float) -> None:
+    def __init__(self, step: str, tenant: str, limit_usd: float, spent_usd: float, window_ends: float,
+                 reserved_usd: float = 0.0) -> None:
         self.step, self.tenant = step, tenant
         self.limit_usd, self.spent_usd, self.window_ends = limit_usd, spent_usd, window_ends
+        self.reserved_usd = reserved_usd
+        """Held by the tenant's calls still under way: they may spend it."""
+        held = f" (and ${reserved_usd:.6g} is held by calls under way)" if reserved_usd else ""
         super().__init__(f"step '{step}': tenant '{tenant}' has spent ${spent_usd:.6g} of its ${limit_usd:.6g} "
-                         f"budget for this window (it resets at Unix time {window_ends:.0f})")
+                         f"budget for this window{held}; it resets at Unix time {window_ends:.0f}")
 
 
 class LocalModelError(StepRouteError, RuntimeError):

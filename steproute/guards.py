@@ -166,7 +166,9 @@ class BudgetStore(Protocol):
         """Release a reservation and add what the call really cost. Atomic."""
         ...
 
-    def spent(self, tenant: str, window: int) -> float: ...
+    def usage(self, tenant: str, window: int) -> tuple[float, float]:
+        """``(spent, reserved)``: settled spend, and reservations of calls under way."""
+        ...
 
 
 class InMemoryBudgetStore:
@@ -192,9 +194,10 @@ class InMemoryBudgetStore:
             for key in [k for k in self._counters if k[1] < window - 1]:
                 del self._counters[key]
 
-    def spent(self, tenant: str, window: int) -> float:
+    def usage(self, tenant: str, window: int) -> tuple[float, float]:
         with self._lock:
-            return self._counters.get((tenant, window), [0.0, 0.0])[0]
+            spent, reserved = self._counters.get((tenant, window), [0.0, 0.0])
+            return spent, reserved
 
 
 class BaseStoreBudgetStore:
@@ -207,8 +210,8 @@ class BaseStoreBudgetStore:
     Example:
         >>> from langgraph.store.memory import InMemoryStore
         >>> budgets = BaseStoreBudgetStore(InMemoryStore())
-        >>> budgets.reserve("acme", 7, 0.5, limit=1.0), budgets.settle("acme", 7, 0.5, 0.25), budgets.spent("acme", 7)
-        (0.0, None, 0.25)
+        >>> budgets.reserve("acme", 7, 0.5, limit=1.0), budgets.settle("acme", 7, 0.5, 0.25), budgets.usage("acme", 7)
+        (0.0, None, (0.25, 0.0))
     """
 
     def __init__(self, store: Any, *, prefix: tuple[str, ...] = ("steproute", "budgets"),
@@ -243,8 +246,8 @@ class BaseStoreBudgetStore:
             total, held = self._read(tenant, window)
             self._write(tenant, window, total + spent, max(0.0, held - reserved))
 
-    def spent(self, tenant: str, window: int) -> float:
-        return self._read(tenant, window)[0]
+    def usage(self, tenant: str, window: int) -> tuple[float, float]:
+        return self._read(tenant, window)
 
 
 @dataclass
@@ -311,11 +314,11 @@ class BudgetGuard:
         spent = self.store.reserve(request.tenant, window, estimate_usd, limit)
         if spent is not None:
             return BudgetVerdict(BudgetHold(self.store, request.tenant, window, estimate_usd), None, spent, limit)
-        spent_now = self.store.spent(request.tenant, window)
+        spent_now, reserved = self.store.usage(request.tenant, window)
         if self.on_exceed == "cap":
             # held to the cheap tier, and still counted (nothing reserved: the limit is already reached)
             return BudgetVerdict(BudgetHold(self.store, request.tenant, window, 0.0), self.cap_tier, spent_now, limit)
-        raise BudgetExceeded(request.step, request.tenant, limit, spent_now, ends)
+        raise BudgetExceeded(request.step, request.tenant, limit, spent_now, ends, reserved)
 
 
 def estimate_cost(price: Any, request: StepRequest, params: Mapping[str, Any], output_tokens: int = 1024) -> float:

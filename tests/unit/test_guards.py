@@ -119,7 +119,7 @@ def test_a_tenant_over_its_limit_is_refused_before_any_call():
     assert sum(costs) - max(costs) < 5e-5 <= sum(costs)  # stopped by the call that crossed the limit
     assert "tenant 'acme' has spent" in str(err) and "hello" not in str(err)
     window = router._budget.window()[0]
-    assert router.budget_store.spent("acme", window) == pytest.approx(sum(costs))
+    assert router.budget_store.usage("acme", window) == (pytest.approx(sum(costs)), 0.0)
     assert router.complete(ask(tenant="other")).decision.tier == "advanced"  # the default limit is far off
     assert router.complete(ask()).decision.guard is None  # no tenant: no limit
 
@@ -165,7 +165,7 @@ def test_budgets_in_a_langgraph_store_behave_the_same():
     assert store.reserve("acme", 1, 0.4, 1.0) == 0.0
     store.settle("acme", 1, 0.4, 0.5)
     store.settle("acme", 1, 0.4, 0.5)
-    assert store.spent("acme", 1) == 1.0
+    assert store.usage("acme", 1) == (1.0, 0.0)
     assert store.reserve("acme", 1, 0.1, 1.0) is None
     store.store.put(("steproute", "budgets", "acme"), "2", {"spent": "lots"})  # a corrupt counter
-    assert store.spent("acme", 2) == 0.0 and store.reserve("acme", 2, 0.1, 1.0) == 0.0
+    assert store.usage("acme", 2) == (0.0, 0.0) and store.reserve("acme", 2, 0.1, 1.0) == 0.0
