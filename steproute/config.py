@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from steproute.errors import ConfigError, ConfigProblem
+from steproute.errors import ConfigError, ConfigProblem, shown
 
 __all__ = [
     "BudgetConfig",
@@ -499,7 +499,7 @@ class RouterConfig(BaseModel):
             if value is None:
                 return None
             if value not in self.tiers:
-                problems.append(ConfigProblem(path, f"unknown tier {value!r} (known: {known})"))
+                problems.append(ConfigProblem(path, f"unknown tier {shown(value)} (known: {known})"))
                 return None
             return names.index(value)
 
@@ -518,7 +518,7 @@ class RouterConfig(BaseModel):
             high = tier_ref(f"{prefix}.max_tier", policy.max_tier)
             if low is not None and high is not None and low > high:
                 problems.append(ConfigProblem(
-                    prefix, f"min_tier {policy.min_tier!r} is above max_tier {policy.max_tier!r}"))
+                    prefix, f"min_tier {shown(policy.min_tier)} is above max_tier {shown(policy.max_tier)}"))
             links = policy.policies if isinstance(policy, ChainPolicyConfig) else [policy]
             for j, link in enumerate(links):
                 where = f"{prefix}.policies[{j}]" if isinstance(policy, ChainPolicyConfig) else prefix
@@ -611,7 +611,7 @@ def _parse_yaml(text: str, source: str) -> Any:
             line = key_node.start_mark.line + 1
             if key in seen:
                 duplicates.append(ConfigProblem(
-                    f"line {line}", f"duplicate key {key!r} (first defined on line {seen[key]})"))
+                    f"line {line}", f"duplicate key {shown(key)} (first defined on line {seen[key]})"))
             else:
                 seen[key] = line
         return loader.construct_mapping(node, deep=deep)
@@ -682,7 +682,7 @@ def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
         kind = error["type"]
         if kind == "union_tag_invalid":
             tag = error.get("ctx", {}).get("tag")
-            message = f"unknown policy {tag!r} (known: {', '.join(POLICY_NAMES)})"
+            message = f"unknown policy {shown(tag)} (known: {', '.join(POLICY_NAMES)})"
         elif kind == "union_tag_not_found":
             message = f"missing 'policy' (one of: {', '.join(POLICY_NAMES)})"
         elif kind == "extra_forbidden":

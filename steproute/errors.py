@@ -6,11 +6,31 @@ carries a secret: configuration values are not echoed back, only their paths.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["BudgetExceeded", "ConfigError", "ConfigProblem", "DispatchError", "LocalModelError", "RoutingError",
            "StepRouteError"]
+
+
+_NAME = re.compile(r"[\w.:/ -]{1,32}")
+_KEY_LIKE = re.compile(r"(?i)^(sk|pk|rk|api|key|token|secret|ghp|gho|xox[abpr]|AKIA)[-_]?")
+
+
+def shown(value: object) -> str:
+    """A user-given name as an error may show it: quoted when it looks like a name, else only
+    its length, so a credential pasted in the wrong field never reaches a log.
+
+    Example:
+        >>> shown("gold"), shown("sk-live-7f3c9a1b2d4e6f80"), shown(["x"])
+        ("'gold'", 'a 24-character value', 'a list')
+    """
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    if _NAME.fullmatch(value) and not _KEY_LIKE.match(value):
+        return repr(value)
+    return f"a {len(value)}-character value"
 
 
 class StepRouteError(Exception):
@@ -98,7 +118,7 @@ class BudgetExceeded(StepRouteError, RuntimeError):
         self.reserved_usd = reserved_usd
         """Held by the tenant's calls still under way: they may spend it."""
         held = f" (and ${reserved_usd:.6g} is held by calls under way)" if reserved_usd else ""
-        super().__init__(f"step '{step}': tenant '{tenant}' has spent ${spent_usd:.6g} of its ${limit_usd:.6g} "
+        super().__init__(f"step '{step}': tenant {shown(tenant)} has spent ${spent_usd:.6g} of its ${limit_usd:.6g} "
                          f"budget for this window{held}; it resets at Unix time {window_ends:.0f}")
 
 

@@ -25,7 +25,7 @@ from steproute._fallback import Fallback
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
-from steproute.errors import Attempt, ConfigError, ConfigProblem, RoutingError
+from steproute.errors import Attempt, ConfigError, ConfigProblem, RoutingError, shown
 from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore, PiiGuard, estimate_cost
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
@@ -183,7 +183,7 @@ class StepRouter:
             return self._rank[tier]
         except KeyError:
             raise RoutingError(
-                f"step {step!r}: {what} {tier!r} is not a tier (known: {', '.join(self.tiers)})") from None
+                f"step {shown(step)}: {what} {shown(tier)} is not a tier (known: {', '.join(self.tiers)})") from None
 
     def _make_plan(self, step: str, declared_kind: str | None, hint: Hint) -> _StepPlan:
         kind = self.config.kind_of(step, declared_kind)
@@ -386,7 +386,7 @@ class StepRouter:
         if cap is None or self._rank[decision.tier] <= self._rank[cap]:
             return decision
         if plan.fixed is not None or decision.policy == "guard":
-            raise RoutingError(f"step {request.step!r}: tenant {request.tenant!r} is over its budget, which holds it "
+            raise RoutingError(f"step {request.step!r}: tenant {shown(request.tenant)} is over its budget, which holds it "
                                f"to tier {cap!r}; the step's tier is fixed at {decision.tier!r}")
         return replace(decision, tier=cap, model=self._dispatcher.first_deployment(cap).model, guard="budget:capped",
                        reason=f"{decision.reason}; budget: tenant {request.tenant!r} spent ${verdict.spent_usd:.6g} of "

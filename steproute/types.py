@@ -50,6 +50,12 @@ class Hint:
     pin_group: str | None = None
     """Pin group: steps sharing a group share a pin (default: the step's name)."""
 
+    def __post_init__(self) -> None:
+        for name in ("tier", "min_tier", "max_tier", "pin", "pin_group"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"hint {name} must be a tier name (a string), got {type(value).__name__}")
+
     @property
     def is_empty(self) -> bool:
         return (self.tier is None and self.min_tier is None and self.max_tier is None and self.pin is None
@@ -78,6 +84,9 @@ class StepRequest:
     """JSON schema of the requested structured output, if any."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _check_request(self)
+
     # Derived measures the rules read; each is computed once per request (the request is frozen).
 
     @cached_property
@@ -97,6 +106,49 @@ class StepRequest:
     def user_turns(self) -> int:
         """Number of user messages in the conversation."""
         return sum(1 for m in self.messages if m.get("role") == "user")
+
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_request(request: StepRequest) -> None:
+    """Raise ``ValueError`` naming the field of a malformed request (never echoing its text)."""
+    if not isinstance(request.step, str) or not request.step:
+        raise ValueError(f"StepRequest.step must be a non-empty string, got {_kind(request.step)}")
+    where = f"step {request.step[:80]!r}"
+    messages = request.messages
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise ValueError(f"{where}: messages must be a list of message dicts, got {_kind(messages)}")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"{where}: messages[{i}] must be a dict with 'role' and 'content', got {_kind(message)}")
+        role = message.get("role")
+        if role not in ROLES:
+            shown = repr(role)[:40] if isinstance(role, str) else _kind(role)
+            raise ValueError(f"{where}: messages[{i}].role must be one of {', '.join(sorted(ROLES))}; got {shown}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str) and (
+                isinstance(content, (bytes, Mapping)) or not isinstance(content, Sequence)
+                or any(not isinstance(block, (str, Mapping)) for block in content)):
+            raise ValueError(f"{where}: messages[{i}].content must be a string, a list of content blocks or null, "
+                             f"got {_kind(content)}")
+    for name in ("kind", "thread", "tenant"):
+        value = getattr(request, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{where}: {name} must be a string, got {_kind(value)}")
+    if not isinstance(request.hint, Hint):
+        raise ValueError(f"{where}: hint must be a Hint, got {_kind(request.hint)}")
+    if isinstance(request.tools, (str, bytes)) or not isinstance(request.tools, Sequence) or any(
+            not isinstance(t, Mapping) for t in request.tools):
+        raise ValueError(f"{where}: tools must be a list of OpenAI tool dicts")
+    if request.response_schema is not None and not isinstance(request.response_schema, Mapping):
+        raise ValueError(f"{where}: response_schema must be a JSON schema dict, got {_kind(request.response_schema)}")
+    if not isinstance(request.metadata, Mapping):
+        raise ValueError(f"{where}: metadata must be a dict, got {_kind(request.metadata)}")
 
 
 def _text_of(content: Any) -> str:
