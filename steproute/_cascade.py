@@ -104,6 +104,8 @@ class CascadeRun:
         self.result: RoutedCompletion | None = None
 
     def _chain_from(self, tier: str) -> list[str]:
+        if self.decision.guard is not None:  # a guard set the tier (personal data) or capped it (budget)
+            return [tier]
         rank = self.router._rank
         high = self.plan.high
         return [tier, *(t for t in self.policy.tiers if rank[tier] < rank[t] <= high)]
@@ -331,6 +333,11 @@ class CascadeRun:
 # -- drivers: one call, one stream, one batch ----------------------------------------------------
 
 
+def _speculates(run: CascadeRun) -> bool:
+    """Speculative routing applies: configured, and the cascade itself decided (no pin, no guard)."""
+    return run.policy.speculative and run.decision.policy == "cascade" and run.decision.guard is None
+
+
 def run_sync(run: CascadeRun) -> RoutedCompletion:
     while not run.step():
         pass
@@ -338,7 +345,7 @@ def run_sync(run: CascadeRun) -> RoutedCompletion:
 
 
 async def run_async(run: CascadeRun) -> RoutedCompletion:
-    first = await run.speculate() if run.policy.speculative and run.decision.policy == "cascade" else None
+    first = await run.speculate() if _speculates(run) else None
     while not await run.astep(first):
         first = None
     return await run.aclose()
@@ -397,7 +404,7 @@ def stream_sync(run: CascadeRun) -> Iterator[CompletionChunk | RoutedCompletion]
 
 async def stream_async(run: CascadeRun) -> AsyncIterator[CompletionChunk | RoutedCompletion]:
     """Async :func:`stream_sync` (with speculative routing when configured)."""
-    first = await run.speculate() if run.policy.speculative and run.decision.policy == "cascade" else None
+    first = await run.speculate() if _speculates(run) else None
     while not run.is_last:
         if await run.astep(first):
             assert run.result is not None

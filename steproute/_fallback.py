@@ -4,7 +4,7 @@ In-tier fallback (the tier's deployments in order, retries, cooldowns) is LiteLL
 the next level up, per step (``tier_fallback``): ``next`` (default) tries the next stronger
 tier, ``stronger`` every stronger tier in turn, ``none`` nothing. Never above the step's
 ``max_tier``; a step whose tier a hint fixes never falls back, and neither does a call a guard
-forced to a tier. A stream falls back only when its tier failed before the first chunk: text
+forced to a tier or held to a budget's cap. A stream falls back only when its tier failed before the first chunk: text
 already shown cannot be taken back.
 
 The decision records ``fallback_from`` and says why in its reason; each failed attempt is a
@@ -43,7 +43,7 @@ class Fallback:
     def _tiers(self, plan: _StepPlan, decision: Decision) -> list[str]:
         names, rank = self.router.tiers, self.router._rank
         mode = plan.tier_fallback
-        if plan.fixed is not None or decision.policy == "guard" or mode == "none":
+        if plan.fixed is not None or decision.guard is not None or mode == "none":  # a guard set or capped the tier
             return [decision.tier]
         stronger = [t for t in names if rank[decision.tier] < rank[t] <= plan.high]
         return [decision.tier, *(stronger[:1] if mode == "next" else stronger)]

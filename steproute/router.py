@@ -383,14 +383,17 @@ class StepRouter:
         verdict = self._budget.admit(request, estimate)
         record.budget = verdict.hold
         cap = verdict.cap_tier
-        if cap is None or self._rank[decision.tier] <= self._rank[cap]:
+        if cap is None:
             return decision
-        if plan.fixed is not None or decision.policy == "guard":
+        if self._rank[decision.tier] > self._rank[cap] and (plan.fixed is not None or decision.policy == "guard"):
             raise RoutingError(f"step {request.step!r}: tenant {shown(request.tenant)} is over its budget, which holds it "
                                f"to tier {cap!r}; the step's tier is fixed at {decision.tier!r}")
-        return replace(decision, tier=cap, model=self._dispatcher.first_deployment(cap).model, guard="budget:capped",
-                       reason=f"{decision.reason}; budget: tenant {request.tenant!r} spent ${verdict.spent_usd:.6g} of "
-                              f"${verdict.limit_usd:.6g}, held to {cap!r}")
+        tier = cap if self._rank[decision.tier] > self._rank[cap] else decision.tier
+        # held at or below the cap for the whole call: no cascade escalation, no fallback above it
+        return replace(decision, tier=tier, model=self._dispatcher.first_deployment(tier).model,
+                       guard=decision.guard or "budget:capped",
+                       reason=f"{decision.reason}; budget: tenant {shown(request.tenant)} spent "
+                              f"${verdict.spent_usd:.6g} of ${verdict.limit_usd:.6g}, held to {cap!r}")
 
     def _styled(
         self, plan: _StepPlan, request: StepRequest, decision: Decision, params: dict[str, Any]

@@ -169,3 +169,20 @@ def test_budgets_in_a_langgraph_store_behave_the_same():
     assert store.reserve("acme", 1, 0.1, 1.0) is None
     store.store.put(("steproute", "budgets", "acme"), "2", {"spent": "lots"})  # a corrupt counter
     assert store.usage("acme", 2) == (0.0, 0.0) and store.reserve("acme", 2, 0.1, 1.0) == 0.0
+
+
+def test_guards_hold_cascades_and_fallbacks_to_the_tier_they_set():
+    tiers = mock_tiers()
+    tiers["fast"]["models"][0]["mock_response"] = "I'm not sure."  # a cascade would escalate this
+    router = StepRouter(RouterConfig(tiers=tiers, default={"policy": "cascade"}, guards={
+        "pii": {"tier": "fast"}, "budgets": {"limits": {"acme": 1e-9}, "on_exceed": "cap", "cap_tier": "fast"}}))
+    guarded = router.complete(ask(f"mail {EMAIL}")).decision
+    assert (guarded.tier, [a.tier for a in guarded.cascade]) == ("fast", ["fast"])
+    router.complete(ask(tenant="acme"))  # spends the tiny budget (escalating to standard)
+    capped = router.complete(ask(tenant="acme")).decision
+    assert (capped.tier, capped.guard, [a.tier for a in capped.cascade]) == ("fast", "budget:capped", ["fast"])
+    down = mock_tiers()
+    down["fast"]["models"][0]["mock_response"] = "litellm.InternalServerError"
+    router = StepRouter(RouterConfig(tiers=down, default="fast", guards={"pii": {"tier": "fast"}}))
+    with pytest.raises(Exception, match="every deployment of tier 'fast'"):
+        router.complete(ask(f"mail {EMAIL}"))  # no fallback out of the guard's tier
