@@ -143,7 +143,6 @@ def _train(args: argparse.Namespace) -> int:
     from steproute.evaluation import models_by_cost
     from steproute.evaluation._semantic_train import train_semantic
     from steproute.evaluation._train import train_classifier
-    from steproute.policies._artefact import save_artefact
 
     rows, code = _read(args.data, "train")
     if code:
@@ -154,14 +153,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.policy == "cascade":
         return _train_cascade(args, rows, models)
     train = train_classifier if args.policy == "classifier" else train_semantic
-    try:
-        kwargs: dict[str, Any] = {"folds": args.folds, "encoder": args.encoder, "progress": _progress(args.json)}
-        if _target(args) is not None:
-            kwargs["target"] = _target(args)
-        artefact = train(rows, models, **kwargs)
-    except (ValueError, ImportError) as exc:
-        return _fail("train", str(exc))
-    save_artefact(artefact, args.out)
+    artefact = _trained(args, train, rows, models, encoder=args.encoder)
+    if isinstance(artefact, int):
+        return artefact
     cv = artefact.meta.get("cross_validation")
     if args.json:
         print(json.dumps({"artefact": args.out, "policy": args.policy, "models": list(models),
@@ -177,18 +171,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_cascade(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:
-    from steproute.evaluation._cascade import train_cascade
+def _trained(args: argparse.Namespace, train: Any, rows: list, models: tuple[str, ...], **extra: Any) -> Any:
+    """Train with the command's folds, target and progress bar, and save the artefact; the
+    artefact, or the exit code of a failure."""
     from steproute.policies._artefact import save_artefact
 
+    kwargs: dict[str, Any] = {"folds": args.folds, "progress": _progress(args.json), **extra}
+    if _target(args) is not None:
+        kwargs["target"] = _target(args)
     try:
-        kwargs: dict[str, Any] = {"folds": args.folds, "progress": _progress(args.json)}
-        if _target(args) is not None:
-            kwargs["target"] = _target(args)
-        artefact = train_cascade(rows, models, **kwargs)
+        artefact = train(rows, models, **kwargs)
     except (ValueError, ImportError) as exc:
         return _fail("train", str(exc))
     save_artefact(artefact, args.out)
+    return artefact
+
+
+def _train_cascade(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:
+    from steproute.evaluation._cascade import train_cascade
+
+    artefact = _trained(args, train_cascade, rows, models)
+    if isinstance(artefact, int):
+        return artefact
     cv = artefact.meta["cross_validation"]
     if args.json:
         print(json.dumps({"artefact": args.out, "policy": "cascade", "models": list(models),
