@@ -486,6 +486,10 @@ class RouterConfig(BaseModel):
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> RouterConfig:
         if not isinstance(data, Mapping):
             raise ConfigError([ConfigProblem("", "the configuration must be a mapping")], source=source)
+        odd = [k for k in data if not isinstance(k, str)]
+        if odd:  # YAML allows null, number or list keys; a configuration's keys are names
+            raise ConfigError([ConfigProblem("", f"a top-level key is {shown(k)}: keys must be names (strings)")
+                               for k in odd], source=source)
         return cls(**dict(data), _source=source)
 
     # -- checks across fields ----------------------------------------------------------------

@@ -26,6 +26,8 @@ def shown(value: object) -> str:
         >>> shown("gold"), shown("sk-live-7f3c9a1b2d4e6f80"), shown(["x"])
         ("'gold'", 'a 24-character value', 'a list')
     """
+    if value is None:
+        return "null"
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
     if _NAME.fullmatch(value) and not _KEY_LIKE.match(value):

@@ -117,10 +117,15 @@ def _kind(value: Any) -> str:
 
 def _check_request(request: StepRequest) -> None:
     """Raise ``ValueError`` naming the field of a malformed request (never echoing its text)."""
-    if not isinstance(request.step, str) or not request.step:
-        raise ValueError(f"StepRequest.step must be a non-empty string, got {_kind(request.step)}")
-    where = f"step {request.step[:80]!r}"
+    if type(request.step) is not str or not request.step:
+        if not isinstance(request.step, str) or not request.step:
+            raise ValueError(f"StepRequest.step must be a non-empty string, got {_kind(request.step)}")
     messages = request.messages
+    # the common case, checked cheaply: a list of plain dicts with a known role and text content
+    if type(messages) is list and all(type(m) is dict and m.get("role") in ROLES and type(m.get("content")) is str
+                                      for m in messages) and _plain_rest(request):
+        return
+    where = f"step {request.step[:80]!r}"
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise ValueError(f"{where}: messages must be a list of message dicts, got {_kind(messages)}")
     for i, message in enumerate(messages):
@@ -149,6 +154,14 @@ def _check_request(request: StepRequest) -> None:
         raise ValueError(f"{where}: response_schema must be a JSON schema dict, got {_kind(request.response_schema)}")
     if not isinstance(request.metadata, Mapping):
         raise ValueError(f"{where}: metadata must be a dict, got {_kind(request.metadata)}")
+
+
+def _plain_rest(request: StepRequest) -> bool:
+    """The fields besides the messages are of the usual plain types (no further checks needed)."""
+    return (request.kind is None or type(request.kind) is str) and (request.thread is None or type(request.thread) is str) \
+        and (request.tenant is None or type(request.tenant) is str) and type(request.hint) is Hint \
+        and (request.tools == () or (type(request.tools) in (list, tuple) and all(type(t) is dict for t in request.tools))) \
+        and (request.response_schema is None or type(request.response_schema) is dict) and type(request.metadata) is dict
 
 
 def _text_of(content: Any) -> str:
