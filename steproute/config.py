@@ -22,6 +22,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -55,6 +56,9 @@ __all__ = [
 
 POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain", "cascade")
 
+_LOADING_FROM: ContextVar[str | None] = ContextVar("steproute_config_source", default=None)
+"""The file a configuration is being built from, for its errors (set by ``from_dict`` only:
+no key of the data itself can set it)."""
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
 
@@ -439,7 +443,7 @@ class RouterConfig(BaseModel):
     _source: str | None = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
-        source = data.pop("_source", None)
+        source = _LOADING_FROM.get()
         problems: list[ConfigProblem] = []
         data = _resolve_env(data, (), problems)
         if isinstance(data.get("default"), (str, Mapping)):
@@ -490,7 +494,11 @@ class RouterConfig(BaseModel):
         if odd:  # YAML allows null, number or list keys; a configuration's keys are names
             raise ConfigError([ConfigProblem("", f"a top-level key is {shown(k)}: keys must be names (strings)")
                                for k in odd], source=source)
-        return cls(**dict(data), _source=source)
+        token = _LOADING_FROM.set(source)
+        try:
+            return cls(**dict(data))
+        finally:
+            _LOADING_FROM.reset(token)
 
     # -- checks across fields ----------------------------------------------------------------
 

@@ -11,8 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from steproute import RouterConfig, StepRouter
+
+# Property tests draw the same examples on every run, so CI judges the code, not the draw;
+# `--hypothesis-seed=random` (or HYPOTHESIS_PROFILE=explore) hunts for new cases.
+settings.register_profile("steproute", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "steproute"))
 
 THREE_TIERS = {
     "fast": "openai/gpt-4o-mini",
