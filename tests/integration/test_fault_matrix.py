@@ -110,6 +110,36 @@ def applies(fault: str, surface: str) -> bool:
 CELLS = [(f, s, sc) for f in FAULTS for s in SURFACES for sc in SCENARIOS if applies(f, s)]
 
 
+def matrix_block() -> str:
+    """The table of outcomes, as it goes between the markers of docs/reliability.md."""
+    http = [f for f in FAULTS if applies(f, "invoke")]
+    lines = []
+    for scenario in SCENARIOS:
+        lines += [f"**{scenario}**", "", "| fault | " + " | ".join(SURFACES) + " |", "|---|" + "---|" * len(SURFACES)]
+        lines += [f"| {fault} | " + " | ".join(RESULTS[(fault, s, scenario)] for s in SURFACES) + " |" for fault in http]
+        lines.append("")
+    lines += ["**faults inside a stream** (the `stream` surface; the others make no streamed request)", "",
+              "| fault | " + " | ".join(SCENARIOS) + " |", "|---|" + "---|" * len(SCENARIOS)]
+    lines += [f"| {fault} | " + " | ".join(RESULTS[(fault, "stream", sc)] for sc in SCENARIOS) + " |"
+              for fault in FAULTS if fault not in http]
+    return "<!-- matrix:start -->\n" + "\n".join(lines).rstrip() + "\n<!-- matrix:end -->"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_the_matrix_into_the_docs():
+    """Once the module has run: the table into docs/reliability.md, when every cell ran (a run
+    of part of the matrix, with ``-k``, leaves the page as it is)."""
+    yield
+    if len(RESULTS) < len(CELLS):
+        return
+    assert not any(v.startswith("answer") and "strong" in v for (f, s, sc), v in RESULTS.items() if "max_tier" in sc)
+    text = DOC.read_text(encoding="utf-8")
+    assert "<!-- matrix:start -->" in text
+    updated = re.sub(r"<!-- matrix:start -->.*<!-- matrix:end -->", lambda _: matrix_block(), text, flags=re.S)
+    if updated != text:
+        DOC.write_text(updated, encoding="utf-8")
+
+
 @pytest.mark.parametrize(("fault", "surface", "scenario"), CELLS)
 def test_fault_matrix(llmock, fault: str, surface: str, scenario: str) -> None:
     times, max_tier = SCENARIOS[scenario]
@@ -166,26 +196,3 @@ def test_a_truncated_stream_is_never_returned_as_complete(llmock):
     chunks = list(litellm().completion(model=f"openai/{CHEAP}", api_base=llmock.base_url(), api_key="k",
                                        messages=[{"role": "user", "content": "hi"}], stream=True))
     assert chunks[-1].choices[0].finish_reason == "stop"
-
-
-def test_write_the_matrix_into_the_docs():
-    """Runs last in this module: the table of outcomes, between the markers of docs/reliability.md."""
-    if len(RESULTS) < len(CELLS):
-        pytest.skip(f"the matrix ran only in part ({len(RESULTS)} of {len(CELLS)} cells): the page is left as it is")
-    http = [f for f in FAULTS if applies(f, "invoke")]
-    lines = []
-    for scenario in SCENARIOS:
-        lines += [f"**{scenario}**", "", "| fault | " + " | ".join(SURFACES) + " |", "|---|" + "---|" * len(SURFACES)]
-        lines += [f"| {fault} | " + " | ".join(RESULTS[(fault, s, scenario)] for s in SURFACES) + " |" for fault in http]
-        lines.append("")
-    lines += ["**faults inside a stream** (the `stream` surface; the others make no streamed request)", "",
-              "| fault | " + " | ".join(SCENARIOS) + " |", "|---|" + "---|" * len(SCENARIOS)]
-    lines += [f"| {fault} | " + " | ".join(RESULTS[(fault, "stream", sc)] for sc in SCENARIOS) + " |"
-              for fault in FAULTS if fault not in http]
-    block = "<!-- matrix:start -->\n" + "\n".join(lines).rstrip() + "\n<!-- matrix:end -->"
-    text = DOC.read_text(encoding="utf-8")
-    updated = re.sub(r"<!-- matrix:start -->.*<!-- matrix:end -->", lambda _: block, text, flags=re.S)
-    assert "<!-- matrix:start -->" in text
-    if updated != text:
-        DOC.write_text(updated, encoding="utf-8")
-    assert not any(v.startswith("answer") and "strong" in v for (f, s, sc), v in RESULTS.items() if "max_tier" in sc)
