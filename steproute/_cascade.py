@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from steproute.dispatch import Completion, CompletionChunk, chunks_of
+from steproute.dispatch import Completion, CompletionChunk, StreamCollector, chunks_of
 from steproute.errors import DispatchError
 from steproute.pinning import Pin
 from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
 from steproute.telemetry import CASCADE_ACCEPTED, CASCADE_CONFIDENCE, CASCADE_ROLE, CASCADE_SIGNAL
-from steproute.types import CascadeAttempt, Decision, StepRequest, Usage
+from steproute.types import CascadeAttempt, Decision, StepRequest
 
 if TYPE_CHECKING:
     from steproute._call import CallRecord
@@ -351,32 +351,6 @@ async def run_async(run: CascadeRun) -> RoutedCompletion:
     return await run.aclose()
 
 
-class _Collected:
-    """What a live stream of the last tier added up to."""
-
-    def __init__(self, tier_model: str) -> None:
-        self.parts: list[str] = []
-        self.usage = Usage()
-        self.cost = 0.0
-        self.model, self.provider = tier_model, ""
-        self.finish: str | None = None
-        self.failed: tuple[Any, ...] = ()
-
-    def see(self, chunk: CompletionChunk) -> None:
-        self.model = chunk.model or self.model
-        self.provider = chunk.provider or self.provider
-        if chunk.content:
-            self.parts.append(chunk.content)
-        if chunk.finish_reason:
-            self.finish = chunk.finish_reason
-        if chunk.usage is not None:
-            self.usage, self.cost, self.failed = chunk.usage, chunk.cost_usd or 0.0, chunk.failed_attempts
-
-    def completion(self) -> Completion:
-        return Completion("".join(self.parts), self.model, self.provider, self.usage, self.cost,
-                          finish_reason=self.finish, failed_attempts=self.failed)
-
-
 def stream_sync(run: CascadeRun) -> Iterator[CompletionChunk | RoutedCompletion]:
     """Buffered attempts, then the last tier live; the last item is the :class:`RoutedCompletion`."""
     while not run.is_last:
@@ -392,7 +366,7 @@ def stream_sync(run: CascadeRun) -> Iterator[CompletionChunk | RoutedCompletion]
             yield run.close()
             return
     pending = run.pending()
-    collected = _Collected(run.router._dispatcher.first_deployment(pending.tier).model)
+    collected = StreamCollector(run.router._dispatcher.first_deployment(pending.tier).model)
     for chunk in run.router._dispatcher.tier(pending.tier).stream(run.request.step, pending.messages, pending.params,
                                                                    pending.prefer):
         collected.see(chunk)
@@ -423,7 +397,7 @@ async def stream_async(run: CascadeRun) -> AsyncIterator[CompletionChunk | Route
         yield await run.aclose()
         return
     pending = run.pending()
-    collected = _Collected(run.router._dispatcher.first_deployment(pending.tier).model)
+    collected = StreamCollector(run.router._dispatcher.first_deployment(pending.tier).model)
     async for chunk in run.router._dispatcher.tier(pending.tier).astream(run.request.step, pending.messages,
                                                                           pending.params, pending.prefer):
         collected.see(chunk)

@@ -292,11 +292,7 @@ def _eval(args: argparse.Namespace) -> int:
         from steproute.evaluation._plots import plot_evaluations
 
         plot_evaluations([result], args.plot, title=f"{Path(args.data).name}: {result.policy}")
-    if args.json:
-        out = result.to_json()
-        if args.plot:
-            out["plot"] = args.plot
-        print(json.dumps(out))
+    if _printed_json(args, result):
         return 0
     _print_figures(f"{result.policy} on {Path(args.data).name} (tiers {', '.join(result.tiers)}):", result.summary)
     if args.plot:
@@ -304,16 +300,23 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printed_json(args: argparse.Namespace, result: Any) -> bool:
+    """With ``--json``: the result as one JSON object (with the plot's path), and ``True``."""
+    if not args.json:
+        return False
+    out = result.to_json()
+    if args.plot:
+        out["plot"] = args.plot
+    print(json.dumps(out))
+    return True
+
+
 def _print_cascade(args: argparse.Namespace, result: Any) -> int:
     if args.plot:
         from steproute.evaluation._cascade import plot_cascades
 
         plot_cascades([("cascade", result)], args.plot, title=f"{Path(args.data).name}: cascade")
-    if args.json:
-        out = result.to_json()
-        if args.plot:
-            out["plot"] = args.plot
-        print(json.dumps(out))
+    if _printed_json(args, result):
         return 0
     from steproute._text_table import text_table
 

@@ -23,7 +23,17 @@ from steproute.json_tools import emulated_request, parse_reply
 from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
 
-__all__ = ["Completion", "CompletionChunk", "Deployment", "Dispatcher", "TokenLogprob", "ToolCall", "ToolCallChunk", "chunks_of"]
+__all__ = [
+    "Completion",
+    "CompletionChunk",
+    "Deployment",
+    "Dispatcher",
+    "StreamCollector",
+    "TokenLogprob",
+    "ToolCall",
+    "ToolCallChunk",
+    "chunks_of",
+]
 
 
 @dataclass(frozen=True)
@@ -325,6 +335,35 @@ class _Tier:
             _check_finished(stream, deployment)
         except Exception as exc:
             raise self._error(step, exc, failures) from exc
+
+
+class StreamCollector:
+    """Adds a stream's chunks up into the :class:`Completion` they make."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.provider = ""
+        self.parts: list[str] = []
+        self.usage = Usage()
+        self.cost_usd = 0.0
+        self.finish_reason: str | None = None
+        self.failed_attempts: tuple[Attempt, ...] = ()
+
+    def see(self, chunk: CompletionChunk) -> None:
+        if chunk.model:
+            self.model = chunk.model
+        if chunk.provider:
+            self.provider = chunk.provider
+        if chunk.content:
+            self.parts.append(chunk.content)
+        if chunk.finish_reason:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage is not None:
+            self.usage, self.cost_usd, self.failed_attempts = chunk.usage, chunk.cost_usd or 0.0, chunk.failed_attempts
+
+    def completion(self) -> Completion:
+        return Completion("".join(self.parts), self.model, self.provider, self.usage, self.cost_usd,
+                          finish_reason=self.finish_reason, failed_attempts=self.failed_attempts)
 
 
 class StreamTruncated(Exception):

@@ -342,12 +342,8 @@ class RoutedChatModel(BaseChatModel):
             schema = (response_format.get("json_schema") or {}).get("schema")
         tools = params.get("tools")
         carried = params.pop(_METADATA_KWARG, None)
-        if run_manager is not None:
-            metadata = run_manager.metadata
-        elif carried is not None:  # langchain-core streams without a run manager: the metadata came along
-            metadata = carried
-        else:
-            metadata = ensure_config().get("metadata") or {}
+        # langchain-core streams without a run manager: then the metadata the entry point carried
+        metadata = run_manager.metadata if run_manager is not None else (carried or {})
         request = _request_from_run(messages, metadata, self.step, self.kind, tools, schema)
         return request, params
 

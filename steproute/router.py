@@ -24,8 +24,8 @@ from steproute._call import CallRecord
 from steproute._fallback import Fallback
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
-from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
-from steproute.errors import Attempt, ConfigError, ConfigProblem, RoutingError, shown
+from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher, StreamCollector
+from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
 from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore, PiiGuard, estimate_cost
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
@@ -693,38 +693,18 @@ def _prefer(action: PinAction | None) -> str | None:
     return action.held.model if action is not None and not action.made and action.held is not None else None
 
 
-class _StreamState:
+class _StreamState(StreamCollector):
+    """A routed stream's chunks, and the decision of the tier that streams them."""
+
     def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.model)
         self.decision = decision
-        self.model = decision.model
-        self.provider = ""
-        self.parts: list[str] = []
-        self.failed_attempts: tuple[Attempt, ...] = ()
-        self.usage = Usage()
-        self.cost_usd = 0.0
-        self.finish_reason: str | None = None
 
     def follow(self, decision: Decision) -> None:
         """The decision of the tier that streams (another one after a cross-tier fallback)."""
         self.decision = decision
         self.model = decision.model
 
-    def see(self, chunk: CompletionChunk) -> None:
-        if chunk.model:
-            self.model = chunk.model
-        if chunk.provider:
-            self.provider = chunk.provider
-        if chunk.content:
-            self.parts.append(chunk.content)
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-            self.cost_usd = chunk.cost_usd or 0.0
-            self.failed_attempts = chunk.failed_attempts
-        if chunk.finish_reason:
-            self.finish_reason = chunk.finish_reason
-
     def summary(self, router: StepRouter) -> StreamSummary:
         return StreamSummary(replace(self.decision, model=self.model), self.usage, self.cost_usd,
                              router._baseline_cost(self.usage), self.finish_reason, "".join(self.parts))
-
-
