@@ -83,6 +83,16 @@ class StepRequest:
     response_schema: Mapping[str, Any] | None = None
     """JSON schema of the requested structured output, if any."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    agent: str | None = None
+    """The agent or subgraph the call comes from (LangChain's ``lc_agent_name``, else the parent
+    node in LangGraph's checkpoint namespace); ``None`` outside one."""
+    origin: str | None = None
+    """Where the step name came from: ``hint`` (a :func:`~steproute.step` hint in the run),
+    ``model`` (the chat model's own ``step=``), ``agent``, ``subgraph``, ``node``, ``default``;
+    ``None`` when the caller built the request itself."""
+    trace_context: Any = field(default=None, compare=False, repr=False)
+    """An OpenTelemetry ``Context`` the call's ``route`` span starts under (``None``: the current
+    context). The LangGraph layer sets it so one graph run is one trace."""
 
     def __post_init__(self) -> None:
         _check_request(self)
@@ -141,7 +151,7 @@ def _check_request(request: StepRequest) -> None:
                 or any(not isinstance(block, (str, Mapping)) for block in content)):
             raise ValueError(f"{where}: messages[{i}].content must be a string, a list of content blocks or null, "
                              f"got {_kind(content)}")
-    for name in ("kind", "thread", "tenant"):
+    for name in ("kind", "thread", "tenant", "agent", "origin"):
         value = getattr(request, name)
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{where}: {name} must be a string, got {_kind(value)}")
@@ -160,6 +170,7 @@ def _plain_rest(request: StepRequest) -> bool:
     """The fields besides the messages are of the usual plain types (no further checks needed)."""
     return (request.kind is None or type(request.kind) is str) and (request.thread is None or type(request.thread) is str) \
         and (request.tenant is None or type(request.tenant) is str) and type(request.hint) is Hint \
+        and (request.agent is None or type(request.agent) is str) and (request.origin is None or type(request.origin) is str) \
         and (request.tools == () or (type(request.tools) in (list, tuple) and all(type(t) is dict for t in request.tools))) \
         and (request.response_schema is None or type(request.response_schema) is dict) and type(request.metadata) is dict
 
@@ -242,6 +253,8 @@ class Decision:
     attempts: int = 1
     """Tiers tried (a cascade's attempts)."""
     thread: str | None = None
+    agent: str | None = None
+    """The agent or subgraph the call came from (see :attr:`StepRequest.agent`)."""
     id: str = field(default_factory=new_decision_id)
     cascade: tuple[CascadeAttempt, ...] = ()
     """A cascade's attempts in order: the escalation chain and each answer's signal values."""
