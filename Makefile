@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean local-models system-packages
+.PHONY: demo test lint bench clean local-models system-packages plain-install test-newest
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 
@@ -43,7 +43,37 @@ $(PHOENIX_STAMP): tests/e2e/phoenix-constraints.txt
 	touch $(PHOENIX_STAMP)
 
 test: local-models $(PHOENIX_STAMP)
+	$(MAKE) --no-print-directory plain-install
 	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_PHOENIX_PYTHON=$(CURDIR)/$(PHOENIX_VENV)/bin/python $(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-newest
+
+# `pip install steproute` without extras, in a throwaway venv, from a copy of the sources (no
+# stale build/): it must import, route fixed/rules/cascade calls and a tool call with LiteLLM's
+# mock_response, name the 'learn' extra for learned policies, have no numpy, and open no socket.
+PLAIN_DIR := /tmp/steproute-plain-install
+plain-install:
+	@rm -rf $(PLAIN_DIR) && mkdir -p $(PLAIN_DIR)/src && cp -r pyproject.toml README.md steproute $(PLAIN_DIR)/src/
+	@$(PYTHON) -m venv $(PLAIN_DIR)/venv
+	@$(PLAIN_DIR)/venv/bin/python -m pip install -qq -c constraints.txt $(PLAIN_DIR)/src
+	@cd $(PLAIN_DIR) && env -u LITELLM_LOCAL_MODEL_COST_MAP $(PLAIN_DIR)/venv/bin/python $(CURDIR)/tests/unit/test_plain_install.py
+	@rm -rf $(PLAIN_DIR)
+
+# The unit and llmock suites against the newest release of every dependency the index serves (no
+# constraints), so the declared ranges are tested at both ends (`make test` pins the lower one).
+# Leaves out the local-model tests (tests/e2e), the PostgreSQL and load tests (they test the
+# server and the machine, not the dependencies' versions) and the screenshot in Chromium.
+NEWEST_VENV := /tmp/steproute-newest-venv
+test-newest: system-packages
+	@rm -rf $(NEWEST_VENV) && $(PYTHON) -m venv $(NEWEST_VENV)
+	@$(NEWEST_VENV)/bin/python -m pip install -qq --upgrade pip
+	@$(NEWEST_VENV)/bin/python -m pip install -qq --upgrade --upgrade-strategy eager -e '.[test]'
+	@echo "newest: $$($(NEWEST_VENV)/bin/python -m pip list --format=freeze 2>/dev/null \
+	  | grep -i -E '^(litellm|langchain-core|langchain|langgraph|openai|pydantic|mcp|opentelemetry-sdk)==' | tr '\n' ' ')"
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(NEWEST_VENV)/bin/python -m pytest -q -m 'not e2e' tests/unit tests/integration steproute \
+	  --ignore tests/integration/test_budgets_postgres.py --ignore tests/integration/test_pins_postgres.py \
+	  --ignore tests/integration/test_load.py \
+	  --deselect tests/integration/test_telemetry_report.py::test_report_page_renders_in_chromium_without_console_errors
+	@rm -rf $(NEWEST_VENV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check steproute tests examples

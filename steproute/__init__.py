@@ -13,13 +13,26 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from steproute.config import RouterConfig, load_config
-from steproute.errors import BudgetExceeded, ConfigError, DispatchError, LocalModelError, RoutingError, StepRouteError
+from steproute.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ContextWindowExceeded,
+    DispatchError,
+    LocalModelError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRequestError,
+    RoutingError,
+    StepRouteError,
+)
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import CascadeAttempt, Decision, Hint, StepKind, StepRequest, Usage
 
 if TYPE_CHECKING:
     from steproute.cost_tracker import StepCostTracker
+    from steproute.factories import ModelPatch, route_factory, route_init_chat_model
     from steproute.langgraph import RoutedChatModel, step
+    from steproute.middleware import StepRouterMiddleware
 
 try:
     __version__ = _metadata.version("steproute")
@@ -30,10 +43,15 @@ __all__ = [
     "BudgetExceeded",
     "CascadeAttempt",
     "ConfigError",
+    "ContextWindowExceeded",
     "Decision",
     "DispatchError",
     "Hint",
     "LocalModelError",
+    "ModelPatch",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderRequestError",
     "RoutedChatModel",
     "RoutedCompletion",
     "RouterConfig",
@@ -43,10 +61,13 @@ __all__ = [
     "StepRequest",
     "StepRouteError",
     "StepRouter",
+    "StepRouterMiddleware",
     "StreamSummary",
     "Usage",
     "__version__",
     "load_config",
+    "route_factory",
+    "route_init_chat_model",
     "step",
 ]
 
@@ -54,6 +75,10 @@ _LAZY = {
     "RoutedChatModel": "steproute.langgraph",
     "step": "steproute.langgraph",
     "StepCostTracker": "steproute.cost_tracker",
+    "StepRouterMiddleware": "steproute.middleware",
+    "ModelPatch": "steproute.factories",
+    "route_factory": "steproute.factories",
+    "route_init_chat_model": "steproute.factories",
 }
 
 

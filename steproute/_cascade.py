@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from steproute.dispatch import Completion, CompletionChunk, StreamCollector, chunks_of
-from steproute.errors import DispatchError
+from steproute.errors import DispatchError, ProviderError, escalates, failure_note, tell_once
 from steproute.pinning import Pin
 from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
@@ -102,6 +102,8 @@ class CascadeRun:
         self.chain = self._chain_from(decision.tier)
         self.index = 0
         self.result: RoutedCompletion | None = None
+        self.fallback_from: str | None = None
+        """The first tier whose every deployment failed (an escalation on an error, not a verdict)."""
 
     def _chain_from(self, tier: str) -> list[str]:
         if self.decision.guard is not None:  # a guard set the tier (personal data) or capped it (budget)
@@ -171,7 +173,12 @@ class CascadeRun:
         return False
 
     def failed(self, pending: _Pending, error: DispatchError) -> None:
-        """Every deployment of a tier that is not the last failed: book it, go to the next."""
+        """Every deployment of a tier that is not the last failed: book it, go to the next. A
+        provider's refusal (bad credentials, a bad request) is raised instead, unless the step's
+        ``fallback_on`` lists its kind."""
+        kind = error.kind if isinstance(error, ProviderError) else None
+        if not escalates(kind, self.router.config.policy_for(self.request.step, self.plan.kind).fallback_on):
+            raise error
         deployment = self.router._dispatcher.first_deployment(pending.tier)
         attempts = error.attempts
         if attempts:
@@ -183,7 +190,13 @@ class CascadeRun:
             self.record.attempted(self._attempt_decision(pending.tier), model=deployment.model,
                                   provider=deployment.provider, started_ns=pending.started_ns,
                                   error_type=type(error).__name__, attributes={CASCADE_ROLE: "attempt"})
-        self.attempts.append(CascadeAttempt(pending.tier, deployment.model, None, reason=f"failed: {error.__class__.__name__}"))
+        allowed = f"; fallback_on lists '{kind}'" if kind is not None else ""
+        self.attempts.append(CascadeAttempt(pending.tier, deployment.model, None,
+                                            reason=f"failed: {failure_note(attempts)}{allowed}"))
+        self.fallback_from = self.fallback_from or pending.tier
+        tell_once(self.router, self.request.step, pending.tier, attempts,
+                  f"the cascade escalated to tier {self.chain[self.index + 1]!r}"
+                  + (f" (fallback_on lists '{kind}')" if kind is not None else ""))
         self.index += 1
 
     def final(self, completion: Completion) -> None:
@@ -203,7 +216,8 @@ class CascadeRun:
         elif attempt.accepted:
             reason += f"; accepted ({attempt.reason})"
         decision = replace(self.decision, tier=attempt.tier, model=completion.model, reason=reason,
-                           escalated_from=first if len(chain) > 1 else None, attempts=len(chain), cascade=tuple(chain),
+                           escalated_from=first if len(chain) > 1 else None, fallback_from=self.fallback_from,
+                           attempts=len(chain), cascade=tuple(chain),
                            score=attempt.confidence if attempt.confidence is not None else self.decision.score)
         total = self.cost_usd + completion.cost_usd + extra_cost
         self.result = RoutedCompletion(decision, completion, total, self.router._baseline_cost(completion.usage))

@@ -7,9 +7,16 @@ tier, ``stronger`` every stronger tier in turn, ``none`` nothing. Never above th
 forced to a tier or held to a budget's cap. A stream falls back only when its tier failed before the first chunk: text
 already shown cannot be taken back.
 
-The decision records ``fallback_from`` and says why in its reason; each failed attempt is a
-``chat`` span under the step's ``route`` span. When every tier fails, the
-:class:`~steproute.errors.DispatchError` names them all and every attempt.
+Only transient errors (429, 5xx, timeouts, connection errors) fall back by default. A
+provider's refusal (:class:`~steproute.errors.ProviderError`: bad or missing credentials, a bad
+request, a context window exceeded) would fail on the next tier's deployments too, or worse,
+succeed there at a higher price and hide the broken deployment: it is raised, unless the
+step's ``fallback_on`` lists its kind.
+
+The decision records ``fallback_from`` and says why in its reason (which deployment, which
+error); each failed attempt is a ``chat`` span under the step's ``route`` span; the first
+fallback of each (step, tier, error) is a warning on the ``steproute`` logger. When every tier
+fails, the :class:`~steproute.errors.DispatchError` names them all and every attempt.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from steproute.errors import Attempt, DispatchError
+from steproute.errors import Attempt, DispatchError, ProviderError, escalates, failure_note, tell_once
 
 if TYPE_CHECKING:
     from steproute._call import CallRecord
@@ -39,6 +46,9 @@ class Fallback:
         self.tiers = self._tiers(plan, decision)
         self.failed: list[str] = []
         self.attempts: list[Attempt] = []
+        self.fallback_on: tuple[str, ...] = tuple(router.config.policy_for(request.step, plan.kind).fallback_on)
+        self.allowed: list[str] = []
+        """The ``fallback_on`` kinds that let this call fall back."""
 
     def _tiers(self, plan: _StepPlan, decision: Decision) -> list[str]:
         names, rank = self.router.tiers, self.router._rank
@@ -56,23 +66,38 @@ class Fallback:
         return decision, messages, params
 
     def tier_failed(self, tier: str, error: DispatchError) -> None:
-        """Book a failed tier; raise the final error when it was the last one allowed."""
+        """Book a failed tier; raise the final error when it was the last one allowed, or when
+        the provider refused the call and ``fallback_on`` does not list the refusal's kind."""
         self.failed.append(tier)
         self.attempts.extend(error.attempts)
-        if len(self.failed) == len(self.tiers):
+        kind = error.kind if isinstance(error, ProviderError) else None
+        if len(self.failed) == len(self.tiers) or not escalates(kind, self.fallback_on):
             if len(self.failed) == 1:
                 raise error
-            raise DispatchError(self.request.step, self.tiers[0], self.attempts, tiers=self.failed) from error.__cause__
+            raise error.across(self.failed, self.attempts) from error.__cause__
+        if kind is not None:
+            self.allowed.append(kind)
         self.record.tier_failed(replace(self.decision, tier=tier), error.attempts)
+        allowed = f" (fallback_on lists '{kind}')" if kind is not None else ""
+        tell_once(self.router, self.request.step, tier, error.attempts,
+                  f"fell back to tier {self.tiers[len(self.failed)]!r}{allowed}")
 
     def answered(self, decision: Decision) -> Decision:
         """The decision of the tier that answered, with the fallback recorded."""
         if not self.failed:
             return decision
         why = ", ".join(sorted({a.error_type for a in self.attempts}))
+        allowed = "".join(f"; fallback_on lists '{k}'" for k in dict.fromkeys(self.allowed))
         return replace(decision, fallback_from=self.failed[0],
                        reason=f"{decision.reason}; tier {' → '.join(repr(t) for t in self.failed)} failed ({why}), "
-                              f"fell back to {decision.tier!r}")
+                              f"fell back to {decision.tier!r} ({failure_note(self.attempts)}{allowed})")
+
+    def refused_in_tier(self, tier: str, failed_attempts: Sequence[Attempt]) -> None:
+        """The tier answered, but a deployment before the one that did was refused (bad
+        credentials, ...): LiteLLM's in-tier fallback hid it; say so once."""
+        refused = [a for a in failed_attempts if a.kind is not None]
+        if refused:
+            tell_once(self.router, self.request.step, tier, refused, "the tier's next deployment answered")
 
     # -- the calls ---------------------------------------------------------------------------
 
@@ -85,6 +110,7 @@ class Fallback:
             except DispatchError as exc:
                 self.tier_failed(tier, exc)
                 continue
+            self.refused_in_tier(tier, completion.failed_attempts)
             return self.answered(decision), completion
         raise AssertionError("unreachable: the last tier's failure raises")  # pragma: no cover
 
@@ -97,6 +123,7 @@ class Fallback:
             except DispatchError as exc:
                 self.tier_failed(tier, exc)
                 continue
+            self.refused_in_tier(tier, completion.failed_attempts)
             return self.answered(decision), completion
         raise AssertionError("unreachable: the last tier's failure raises")  # pragma: no cover
 
@@ -111,6 +138,8 @@ class Fallback:
                     if not started:
                         started = True
                         on_decision(self.answered(decision))
+                    if chunk.usage is not None:
+                        self.refused_in_tier(tier, chunk.failed_attempts)
                     yield chunk
                 return
             except DispatchError as exc:
@@ -128,6 +157,8 @@ class Fallback:
                     if not started:
                         started = True
                         on_decision(self.answered(decision))
+                    if chunk.usage is not None:
+                        self.refused_in_tier(tier, chunk.failed_attempts)
                     yield chunk
                 return
             except DispatchError as exc:

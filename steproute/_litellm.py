@@ -22,3 +22,18 @@ def litellm() -> ModuleType:
         module.suppress_debug_info = True
         _module = module
     return _module
+
+
+def supports_response_format(model: str, provider: str, method: str) -> bool:
+    """Whether LiteLLM knows ``model`` to take a ``json_schema`` response format (``method``
+    ``json_schema``), or at least a JSON-object one (``json_mode``)."""
+    module = litellm()
+    if module.supports_response_schema(model=model, custom_llm_provider=provider):
+        return True
+    if method == "json_mode":
+        try:
+            supported = module.get_supported_openai_params(model=model, custom_llm_provider=provider) or ()
+        except Exception:
+            return False
+        return "response_format" in supported
+    return False

@@ -86,9 +86,19 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from steproute.config import load_config
     from steproute.decision_log import read_log
-    from steproute.report import format_table, summarise, write_html
+    from steproute.report import config_drift, format_drift, format_table, summarise, write_html
 
+    config = None
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            found = "; ".join(" ".join(str(p).split()) for p in exc.problems)
+            print(f"steproute report: --config {args.config}: invalid steproute configuration "
+                  f"({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}): {found}", file=sys.stderr)
+            return 2
     try:
         contents = read_log(args.log)
     except OSError as exc:
@@ -100,8 +110,12 @@ def _report(args: argparse.Namespace) -> int:
         print(f"steproute report: {args.log} holds no decisions", file=sys.stderr)
         return 1
     print(format_table(summarise(contents)))
+    drift = config_drift(contents, config) if config is not None else None
+    if drift is not None:
+        print()
+        print(format_drift(drift))
     if args.html:
-        print(f"wrote {write_html(contents, args.html)}")
+        print(f"wrote {write_html(contents, args.html, drift=drift)}")
     return 0
 
 
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="per-step cost, savings, tier mix and escalation rate of a decision log")
     report.add_argument("log", help="a decision log (JSON lines) written by StepRouter(decision_log=...)")
     report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
+    report.add_argument("--config", metavar="FILE",
+                        help="also list configured steps the log never called, and logged steps with no configuration")
     from steproute._cli_eval import add_parsers
 
     add_parsers(sub)

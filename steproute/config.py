@@ -230,6 +230,11 @@ class _StepSettings(_Frozen):
     """When every deployment of the chosen tier fails: try the ``next`` stronger tier (default),
     every ``stronger`` tier in turn, or ``none``. Never above the step's ``max_tier``; a
     ``tier`` hint fixes the tier, so it never falls back."""
+    fallback_on: list[Literal["auth", "bad_request", "context_window"]] = Field(default_factory=list)
+    """Errors from providers that, besides transient ones (429, 5xx, timeouts, connection
+    errors), move the call to a stronger tier (``tier_fallback``) or up a cascade: ``auth``
+    (401, 403, no credentials), ``bad_request`` (400, 404, 422; covers ``context_window``),
+    ``context_window`` (the request is too long). Default: none, those errors are raised."""
 
 
 class FixedPolicyConfig(_StepSettings):

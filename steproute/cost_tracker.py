@@ -101,8 +101,11 @@ class StepCostTracker(BaseCallbackHandler):
     def total_baseline_cost_usd(self) -> float:
         return sum(c.baseline_cost_usd for c in self.calls)
 
-    def table(self, *, reasons: bool = False) -> str:
-        """The bill as a plain-text table, one row per call and a total row."""
+    def table(self, *, reasons: bool = False, per_step: bool = False) -> str:
+        """The bill as a plain-text table, one row per call (``per_step``: per step, with its
+        calls counted, e.g. one row per agent of a multi-agent app) and a total row."""
+        if per_step:
+            return self._per_step_table()
         header = ["step", "tier", "model", "tokens in/out", "latency", "cost $", "baseline $", "saving"]
         if reasons:
             header.append("why")
@@ -117,6 +120,24 @@ class StepCostTracker(BaseCallbackHandler):
                      f"{latency:.2f}s", f"{total:.7f}", f"{baseline:.7f}", _share(baseline - total, baseline)]
                     + ([""] if reasons else []))
         return text_table(header, rows)
+
+
+    def _per_step_table(self) -> str:
+        groups: dict[str, list[StepCall]] = {}
+        for c in self.calls:
+            groups.setdefault(c.step, []).append(c)
+        rows = []
+        for step, calls in groups.items():
+            cost, baseline = sum(c.cost_usd for c in calls), sum(c.baseline_cost_usd for c in calls)
+            tiers = ", ".join(dict.fromkeys(c.tier for c in calls))
+            rows.append([step, str(len(calls)), tiers, f"{sum(c.input_tokens for c in calls)}/"
+                         f"{sum(c.output_tokens for c in calls)}", f"{cost:.7f}", f"{baseline:.7f}",
+                         _share(baseline - cost, baseline)])
+        total, baseline = self.total_cost_usd, self.total_baseline_cost_usd
+        rows.append(["TOTAL", str(len(self.calls)), "", f"{sum(c.input_tokens for c in self.calls)}/"
+                     f"{sum(c.output_tokens for c in self.calls)}", f"{total:.7f}", f"{baseline:.7f}",
+                     _share(baseline - total, baseline)])
+        return text_table(["step", "calls", "tiers", "tokens in/out", "cost $", "baseline $", "saving"], rows)
 
 
 def _share(saved: float, baseline: float) -> str:

@@ -16,9 +16,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from steproute._litellm import litellm
+from steproute._litellm import litellm, supports_response_format
 from steproute.config import DispatchConfig, RouterConfig
-from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError
+from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, Refusals, secret_values
 from steproute.json_tools import emulated_request, parse_reply
 from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
@@ -114,6 +114,10 @@ class Deployment:
     def id(self) -> str:
         return f"{self.tier}/{self.index}"
 
+    def takes_response_format(self, method: str) -> bool:
+        """Whether the model takes ``method``'s response format (``json_schema``, ``json_mode``)."""
+        return supports_response_format(self.model, self.provider, method)
+
 
 # -- failed attempts inside LiteLLM --------------------------------------------------------
 #
@@ -121,7 +125,7 @@ class Deployment:
 # caller's context for every failed attempt (sync and async), so a context variable set around
 # the call collects them: each becomes an Attempt on the DispatchError and a span.
 
-_FAILURES: ContextVar[list[tuple[Any, str, Any, Any]] | None] = ContextVar("steproute_failures", default=None)
+_FAILURES: ContextVar[list[tuple[Any, Any, Any, Any]] | None] = ContextVar("steproute_failures", default=None)
 _recorder_installed = False
 
 
@@ -129,6 +133,7 @@ def _install_failure_recorder() -> None:
     global _recorder_installed
     if _recorder_installed:
         return
+    litellm()  # first: sets LITELLM_LOCAL_MODEL_COST_MAP before LiteLLM's import (no network, no warning)
     from litellm.integrations.custom_logger import CustomLogger
 
     class _FailureRecorder(CustomLogger):  # type: ignore[misc]
@@ -136,7 +141,7 @@ def _install_failure_recorder() -> None:
             failures = _FAILURES.get()
             if failures is not None:
                 info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
-                failures.append((info.get("id"), _error_name(kwargs.get("exception")), start_time, end_time))
+                failures.append((info.get("id"), kwargs.get("exception"), start_time, end_time))
 
         async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
             self.log_failure_event(kwargs, response_obj, start_time, end_time)
@@ -145,18 +150,6 @@ def _install_failure_recorder() -> None:
     litellm().failure_callback.append(recorder)  # failure hooks only: the healthy path pays nothing
     litellm()._async_failure_callback.append(recorder)
     _recorder_installed = True
-
-
-def _error_name(error: Any) -> str:
-    """The class name an attempt records: the provider's error, not LiteLLM's mid-stream wrapper
-    around it (a dropped connection, a malformed chunk, a read timeout)."""
-    seen = 0
-    while type(error).__name__ == "MidStreamFallbackError" and getattr(error, "original_exception", None) is not None:
-        error = error.original_exception
-        seen += 1
-        if seen > 5:
-            break
-    return type(error).__name__
 
 
 def _ns(moment: Any) -> int | None:
@@ -173,6 +166,7 @@ class _Tier:
         self.settings = settings
         self.json_tools = tool_calling == "json"
         self._router: Any = None
+        self._refusals = Refusals(len(deployments), tuple(s for d in deployments for s in secret_values(d.params)))
         if len(deployments) > 1:
             model_list = []
             for d in deployments:
@@ -210,24 +204,22 @@ class _Tier:
                 return d
         return self.deployments[0]
 
-    def _attempts(self, failures: list[tuple[Any, str, Any, Any]]) -> tuple[Attempt, ...]:
+    def _attempts(self, failures: list[tuple[Any, Any, Any, Any]]) -> tuple[Attempt, ...]:
         by_id = {d.id: d for d in self.deployments}
-        attempts = []
-        for model_id, error_type, started, ended in failures:
-            d = by_id.get(model_id, self.deployments[0])
-            attempts.append(Attempt(d.model, error_type, d.provider, _ns(started), _ns(ended)))
-        return tuple(attempts)
+        first = self.deployments[0]
+        return tuple(self._refusals.attempt(model_id if model_id in by_id else None, by_id.get(model_id, first).model,
+                                            by_id.get(model_id, first).provider, error, _ns(started), _ns(ended))
+                     for model_id, error, started, ended in failures)
 
-    def _error(self, step: str, exc: Exception, failures: list[tuple[Any, str, Any, Any]]) -> DispatchError:
-        attempts = self._attempts(failures)
-        if not attempts:  # failed before LiteLLM's hook ran (bad parameters, ...)
-            d = self.deployments[0]
-            attempts = (Attempt(d.model, _error_name(exc), d.provider),)
-        return DispatchError(step, self.name, attempts)
+    def _error(self, step: str, exc: Exception, failures: list[tuple[Any, Any, Any, Any]]) -> DispatchError:
+        """A typed :class:`~steproute.errors.ProviderError` when every attempt was refused (bad
+        credentials, a bad request), else a :class:`DispatchError`; messages scrubbed."""
+        first = self.deployments[0]
+        return self._refusals.error(step, self.name, self._attempts(failures), exc, first.model, first.provider)
 
     @contextlib.contextmanager
-    def _collecting(self) -> Iterator[list[tuple[Any, str, Any, Any]]]:
-        failures: list[tuple[Any, str, Any, Any]] = []
+    def _collecting(self) -> Iterator[list[tuple[Any, Any, Any, Any]]]:
+        failures: list[tuple[Any, Any, Any, Any]] = []
         token = _FAILURES.set(failures)
         try:
             yield failures
@@ -302,7 +294,7 @@ class _Tier:
             return
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
-        failures: list[tuple[Any, str, Any, Any]] = []
+        failures: list[tuple[Any, Any, Any, Any]] = []
         try:
             with self._collecting() as failures:  # not held across yields: the context is the consumer's
                 stream = self._call(kwargs, prefer)
@@ -323,7 +315,7 @@ class _Tier:
             return
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
-        failures: list[tuple[Any, str, Any, Any]] = []
+        failures: list[tuple[Any, Any, Any, Any]] = []
         try:
             with self._collecting() as failures:
                 stream = await self._acall(kwargs, prefer)

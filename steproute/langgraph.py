@@ -9,9 +9,8 @@ router's own result types only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -20,189 +19,63 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    convert_to_openai_messages,
-)
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from steproute.dispatch import Completion, CompletionChunk
+from steproute._lc_messages import to_chunk, to_message, tool_choice_of
+from steproute._run_trace import run_trace_context
+from steproute._step_identity import HINT_FIELDS, HINT_KEY, resolve_step, step
+from steproute._structured import structured_output
+from steproute.errors import shown
 from steproute.pinning import PIN_MODES
-from steproute.router import RoutedCompletion, StepRouter, StreamSummary
-from steproute.types import Hint, StepRequest, Usage
+from steproute.router import StepRouter
+from steproute.types import Hint, StepRequest
 
 __all__ = ["HINT_KEY", "RoutedChatModel", "routed_node", "step"]
-
-HINT_KEY = "steproute"
-"""Key of the step hint in a LangGraph node's (or a run's) metadata."""
 
 _SCHEMA_KWARG = "steproute_response_schema"
 _METADATA_KWARG = "steproute_run_metadata"
 """The run's metadata, carried to ``_stream``: langchain-core streams without a run manager."""
 
 
-def step(
-    name: str,
-    *,
-    kind: str | None = None,
-    tier: str | None = None,
-    min_tier: str | None = None,
-    max_tier: str | None = None,
-    pin: str | None = None,
-    pin_group: str | None = None,
-) -> dict[str, Any]:
-    """The metadata that declares a LangGraph node as a routed step.
-
-    Pass it as ``StateGraph.add_node(..., metadata=step(...))``, or to any runnable as
-    ``.with_config(metadata=step(...))``. ``tier`` fixes the tier (it wins over the step's
-    policy); ``min_tier``/``max_tier`` clamp the policy's choice. ``kind`` is one of
-    ``rewrite``, ``extract``, ``plan``, ``tool_use``, ``synthesis``, or any name. ``pin`` sets
-    the step's pin mode (``sticky``, ``upgrade_only``, ``reevaluate``, ``off``) and
-    ``pin_group`` the pin it shares with other steps (see ``docs/pinning.md``).
-
-    Example:
-        >>> step("plan", kind="plan", min_tier="standard")
-        {'steproute': {'step': 'plan', 'kind': 'plan', 'min_tier': 'standard'}}
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("step(): 'name' must be a non-empty string")
-    values = {"kind": kind, "tier": tier, "min_tier": min_tier, "max_tier": max_tier, "pin": pin,
-              "pin_group": pin_group}
-    for key, value in values.items():
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"step({name!r}): {key!r} must be a non-empty string or None")
-    if pin is not None and pin not in PIN_MODES:
-        raise ValueError(f"step({name!r}): pin must be one of {', '.join(PIN_MODES)}; got {pin!r}")
-    return {HINT_KEY: {"step": name, **{k: str(v) for k, v in values.items() if v is not None}}}
-
-
 def _request_from_run(
     messages: list[BaseMessage],
     metadata: Mapping[str, Any],
-    fixed_step: str | None,
-    fixed_kind: str | None,
+    model: RoutedChatModel,
     tools: Sequence[Mapping[str, Any]] | None,
     schema: Mapping[str, Any] | None,
+    trace_context: Any = None,
 ) -> StepRequest:
     declared = metadata.get(HINT_KEY)
     declared = declared if isinstance(declared, Mapping) else {}
-    name = declared.get("step") or fixed_step or metadata.get("langgraph_node") or "default"
+    # explicit hint > agent/subgraph > node > default (steproute._step_identity); a hint on the
+    # run's metadata wins over the model's own, field by field
+    identity = resolve_step(metadata, declared.get("step") or model.step, model.router.config.steps)
+    origin = "hint" if declared.get("step") else identity.origin
     thread = metadata.get("thread_id") or metadata.get("conversation_id")
     tenant = metadata.get("tenant")
     if isinstance(tenant, Mapping):
         tenant = tenant.get("id")
-    hint = Hint(declared.get("tier"), declared.get("min_tier"), declared.get("max_tier"), declared.get("pin"),
-                declared.get("pin_group"))
+    hint = Hint(*(declared.get(name) or getattr(model, name) for name in HINT_FIELDS))
     return StepRequest(
-        step=str(name),
+        step=str(identity.step),
         messages=convert_to_openai_messages(messages),
-        kind=declared.get("kind") or fixed_kind,
+        kind=declared.get("kind") or model.kind,
         hint=hint,
         thread=str(thread) if thread is not None else None,
         tenant=str(tenant) if tenant is not None else None,
         tools=tuple(tools or ()),
         response_schema=schema,
         metadata=metadata,
+        agent=identity.agent,
+        origin=origin,
+        trace_context=trace_context,
     )
-
-
-def _usage_metadata(usage: Usage) -> UsageMetadata:
-    result = UsageMetadata(
-        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, total_tokens=usage.total_tokens)
-    if usage.cache_read_tokens:
-        result["input_token_details"] = {"cache_read": usage.cache_read_tokens}
-    return result
-
-
-def _routing_metadata(result: RoutedCompletion | StreamSummary) -> dict[str, Any]:
-    return {
-        **result.decision.as_dict(),
-        "cost_usd": result.cost_usd,
-        "baseline_cost_usd": result.baseline_cost_usd,
-        "savings_usd": result.savings_usd,
-    }
-
-
-def _to_message(result: RoutedCompletion) -> AIMessage:
-    completion: Completion = result.completion
-    calls, invalid = [], []
-    for tc in completion.tool_calls:
-        try:
-            args = json.loads(tc.arguments) if tc.arguments.strip() else {}
-            if not isinstance(args, dict):
-                raise ValueError("arguments are not a JSON object")
-            calls.append(tool_call(name=tc.name, args=args, id=tc.id))
-        except ValueError as exc:
-            invalid.append(invalid_tool_call(name=tc.name, args=tc.arguments, id=tc.id, error=str(exc)))
-    return AIMessage(
-        content=completion.content,
-        tool_calls=calls,
-        invalid_tool_calls=invalid,
-        id=completion.response_id,
-        usage_metadata=_usage_metadata(completion.usage),
-        response_metadata={
-            "model_name": completion.model,
-            "model_provider": completion.provider,
-            "finish_reason": completion.finish_reason,
-            HINT_KEY: _routing_metadata(result),
-            **_logprobs_metadata(completion),
-        },
-    )
-
-
-def _logprobs_metadata(completion: Completion) -> dict[str, Any]:
-    """Log-probabilities in langchain-openai's shape: ``{"logprobs": {"content": [...]}}``."""
-    if completion.logprobs is None:
-        return {}
-    return {"logprobs": {"content": [
-        {"token": t.token, "logprob": t.logprob,
-         "top_logprobs": [{"token": token, "logprob": logprob} for token, logprob in t.top]}
-        for t in completion.logprobs
-    ]}}
-
-
-def _to_chunk(item: CompletionChunk | StreamSummary) -> AIMessageChunk:
-    if isinstance(item, StreamSummary):
-        return AIMessageChunk(
-            content="",
-            usage_metadata=_usage_metadata(item.usage),
-            response_metadata={
-                "model_name": item.decision.model,
-                "finish_reason": item.finish_reason,
-                HINT_KEY: _routing_metadata(item),
-            },
-            chunk_position="last",
-        )
-    return AIMessageChunk(
-        content=item.content,
-        tool_call_chunks=[
-            tool_call_chunk(name=c.name, args=c.arguments, id=c.id, index=c.index) for c in item.tool_call_chunks
-        ],
-    )
-
-
-def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> Any:
-    if choice is None or choice is False:
-        return None
-    if choice == "any" or choice is True:
-        return "required"
-    if choice in ("auto", "none", "required"):
-        return choice
-    if isinstance(choice, str):
-        names = {t["function"]["name"] for t in tools if "function" in t}
-        if choice not in names:
-            raise ValueError(f"tool_choice {choice!r} is not one of the bound tools ({', '.join(sorted(names))})")
-        return {"type": "function", "function": {"name": choice}}
-    return choice
 
 
 class RoutedChatModel(BaseChatModel):
@@ -232,6 +105,16 @@ class RoutedChatModel(BaseChatModel):
     """Step name when the run declares none (a :func:`step` hint in the metadata wins)."""
     kind: str | None = None
     """Step kind for calls that declare none."""
+    tier: str | None = None
+    """A fixed tier for this model's calls (a run's :func:`step` hint wins, field by field)."""
+    min_tier: str | None = None
+    """Floor on the tier of this model's calls."""
+    max_tier: str | None = None
+    """Ceiling on the tier of this model's calls."""
+    pin: str | None = None
+    """Pin mode of this model's calls: ``sticky``, ``upgrade_only``, ``reevaluate`` or ``off``."""
+    pin_group: str | None = None
+    """Pin group of this model's calls (default: the step's name)."""
     temperature: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
@@ -243,6 +126,17 @@ class RoutedChatModel(BaseChatModel):
     """Accepted for LangChain compatibility; ``stream()`` streams either way."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other LiteLLM parameters sent with every call."""
+
+    @model_validator(mode="after")
+    def _known_hints(self) -> RoutedChatModel:
+        where = f"chat_model(step={shown(self.step)})" if self.step else "chat_model()"
+        for name in ("tier", "min_tier", "max_tier"):
+            value = getattr(self, name)
+            if value is not None and value not in self.router.tiers:
+                raise ValueError(f"{where}: {name} {shown(value)} is not a tier (known: {', '.join(self.router.tiers)})")
+        if self.pin is not None and self.pin not in PIN_MODES:
+            raise ValueError(f"{where}: pin must be one of {', '.join(PIN_MODES)}")
+        return self
 
     @property
     def _llm_type(self) -> str:
@@ -272,6 +166,22 @@ class RoutedChatModel(BaseChatModel):
         params["ls_model_name"] = kwargs.get("model", "steproute")
         return params
 
+    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Like any runnable's ``with_config``; a :func:`step` hint in ``metadata`` becomes the
+        model's own hints (``step``, ``kind``, ``tier``, ...), so it survives agent factories that
+        unwrap a configured model (``create_agent``, ``create_react_agent``)."""
+        merged: dict[str, Any] = {**(config or {}), **kwargs}
+        given = merged.get("metadata")
+        metadata: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        declared = metadata.get(HINT_KEY)
+        if not isinstance(declared, Mapping):
+            return super().with_config(config, **kwargs)
+        own = {name: declared[name] for name in ("step", "kind", *HINT_FIELDS) if declared.get(name)}
+        model = self.model_copy(update=own)
+        rest = {key: value for key, value in metadata.items() if key != HINT_KEY}
+        merged = {**merged, "metadata": rest} if rest else {k: v for k, v in merged.items() if k != "metadata"}
+        return super(RoutedChatModel, model).with_config(cast(RunnableConfig, merged)) if merged else model
+
     # -- tools and structured output ------------------------------------------------------
 
     def bind_tools(
@@ -290,10 +200,33 @@ class RoutedChatModel(BaseChatModel):
         structured = kwargs.get("ls_structured_output_format")
         if structured is not None and structured.get("schema") is not None:
             kwargs[_SCHEMA_KWARG] = convert_to_openai_tool(structured["schema"])["function"].get("parameters", {})
-        choice = _tool_choice(tool_choice, formatted)
+        choice = tool_choice_of(tool_choice, formatted)
         if choice is not None:
             kwargs["tool_choice"] = choice
         return super().bind(tools=formatted, **kwargs)
+
+    def with_structured_output(  # type: ignore[override]
+        self, schema: dict[str, Any] | type | None = None, *, method: str = "function_calling",
+        include_raw: bool = False, strict: bool | None = None, **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers parsed into ``schema`` (a pydantic model, a TypedDict or a JSON schema).
+
+        ``method`` is ``"function_calling"`` (the schema as a tool; works on every tier),
+        ``"json_schema"`` (LiteLLM's ``response_format`` with the schema, ``strict`` as given) or
+        ``"json_mode"`` (``{"type": "json_object"}``). Where a tier cannot take that response
+        format, the call is made by tool calling and the answer says so (see
+        ``docs/integrations.md``).
+
+        Example:
+            >>> from steproute import RouterConfig, StepRouter
+            >>> router = StepRouter(RouterConfig(tiers={"fast": {"models": [
+            ...     {"model": "openai/gpt-4o-mini", "mock_response": '{"city": "Oslo"}'}]}}, default="fast"))
+            >>> schema = {"title": "Weather", "type": "object", "properties": {"city": {"type": "string"}}}
+            >>> router.chat_model().with_structured_output(schema, method="json_mode").invoke("weather?")
+            {'city': 'Oslo'}
+        """
+        return structured_output(self, schema, method=method, include_raw=include_raw, strict=strict,
+                                 schema_kwarg=_SCHEMA_KWARG, **kwargs)
 
     # -- the calls ---------------------------------------------------------------------------
     #
@@ -344,7 +277,7 @@ class RoutedChatModel(BaseChatModel):
         carried = params.pop(_METADATA_KWARG, None)
         # langchain-core streams without a run manager: then the metadata the entry point carried
         metadata = run_manager.metadata if run_manager is not None else (carried or {})
-        request = _request_from_run(messages, metadata, self.step, self.kind, tools, schema)
+        request = _request_from_run(messages, metadata, self, tools, schema, run_trace_context(run_manager))
         return request, params
 
     def _generate(
@@ -355,7 +288,7 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request, params = self._prepare(messages, stop, run_manager, kwargs)
-        message = _to_message(self.router.complete(request, **params))
+        message = to_message(self.router.complete(request, **params))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -366,7 +299,7 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request, params = self._prepare(messages, stop, run_manager, kwargs)
-        message = _to_message(await self.router.acomplete(request, **params))
+        message = to_message(await self.router.acomplete(request, **params))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     # -- batches: a cascade step runs phase by phase (StepRouter.complete_batch) ---------------
@@ -377,7 +310,7 @@ class RoutedChatModel(BaseChatModel):
         configs = get_config_list(config, len(inputs))
         for c in configs:
             metadata = {**self.metadata, **(c.get("metadata") or {})} if self.metadata else (c.get("metadata") or {})
-            request = _request_from_run([], metadata, self.step, self.kind, None, None)
+            request = _request_from_run([], metadata, self, None, None)
             if self.router._is_cascade(request):
                 return configs
         return None
@@ -441,7 +374,7 @@ class RoutedChatModel(BaseChatModel):
                 await manager.on_llm_error(result)
                 out.append(result)
             else:
-                message = _to_message(result)
+                message = to_message(result)
                 await manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
                 out.append(message)
         return _batch_out(out, return_exceptions)
@@ -451,7 +384,7 @@ class RoutedChatModel(BaseChatModel):
         if isinstance(result, BaseException):
             manager.on_llm_error(result)
             return result
-        message = _to_message(result)
+        message = to_message(result)
         manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
         return message
 
@@ -464,7 +397,7 @@ class RoutedChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         request, params = self._prepare(messages, stop, run_manager, kwargs)
         for item in self.router.stream(request, **params):
-            chunk = ChatGenerationChunk(message=_to_chunk(item))
+            chunk = ChatGenerationChunk(message=to_chunk(item))
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -478,7 +411,7 @@ class RoutedChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         request, params = self._prepare(messages, stop, run_manager, kwargs)
         async for item in self.router.astream(request, **params):
-            chunk = ChatGenerationChunk(message=_to_chunk(item))
+            chunk = ChatGenerationChunk(message=to_chunk(item))
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

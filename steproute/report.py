@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from steproute._text_table import text_table
+from steproute.config import RouterConfig
 from steproute.decision_log import LogContents
 
-__all__ = ["StepSummary", "format_table", "summarise", "write_html"]
+__all__ = ["ConfigDrift", "StepSummary", "config_drift", "format_drift", "format_table", "summarise", "write_html"]
 
 _PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
 
@@ -78,6 +79,53 @@ def format_table(summaries: Sequence[StepSummary]) -> str:
              f"{s.savings_share:.0%}", _mix(s.tiers, s.calls), f"{s.escalation_rate:.0%}", str(s.errors))
             for s in summaries]
     return text_table(header, rows)
+
+
+@dataclass(frozen=True)
+class ConfigDrift:
+    """Where a configuration and a decision log disagree."""
+
+    not_called: tuple[str, ...]
+    """``steps:`` entries that governed no call in the log."""
+    not_configured: tuple[str, ...]
+    """Steps in the log that no ``steps:`` entry governs, by name or by kind (routed by ``default``)."""
+
+    def lines(self) -> list[str]:
+        """One line per disagreement, or one saying there is none."""
+        out = []
+        if self.not_called:
+            out.append(f"configured steps with no calls in the log: {', '.join(self.not_called)}")
+        if self.not_configured:
+            out.append(f"steps in the log with no configuration (routed by `default`): {', '.join(self.not_configured)}")
+        return out or ["configuration and log agree: every configured step was called, every logged step is configured"]
+
+
+def config_drift(contents: LogContents, config: RouterConfig) -> ConfigDrift:
+    """Compare the log's calls with the config's ``steps:``: an entry governs a call when it is
+    the call's step name, else its kind (:meth:`RouterConfig.step_entry`).
+
+    Example:
+        >>> config = RouterConfig(tiers={"fast": {"models": ["openai/gpt-4o-mini"]}}, default="fast",
+        ...                       steps={"plan": "fast", "tool_use": "fast", "extract": "fast"})
+        >>> log = LogContents(decisions=[{"step": "plan"}, {"step": "lookup", "kind": "tool_use"}, {"step": "chat"}])
+        >>> config_drift(log, config)
+        ConfigDrift(not_called=('extract',), not_configured=('chat',))
+    """
+    governing: set[str] = set()
+    unconfigured: dict[str, None] = {}
+    for decision in contents.decisions:
+        step, kind = str(decision.get("step")), decision.get("kind")
+        entry = config.step_entry(step, kind if isinstance(kind, str) else None)
+        if entry is None:
+            unconfigured.setdefault(step)
+        else:
+            governing.add(entry)
+    return ConfigDrift(tuple(k for k in config.steps if k not in governing), tuple(unconfigured))
+
+
+def format_drift(drift: ConfigDrift) -> str:
+    """The disagreements as text lines."""
+    return "\n".join(drift.lines())
 
 
 # -- the HTML page ---------------------------------------------------------------------------
@@ -187,8 +235,10 @@ def _over_time(decisions: Sequence[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def write_html(contents: LogContents, path: str | Path, *, title: str = "steproute report") -> Path:
-    """Write one self-contained page (inline CSS and SVG, nothing fetched) and return its path."""
+def write_html(contents: LogContents, path: str | Path, *, title: str = "steproute report",
+               drift: ConfigDrift | None = None) -> Path:
+    """Write one self-contained page (inline CSS and SVG, nothing fetched) and return its path;
+    with ``drift`` (:func:`config_drift`), a section on where configuration and log disagree."""
     summaries = summarise(contents)
     steps = [s for s in summaries if s.step != "TOTAL"]
     total = summaries[-1]
@@ -204,6 +254,7 @@ def write_html(contents: LogContents, path: str | Path, *, title: str = "steprou
         f"<td>{s.escalation_rate:.0%}</td><td>{s.errors}</td></tr>"
         for s in summaries)
     problems = "".join(f"<li>{_esc(p)}</li>" for p in contents.problems)
+    drifted = "".join(f"<li>{_esc(line)}</li>" for line in drift.lines()) if drift is not None else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
 <style>
@@ -224,6 +275,7 @@ tr:last-child td {{ font-weight: bold; }}
 {cost_chart}
 {_tier_mix(steps)}
 {_over_time(contents.decisions)}
+{f"<h2>Configuration and log</h2><ul>{drifted}</ul>" if drifted else ""}
 {f"<h2>Lines not used</h2><ul>{problems}</ul>" if problems else ""}
 </body></html>
 """

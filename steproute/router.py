@@ -30,12 +30,14 @@ from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore, PiiG
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.pricing import call_cost
+from steproute.step_coverage import StepCoverage
 from steproute.telemetry import Telemetry
 from steproute.types import Decision, Hint, StepRequest, Usage
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
+    from steproute.factories import ModelPatch
     from steproute.langgraph import RoutedChatModel
 
 __all__ = ["RoutedCompletion", "StepRouter", "StreamSummary"]
@@ -91,6 +93,8 @@ class _StepPlan:
     """The step's system-prompt addition and output settings."""
     tier_fallback: str = "next"
     """When the tier's every deployment fails: ``next``, ``stronger`` or ``none``."""
+    unconfigured: bool = False
+    """The step matches no ``steps:`` entry while the configuration has some (said in the reason)."""
 
 
 class StepRouter:
@@ -135,6 +139,8 @@ class StepRouter:
         self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
         self._default, self._policies = self._build_policies(config)
         self._plan = lru_cache(maxsize=4096)(self._make_plan)
+        self.coverage = StepCoverage(config.steps)
+        """Which ``steps:`` entries calls have matched (:class:`~steproute.step_coverage.StepCoverage`)."""
         self._telemetry = Telemetry(tracer_provider, meter_provider)
         if decision_log is not None and not isinstance(decision_log, DecisionLog):
             decision_log = JsonlDecisionLog(decision_log)
@@ -206,9 +212,10 @@ class StepRouter:
         if hint.tier is not None:
             self._tier_rank(step, "tier hint", hint.tier)
             fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
+        self.coverage.planned(step, entry)
         return _StepPlan(kind, policy, entry is None, low, high, fixed,
                          None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style,
-                         cfg.tier_fallback)
+                         cfg.tier_fallback, entry is None and bool(self.config.steps))
 
     def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
         base = self.config.pinning
@@ -323,6 +330,11 @@ class StepRouter:
         elif rank > plan.high:
             rank = plan.high
             reason += f"; lowered to max_tier {self.tiers[rank]!r}"
+        if plan.unconfigured and plan.fixed is None:
+            came = f" ({request.origin})" if request.origin else ""
+            reason = f"step {shown(request.step)}{came} matches no steps: entry; default policy: {reason}"
+        elif request.origin in ("agent", "subgraph"):
+            reason = f"step from the {request.origin} {shown(request.step)}: {reason}"
         tier = self.tiers[rank]
         return Decision(
             step=request.step,
@@ -333,6 +345,7 @@ class StepRouter:
             reason=reason,
             score=choice.score,
             thread=request.thread,
+            agent=request.agent,
         )
 
     # -- calling -----------------------------------------------------------------------------
@@ -665,6 +678,17 @@ class StepRouter:
         from steproute.langgraph import routed_node
 
         return routed_node(self, step, prompt, **kwargs)
+
+    def route_init_chat_model(self, *, step: str | None = None) -> ModelPatch:
+        """Route every LangChain ``init_chat_model`` model through this router, with no edit to the
+        app; undo with ``.uninstall()`` or a ``with`` block. See :mod:`steproute.factories`.
+
+        Example:
+            >>> patch = router.route_init_chat_model()   # then import the app  # doctest: +SKIP
+        """
+        from steproute.factories import route_init_chat_model
+
+        return route_init_chat_model(self, step=step)
 
     def __repr__(self) -> str:
         return f"StepRouter(tiers={list(self.tiers)}, baseline={self.baseline!r}, steps={list(self.config.steps)})"

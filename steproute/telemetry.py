@@ -1,8 +1,10 @@
 """OpenTelemetry spans and metrics of routed calls, on ``opentelemetry-api`` only.
 
-Each routed call is an INTERNAL span ``route {step}`` under the caller's current span, carrying
+Each routed call is an INTERNAL span ``route {step}`` under the caller's current span (or under
+the context the request carries, :attr:`~steproute.types.StepRequest.trace_context`), carrying
 the decision and the step's totals; under it, a CLIENT span ``chat {model}`` for the model call
-with the GenAI semantic-convention attributes and the call's cost. Attribute names are this
+with the GenAI semantic-convention attributes and the call's cost. A :class:`RunRoot` in that
+context is the root span of a graph run, opened by the run's first routed call. Attribute names are this
 module's own constants (the GenAI conventions are still incubating, and their Python module is
 private). Without an SDK installed and configured, every call here is a cheap no-op.
 
@@ -13,9 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAT_SPAN_PREFIX",
     "ROUTE_SPAN_PREFIX",
+    "RUN_ROOT",
+    "RUN_SPAN_PREFIX",
+    "RunRoot",
     "Telemetry",
     "configure",
     "error_type",
@@ -55,6 +62,7 @@ STEP_BASELINE_COST = "steproute.step.baseline_cost.usd"
 STEP_SAVINGS = "steproute.step.savings.usd"
 COST = "steproute.cost.usd"
 LANGGRAPH_NODE = "langgraph.node"
+RUN_UNFINISHED = "steproute.run.unfinished"
 # -- GenAI semantic conventions (copied names, not imported) ---------------------------------
 CONVERSATION_ID = "gen_ai.conversation.id"
 OPERATION_NAME = "gen_ai.operation.name"
@@ -67,6 +75,7 @@ INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 TOKEN_TYPE = "gen_ai.token.type"
+AGENT_NAME = "gen_ai.agent.name"
 ERROR_TYPE = "error.type"
 # -- mirrors read by tracing backends ----------------------------------------------------------
 LANGFUSE_COST = "gen_ai.usage.cost"
@@ -80,6 +89,11 @@ OPENINFERENCE_TOTAL_TOKENS = "llm.token_count.total"
 
 ROUTE_SPAN_PREFIX = "route"
 CHAT_SPAN_PREFIX = "chat"
+RUN_SPAN_PREFIX = "invoke_agent"
+
+RUN_ROOT = otel_context.create_key("steproute.run_root")
+"""Context key of a :class:`RunRoot`: a ``trace_context`` holding one puts the ``route`` span under
+the run's root span, opened on first use."""
 
 _SCOPE = "steproute"
 
@@ -91,6 +105,83 @@ def _version() -> str:
         return metadata.version("steproute")
     except metadata.PackageNotFoundError:  # pragma: no cover - source tree
         return "0.0.0"
+
+
+class RunRoot:
+    """The root span of one graph run, opened lazily: by the run's first routed call, with the
+    run's start time, so a run that routes no call makes no trace. Whoever watches the run
+    (steproute's LangChain callback handler) calls :meth:`end` when it ends.
+
+    Example:
+        >>> from opentelemetry.sdk.trace import TracerProvider
+        >>> root = RunRoot("my-graph", thread="t-1", start_ns=0)
+        >>> parent = root.context(TracerProvider().get_tracer("example"))  # opens the span
+        >>> root.end()
+        >>> root.opened, root.ended
+        (True, True)
+    """
+
+    __slots__ = ("_context", "_marker", "_span", "ended", "name", "start_ns", "thread")
+
+    _lock = threading.Lock()
+    """One for all runs: taken only to open and to end a root (made for every top-level run,
+    a root stays cheap until a routed call opens it)."""
+
+    def __init__(self, name: str, *, thread: str | None = None, start_ns: int | None = None) -> None:
+        self.name = name
+        self.thread = thread
+        self.start_ns = start_ns
+        self.ended = False
+        self._span: trace.Span | None = None
+        self._context: otel_context.Context | None = None
+        self._marker: otel_context.Context | None = None
+
+    @property
+    def marker(self) -> otel_context.Context:
+        """The ``trace_context`` to give a :class:`~steproute.types.StepRequest` of this run."""
+        marker = self._marker
+        if marker is None:
+            marker = self._marker = otel_context.set_value(RUN_ROOT, self, otel_context.Context())
+        return marker
+
+    @property
+    def opened(self) -> bool:
+        return self._span is not None
+
+    def context(self, tracer: trace.Tracer, thread: str | None = None) -> otel_context.Context | None:
+        """The context to start a routed call's span in: the root span's, opened on first use
+        (``None`` when the run has ended without one: the call starts its own trace)."""
+        if self._context is not None:
+            return self._context
+        with self._lock:
+            if self._context is None and not self.ended:
+                thread = self.thread or thread
+                attributes: dict[str, Any] = {OPERATION_NAME: "invoke_agent", AGENT_NAME: self.name,
+                                              OPENINFERENCE_SPAN_KIND: "AGENT"}
+                if thread is not None:
+                    attributes[CONVERSATION_ID] = thread
+                self._span = tracer.start_span(f"{RUN_SPAN_PREFIX} {self.name}", context=otel_context.Context(),
+                                               kind=SpanKind.INTERNAL, attributes=attributes,
+                                               start_time=self.start_ns)
+                self._context = trace.set_span_in_context(self._span)
+            return self._context
+
+    def end(self, error: BaseException | None = None, *, unfinished: bool = False) -> None:
+        """The run ended (with ``error``, if it failed); ``unfinished``: it was given up on
+        without an end (the span says so)."""
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = True
+            span = self._span
+        if span is None:
+            return
+        if span.is_recording():
+            if error is not None:
+                _set_error(span, error)
+            if unfinished:
+                span.set_attribute(RUN_UNFINISHED, True)
+        span.end()
 
 
 class Telemetry:
@@ -117,15 +208,21 @@ class Telemetry:
     # -- the route span ---------------------------------------------------------------------
 
     def start_route(self, request: StepRequest) -> trace.Span:
-        """Open ``route {step}`` as a child of the caller's current span (not made current)."""
+        """Open ``route {step}`` (not made current) as a child of ``request.trace_context`` when
+        given (under its :class:`RunRoot`'s span, if it holds one), else of the current span."""
+        parent = request.trace_context
+        if parent is not None:
+            root = otel_context.get_value(RUN_ROOT, parent)
+            if isinstance(root, RunRoot):
+                parent = root.context(self.tracer, request.thread)
         attributes: dict[str, Any] = {STEP: request.step, OPENINFERENCE_SPAN_KIND: "CHAIN"}
         node = request.metadata.get("langgraph_node") if isinstance(request.metadata, Mapping) else None
         if node is not None:
             attributes[LANGGRAPH_NODE] = str(node)
         if request.thread is not None:
             attributes[CONVERSATION_ID] = request.thread
-        return self.tracer.start_span(f"{ROUTE_SPAN_PREFIX} {request.step}", kind=SpanKind.INTERNAL,
-                                      attributes=attributes)
+        return self.tracer.start_span(f"{ROUTE_SPAN_PREFIX} {request.step}", context=parent,
+                                      kind=SpanKind.INTERNAL, attributes=attributes)
 
     def decided(self, span: trace.Span, decision: Decision, seconds: float) -> None:
         self.decision_duration.record(seconds, {STEP: decision.step, POLICY: decision.policy})

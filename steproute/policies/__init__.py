@@ -23,7 +23,7 @@ from steproute.config import (
     SemanticPolicyConfig,
     SignalConfig,
 )
-from steproute.policies.base import Choice, Policy
+from steproute.policies.base import Choice, Policy, learn_extra_missing
 from steproute.policies.cascade import CascadePolicy
 from steproute.policies.chain import ChainPolicy
 from steproute.policies.confidence import (
@@ -100,10 +100,13 @@ def _cascade(config: CascadePolicyConfig, context: PolicyContext) -> CascadePoli
 
 def _learned(config: ClassifierPolicyConfig | SemanticPolicyConfig, context: PolicyContext) -> Policy:
     path = _path(config.artefact, context)
-    if isinstance(config, ClassifierPolicyConfig):
-        from steproute.policies.classifier import ClassifierPolicy as cls
-    else:
-        from steproute.policies.semantic import SemanticPolicy as cls  # type: ignore[assignment]
+    try:
+        if isinstance(config, ClassifierPolicyConfig):
+            from steproute.policies.classifier import ClassifierPolicy as cls
+        else:
+            from steproute.policies.semantic import SemanticPolicy as cls  # type: ignore[assignment]
+    except ImportError as exc:  # a plain install: numpy and the encoders come with the 'learn' extra
+        raise learn_extra_missing(f"policy {config.policy!r}", exc) from None
     tiers = config.tiers
     if tiers is None:
         from steproute.policies._artefact import load_artefact

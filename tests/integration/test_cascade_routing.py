@@ -95,7 +95,7 @@ def test_create_agent_runs_a_cascade_step_inside_its_tool_loop(llmock):
         return f"18°C in {city}"
 
     router = router_for(llmock, {}, plan={"policy": "cascade", "signals": [{"signal": "tools"}]},
-                        tool_use={"policy": "cascade", "signals": [{"signal": "hedging"}]})
+                        synthesis={"policy": "cascade", "signals": [{"signal": "hedging"}]})
     agent = create_agent(router.chat_model(), tools=[get_weather], middleware=[StepRouterMiddleware(router)])
     llmock.break_tool_call("malformed_arguments")  # the cheap plan's tool call does not parse
     llmock.add(Reply(tool_calls=(ToolCall("get_weather", {"city": "Rome"}),), match=Match(model=STRONG)))
@@ -103,7 +103,7 @@ def test_create_agent_runs_a_cascade_step_inside_its_tool_loop(llmock):
     answers = [m for m in result["messages"] if isinstance(m, AIMessage)]
     steps = [(m.response_metadata["steproute"]["step"], m.response_metadata["steproute"]["tier"],
               m.response_metadata["steproute"]["attempts"]) for m in answers]
-    assert steps == [("plan", "strong", 2), ("tool_use", "fast", 1)]
+    assert steps == [("plan", "strong", 2), ("synthesis", "fast", 1)]  # the answer after the tool result
     assert "18°C in Rome" in answers[-1].content  # llmock's default answer echoes the tool result
 
 

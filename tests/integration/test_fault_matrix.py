@@ -188,11 +188,17 @@ def test_a_truncated_stream_is_never_returned_as_complete(llmock):
     llmock.add(StreamFault("truncate", after_chunks=2, times=1, match=Match(model=CHEAP, stream=True)))
     with pytest.raises(DispatchError) as excinfo:
         list(router.chat_model().stream("hi", config={"metadata": step("answer")}))
-    assert [a.error_type for a in excinfo.value.attempts] == ["StreamTruncated"]
-    # LiteLLM alone reports the same stream as finished normally
+    # LiteLLM before ~1.110 reports the same stream as finished normally, and steproute catches it
+    # (StreamTruncated: no finish reason from the provider); newer LiteLLM raises its own error
     from steproute._litellm import litellm
 
     llmock.add(StreamFault("truncate", after_chunks=2, times=1, match=Match(model=CHEAP, stream=True)))
-    chunks = list(litellm().completion(model=f"openai/{CHEAP}", api_base=llmock.base_url(), api_key="k",
-                                       messages=[{"role": "user", "content": "hi"}], stream=True))
-    assert chunks[-1].choices[0].finish_reason == "stop"
+    try:
+        chunks = list(litellm().completion(model=f"openai/{CHEAP}", api_base=llmock.base_url(), api_key="k",
+                                           messages=[{"role": "user", "content": "hi"}], stream=True))
+    except Exception as exc:  # this LiteLLM notices by itself
+        expected = [type(exc).__name__]
+    else:
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        expected = ["StreamTruncated"]
+    assert [a.error_type for a in excinfo.value.attempts] == expected

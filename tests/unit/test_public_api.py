@@ -2,10 +2,13 @@ import steproute
 
 EXPECTED = {
     "BudgetExceeded", "CascadeAttempt",
-    "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "RoutedChatModel",
+    "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "StepRouterMiddleware",
+    "RoutedChatModel",
     "RoutedCompletion",
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
+    "ModelPatch", "route_factory", "route_init_chat_model",
+    "ContextWindowExceeded", "ProviderAuthError", "ProviderError", "ProviderRequestError",
 }
 
 

@@ -29,7 +29,8 @@ def test_tier_hint_wins_over_policy(make_router):
 def test_min_and_max_hints_clamp(make_router):
     router = make_router(steps={"plan": "advanced"})
     raised = router.decide(StepRequest("x", MSG, hint=Hint(min_tier="standard")))
-    assert (raised.tier, raised.reason) == ("standard", "fixed tier 'fast'; raised to min_tier 'standard'")
+    assert (raised.tier, raised.reason) == (
+        "standard", "step 'x' matches no steps: entry; default policy: fixed tier 'fast'; raised to min_tier 'standard'")
     lowered = router.decide(StepRequest("plan", MSG, hint=Hint(max_tier="standard")))
     assert (lowered.tier, lowered.reason) == ("standard", "fixed tier 'advanced'; lowered to max_tier 'standard'")
 
