@@ -50,7 +50,7 @@ def pins(threads: int, bound: int) -> dict[str, float]:
 
 
 def decision_log(entries: int, tmp: Path) -> dict[str, float]:
-    log = JsonlDecisionLog(tmp / "decisions.jsonl")
+    log = JsonlDecisionLog(tmp / "decisions.jsonl", max_wait_s=60)  # measure every entry: wait for room
     gc.collect()
     before, start, peak = rss_mb(), time.perf_counter(), 0.0
     for i in range(entries):

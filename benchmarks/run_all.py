@@ -117,7 +117,8 @@ def main() -> int:
             "background writer; resident memory from `/proc/self/status`.", "", *memory.run(100_000 if q else 1_000_000),
             "", "The pin store holds at most `pinning.max_threads` pins (least recently used dropped first), "
                 "about 500 bytes a pin. The decision log streams to disk; at most `max_pending` entries (default "
-                "50,000) wait for its writer, beyond that writers wait for room, so memory stays bounded when calls "
+                "50,000) wait for its writer, beyond that a write is dropped and counted (`max_wait_s` lets writers "
+                "wait for room instead, as this benchmark does), so memory stays bounded when calls "
                 "outrun the disk (before that bound, 1,000,000 entries peaked at +445 MB).", ""]
 
     print("profile ...", file=sys.stderr, flush=True)

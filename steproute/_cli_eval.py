@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parsers", "run"]
+__all__ = ["add_parsers", "one_line", "run"]
 
 
 def _progress(quiet: bool) -> Any:
@@ -23,8 +23,23 @@ def _progress(quiet: bool) -> Any:
 
 
 def _fail(command: str, message: str, code: int = 2) -> int:
-    print(f"steproute {command}: {message}", file=sys.stderr)
+    print(f"steproute {command}: {one_line(message)}", file=sys.stderr)
     return code
+
+
+def one_line(error: object) -> str:
+    """An error as one line: a ``ConfigError``'s problems joined by ``; ``.
+
+    Example:
+        >>> from steproute.errors import ConfigError, ConfigProblem
+        >>> one_line(ConfigError([ConfigProblem("default", "unknown tier 'gold'")], source="s.yaml"))
+        "invalid steproute configuration in s.yaml (1 problem): default: unknown tier 'gold'"
+    """
+    problems = getattr(error, "problems", None)
+    if problems is not None:
+        head = str(error).split("\n", 1)[0].rstrip(":")
+        return f"{head}: " + "; ".join(" ".join(str(p).split()) for p in problems)
+    return " ".join(str(error).split())
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -87,9 +102,11 @@ def _read(path: str, command: str) -> tuple[list, int]:
 
     try:
         rows, _ = read_rows(path)
-    except DataError as exc:
+    except DataError as exc:  # one line per bad row, by design
         print(f"steproute {command}: {exc}", file=sys.stderr)
         return [], 2
+    except UnicodeDecodeError:
+        return [], _fail(command, f"{path} is not UTF-8 text")
     except OSError as exc:
         return [], _fail(command, f"cannot read {path}: {exc.strerror}")
     if not rows:
@@ -268,14 +285,15 @@ def _eval(args: argparse.Namespace) -> int:
     from steproute.evaluation import evaluate
     from steproute.policies._artefact import ArtefactError
 
+    if os.path.exists(args.policy) and not os.path.isfile(args.policy):
+        return _fail("eval", f"--policy {args.policy}: not a regular file (a directory, device or pipe)")
     rows, code = _read(args.data, "eval")
     if code:
         return code
     try:
         cascade = _cascade_result(args, rows)
     except (ConfigError, ArtefactError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return _fail("eval", one_line(exc))
     except (OSError, ValueError) as exc:
         return _fail("eval", str(exc))
     if cascade is not None:
@@ -284,8 +302,7 @@ def _eval(args: argparse.Namespace) -> int:
         result = evaluate(rows, args.policy, step=args.step, models=_tier_models(args.model),
                           threshold=args.threshold, progress=_progress(args.json))
     except (ConfigError, ArtefactError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return _fail("eval", one_line(exc))
     except (OSError, ValueError) as exc:
         return _fail("eval", str(exc))
     if args.plot:
@@ -389,8 +406,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                                       "(classifier or semantic needed)")
         point = calibrate(result.curve, target, result.summary.strong_quality)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return _fail("calibrate", one_line(exc))
     except (OSError, ValueError) as exc:
         return _fail("calibrate", str(exc))
     out = {"step": args.step, "target": target.describe(), "threshold": point.threshold, "quality": point.quality,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 import sys
 import time
 
@@ -12,12 +13,13 @@ from steproute.errors import ConfigError
 
 
 def _check(path: str) -> int:
+    from steproute._cli_eval import one_line
     from steproute.router import StepRouter
 
     try:
         router = StepRouter.from_file(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    except (ConfigError, ValueError) as exc:
+        print(f"steproute check: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"{path}: valid")
     for tier in router.tiers:
@@ -99,10 +101,23 @@ def _report(args: argparse.Namespace) -> int:
             print(f"steproute report: --config {args.config}: invalid steproute configuration "
                   f"({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}): {found}", file=sys.stderr)
             return 2
+    from steproute.report import check_decisions
+
+    fail = f"steproute report: {args.log}:"
+    if os.path.exists(args.log) and not os.path.isfile(args.log) and not stat.S_ISFIFO(os.stat(args.log).st_mode):
+        print(f"{fail} not a regular file (a directory or device); give a decision log", file=sys.stderr)
+        return 2
     try:
         contents = read_log(args.log)
     except OSError as exc:
         print(f"steproute report: cannot read {args.log}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        print(f"{fail} not UTF-8 text; a decision log is JSON lines", file=sys.stderr)
+        return 2
+    wrong = check_decisions(contents)
+    if wrong:
+        print(f"{fail} {wrong}", file=sys.stderr)
         return 2
     for problem in contents.problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -115,11 +130,38 @@ def _report(args: argparse.Namespace) -> int:
         print()
         print(format_drift(drift))
     if args.html:
-        print(f"wrote {write_html(contents, args.html, drift=drift)}")
+        try:
+            print(f"wrote {write_html(contents, args.html, drift=drift)}")
+        except OSError as exc:
+            print(f"steproute report: cannot write --html {args.html}: {exc.strerror}", file=sys.stderr)
+            return 2
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``steproute`` command: every input error is one line on stderr and a non-zero exit
+    status, never a traceback (a closed stdout, ``steproute report log | head``, included).
+
+    Example:
+        >>> main(["check", "examples/steproute.yaml"])  # doctest: +SKIP
+        0
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away: say nothing more on stdout, and do not fail again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        print("steproute: the output was closed before everything was written", file=sys.stderr)
+        return 141
+    except RecursionError:
+        print("steproute: the input is nested too deeply", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="steproute", description="Per-step model-tier routing for LangGraph.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run a routed 5-step agent and print its per-step bill")

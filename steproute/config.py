@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -28,7 +27,21 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from steproute.errors import ConfigError, ConfigProblem, shown
+from steproute._config_read import (
+    CYCLE,
+    DEEP,
+    FROM_ENV,
+    EnvResolver,
+    EnvStr,
+    config_key,
+    format_path,
+    looks_secret,
+    parse_toml,
+    parse_yaml,
+    read_config_text,
+    shown_config_value,
+)
+from steproute.errors import ConfigError, ConfigProblem
 
 __all__ = [
     "BudgetConfig",
@@ -59,16 +72,11 @@ POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain", "cas
 _LOADING_FROM: ContextVar[str | None] = ContextVar("steproute_config_source", default=None)
 """The file a configuration is being built from, for its errors (set by ``from_dict`` only:
 no key of the data itself can set it)."""
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class _EnvStr(str):
-    """A string that came from an environment variable (held as a secret when it is a param)."""
 
 
 def _is_secret_key(name: str) -> bool:
@@ -94,13 +102,18 @@ class DeploymentConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
-        return {"model": value} if isinstance(value, str) else value
+        value = {"model": value} if isinstance(value, str) else value
+        model = value.get("model") if isinstance(value, Mapping) else None
+        if isinstance(model, str) and "/" not in model and looks_secret(model):
+            raise ValueError(f"model: {shown_config_value(model)} looks like a credential, not a LiteLLM model string "
+                             "('provider/model'); put keys in 'api_key'")
+        return value
 
     @model_validator(mode="after")
     def _hide_secrets(self) -> DeploymentConfig:
         extra = self.__pydantic_extra__ or {}
         for name, value in list(extra.items()):
-            if isinstance(value, str) and (isinstance(value, _EnvStr) or _is_secret_key(name)):
+            if isinstance(value, str) and (isinstance(value, EnvStr) or _is_secret_key(name)):
                 extra[name] = SecretStr(str(value))
         return self
 
@@ -450,17 +463,24 @@ class RouterConfig(BaseModel):
     def __init__(self, **data: Any) -> None:
         source = _LOADING_FROM.get()
         problems: list[ConfigProblem] = []
-        data = _resolve_env(data, (), problems)
+        env_values: set[str] = set()
+        data = EnvResolver(problems, env_values).resolve(data, ())
+        if problems and any(p.message.startswith(CYCLE) or p.message.startswith(DEEP) for p in problems):
+            raise ConfigError(problems, source=source)
         if isinstance(data.get("default"), (str, Mapping)):
             data["default"] = _policy_shorthand(data["default"])
         if isinstance(data.get("steps"), Mapping):
             data["steps"] = {k: _policy_shorthand(v) for k, v in data["steps"].items()}
+        token = FROM_ENV.set(frozenset(env_values))
         try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            problems.extend(_problems_from_pydantic(exc))
-            raise ConfigError(problems, source=source) from None
-        problems.extend(self._reference_problems())
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                problems.extend(_problems_from_pydantic(exc))
+                raise ConfigError(problems, source=source) from None
+            problems.extend(self._reference_problems())
+        finally:
+            FROM_ENV.reset(token)
         if problems:
             raise ConfigError(problems, source=source)
         self._source = source
@@ -497,7 +517,7 @@ class RouterConfig(BaseModel):
             raise ConfigError([ConfigProblem("", "the configuration must be a mapping")], source=source)
         odd = [k for k in data if not isinstance(k, str)]
         if odd:  # YAML allows null, number or list keys; a configuration's keys are names
-            raise ConfigError([ConfigProblem("", f"a top-level key is {shown(k)}: keys must be names (strings)")
+            raise ConfigError([ConfigProblem("", f"a top-level key is {shown_config_value(k)}: keys must be names (strings)")
                                for k in odd], source=source)
         token = _LOADING_FROM.set(source)
         try:
@@ -509,14 +529,14 @@ class RouterConfig(BaseModel):
 
     def _reference_problems(self) -> list[ConfigProblem]:
         names = self.tier_names()
-        known = ", ".join(names)
+        known = ", ".join(config_key(n) for n in names)
         problems: list[ConfigProblem] = []
 
         def tier_ref(path: str, value: str | None) -> int | None:
             if value is None:
                 return None
             if value not in self.tiers:
-                problems.append(ConfigProblem(path, f"unknown tier {shown(value)} (known: {known})"))
+                problems.append(ConfigProblem(path, f"unknown tier {shown_config_value(value)} (known: {known})"))
                 return None
             return names.index(value)
 
@@ -527,15 +547,17 @@ class RouterConfig(BaseModel):
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    problems.append(ConfigProblem(f"guards.pii.patterns.{name}", f"invalid regular expression: {exc}"))
+                    problems.append(ConfigProblem(f"guards.pii.patterns.{config_key(name)}",
+                                                  f"invalid regular expression: {exc}"))
         if self.guards.budgets is not None:
             tier_ref("guards.budgets.cap_tier", self.guards.budgets.cap_tier)
-        for prefix, policy in [("default", self.default)] + [(f"steps.{n}", p) for n, p in self.steps.items()]:
+        for prefix, policy in [("default", self.default)] + [(f"steps.{config_key(n)}", p) for n, p in self.steps.items()]:
             low = tier_ref(f"{prefix}.min_tier", policy.min_tier)
             high = tier_ref(f"{prefix}.max_tier", policy.max_tier)
             if low is not None and high is not None and low > high:
                 problems.append(ConfigProblem(
-                    prefix, f"min_tier {shown(policy.min_tier)} is above max_tier {shown(policy.max_tier)}"))
+                    prefix, f"min_tier {shown_config_value(policy.min_tier)} is above max_tier "
+                            f"{shown_config_value(policy.max_tier)}"))
             links = policy.policies if isinstance(policy, ChainPolicyConfig) else [policy]
             for j, link in enumerate(links):
                 where = f"{prefix}.policies[{j}]" if isinstance(policy, ChainPolicyConfig) else prefix
@@ -572,7 +594,7 @@ class RouterConfig(BaseModel):
             tier_ref(f"{prefix}.router_tier", policy.router_tier)
             tier_ref(f"{prefix}.fallback", policy.fallback)
             for tier in policy.choices or {}:
-                tier_ref(f"{prefix}.choices.{tier}", tier)
+                tier_ref(f"{prefix}.choices.{config_key(tier)}", tier)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -581,108 +603,23 @@ class RouterConfig(BaseModel):
 def load_config(path: str | os.PathLike[str]) -> RouterConfig:
     """Read and validate a YAML (``.yaml``/``.yml``) or TOML (``.toml``) configuration file.
 
+    The file must be a regular file of at most 4 MiB; YAML aliases may not form a cycle nor
+    expand the document past 100,000 values (see ``steproute._config_read``).
+
+    Example:
+        >>> load_config("examples/steproute.yaml").tier_names()  # doctest: +SKIP
+        ('fast', 'strong')
+
     Raises:
         ConfigError: the file is missing, unreadable, malformed or invalid; every problem
-            is listed with its path (and line, for syntax errors and duplicate keys).
+            is listed with its path (and line, for syntax errors, aliases and duplicate keys).
     """
-    file = Path(path)
-    source = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem("", f"cannot read file: {exc.strerror}")], source=source) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigProblem("", "file is not UTF-8 text")], source=source) from None
-    if file.suffix.lower() == ".toml":
-        data = _parse_toml(text, source)
-    else:
-        data = _parse_yaml(text, source)
+    source = str(Path(path))
+    text = read_config_text(path)
+    data = parse_toml(text, source) if Path(path).suffix.lower() == ".toml" else parse_yaml(text, source)
     if data is None:
         raise ConfigError([ConfigProblem("", "the file is empty")], source=source)
     return RouterConfig.from_dict(data, source=source)
-
-
-def _parse_toml(text: str, source: str) -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        import tomli as tomllib
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem("", f"TOML syntax error: {exc}")], source=source) from None
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    duplicates: list[ConfigProblem] = []
-
-    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                duplicates.append(ConfigProblem(
-                    f"line {line}", f"duplicate key {shown(key)} (first defined on line {seen[key]})"))
-            else:
-                seen[key] = line
-        return loader.construct_mapping(node, deep=deep)
-
-    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([ConfigProblem(where, f"YAML syntax error: {exc.problem}")], source=source) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem("", f"YAML error: {type(exc).__name__}")], source=source) from None
-    if duplicates:
-        raise ConfigError(duplicates, source=source)
-    return data
-
-
-def _resolve_env(value: Any, path: tuple[Any, ...], problems: list[ConfigProblem]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; report unset variables."""
-    if isinstance(value, str):
-        if "${" not in value:
-            return value
-        missing: list[str] = []
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            resolved = os.environ.get(name)
-            if resolved is None:
-                if default is not None:
-                    return default
-                missing.append(name)
-                return ""
-            return resolved
-
-        result = _ENV_REF.sub(sub, value)
-        for name in missing:
-            problems.append(ConfigProblem(_format_path(path), f"environment variable {name} is not set"))
-        return _EnvStr(result)
-    if isinstance(value, Mapping):
-        return {k: _resolve_env(v, (*path, k), problems) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_resolve_env(v, (*path, i), problems) for i, v in enumerate(value)]
-    return value
-
-
-def _format_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
 
 
 def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
@@ -699,7 +636,7 @@ def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
         kind = error["type"]
         if kind == "union_tag_invalid":
             tag = error.get("ctx", {}).get("tag")
-            message = f"unknown policy {shown(tag)} (known: {', '.join(POLICY_NAMES)})"
+            message = f"unknown policy {shown_config_value(tag)} (known: {', '.join(POLICY_NAMES)})"
         elif kind == "union_tag_not_found":
             message = f"missing 'policy' (one of: {', '.join(POLICY_NAMES)})"
         elif kind == "extra_forbidden":
@@ -710,5 +647,5 @@ def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
             message = str(error["ctx"]["error"])
         else:
             message = error["msg"]
-        problems.append(ConfigProblem(_format_path(loc), message))
+        problems.append(ConfigProblem(format_path(loc), message))
     return problems

@@ -62,7 +62,7 @@ def shown(value: object) -> str:
         return "null"
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
-    if _NAME.fullmatch(value) and not _KEY_LIKE.match(value):
+    if _NAME.fullmatch(value) and not _KEY_LIKE.match(value) and scrub(value) == value:
         return repr(value)
     return f"a {len(value)}-character value"
 

@@ -8,6 +8,7 @@ baseline.
 from __future__ import annotations
 
 import html
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ from steproute._text_table import text_table
 from steproute.config import RouterConfig
 from steproute.decision_log import LogContents
 
-__all__ = ["ConfigDrift", "StepSummary", "config_drift", "format_drift", "format_table", "summarise", "write_html"]
+__all__ = ["ConfigDrift", "StepSummary", "check_decisions", "config_drift", "format_drift", "format_table", "summarise",
+           "write_html"]
 
 _PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
 
@@ -55,6 +57,34 @@ class StepSummary:
         self.cost_usd += float(decision.get("cost_usd") or 0.0)
         self.baseline_cost_usd += float(decision.get("baseline_cost_usd") or 0.0)
         self.tiers[str(decision.get("tier"))] += 1
+
+
+_LATEST_TS = 253402300799.0
+"""The last second of the year 9999: a later timestamp cannot be a time of a decision."""
+
+
+def check_decisions(contents: LogContents) -> str | None:
+    """What makes the log's decisions unfit for a report (a cost that is not a number, a
+    timestamp outside years 1970 to 9999), as one line; ``None`` when they are fit.
+
+    Example:
+        >>> check_decisions(LogContents(decisions=[{"id": "a", "cost_usd": "lots"}]))
+        'decision 1: cost_usd must be a number (USD)'
+    """
+    bad: list[str] = []
+    for i, decision in enumerate(contents.decisions, 1):
+        for key, what in (("cost_usd", "a number (USD)"), ("baseline_cost_usd", "a number (USD)"),
+                          ("ts", "a Unix time in seconds")):
+            value = decision.get(key)
+            if value is None:
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or (key == "ts" and not 0 <= value <= _LATEST_TS):
+                bad.append(f"decision {i}: {key} must be {what}")
+    if not bad:
+        return None
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return bad[0] + more
 
 
 def summarise(contents: LogContents) -> list[StepSummary]:

@@ -645,12 +645,16 @@ class StepRouter:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
 
         Raises:
-            ValueError: ``quality`` is not a number in [0, 1], or the router has no decision log.
+            ValueError: ``quality`` is not a number in [0, 1], an extra key is ``type``, ``id``
+                or ``quality``, or the router has no decision log.
         """
         if self.decision_log is None:
             raise ValueError("feedback needs a decision log: StepRouter(..., decision_log='decisions.jsonl')")
         if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
             raise ValueError(f"feedback quality must be a number in [0, 1], got {quality!r}")
+        for key in ("type", "id", "quality"):
+            if key in extra:
+                raise ValueError(f"feedback: {key!r} is set by steproute and cannot be an extra key")
         self.decision_log.write({"type": "feedback", "id": decision_id, "quality": float(quality), **extra})
 
     def deployments(self, tier: str) -> tuple[Deployment, ...]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from steproute.errors import shown
+
 __all__ = ["CascadeAttempt", "Decision", "Hint", "StepKind", "StepRequest", "Usage"]
 
 
@@ -143,8 +145,8 @@ def _check_request(request: StepRequest) -> None:
             raise ValueError(f"{where}: messages[{i}] must be a dict with 'role' and 'content', got {_kind(message)}")
         role = message.get("role")
         if role not in ROLES:
-            shown = repr(role)[:40] if isinstance(role, str) else _kind(role)
-            raise ValueError(f"{where}: messages[{i}].role must be one of {', '.join(sorted(ROLES))}; got {shown}")
+            raise ValueError(f"{where}: messages[{i}].role must be one of {', '.join(sorted(ROLES))}; "
+                             f"got {shown(role)}")
         content = message.get("content")
         if content is not None and not isinstance(content, str) and (
                 isinstance(content, (bytes, Mapping)) or not isinstance(content, Sequence)
@@ -191,12 +193,27 @@ def _text_of(content: Any) -> str:
     return str(content)
 
 
-_ids = itertools.count(1)
-_prefix = f"{os.getpid():x}"
+def _seed_ids() -> None:
+    """A fresh prefix (pid plus a random per-process token) and counter: at import and in
+    every forked child, so forked workers and hosts that share a pid never make the same id."""
+    global _ids, _prefix
+    _ids = itertools.count(1)
+    _prefix = f"{os.getpid():x}{os.urandom(4).hex()}"
+
+
+_seed_ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_seed_ids)
 
 
 def new_decision_id() -> str:
-    """A process-unique decision id (cheap: no uuid, no clock)."""
+    """A decision id unique across threads, processes, forked workers and hosts (cheap: no
+    uuid, no clock; the prefix is re-seeded after ``fork``).
+
+    Example:
+        >>> new_decision_id() != new_decision_id()
+        True
+    """
     return f"d-{_prefix}-{next(_ids)}"
 
 

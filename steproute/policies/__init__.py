@@ -109,13 +109,13 @@ def _learned(config: ClassifierPolicyConfig | SemanticPolicyConfig, context: Pol
         raise learn_extra_missing(f"policy {config.policy!r}", exc) from None
     tiers = config.tiers
     if tiers is None:
-        from steproute.policies._artefact import load_artefact
+        from steproute.policies._artefact import built, load_artefact
 
         artefact = load_artefact(path, config.policy)
         if len(artefact.labels) != len(context.tiers):
             raise ValueError(f"the artefact estimates {len(artefact.labels)} tiers ({', '.join(artefact.labels)}) and the "
                              f"configuration has {len(context.tiers)}: say which tier is which with 'tiers:'")
-        return cls(artefact, context.tiers, config.threshold)
+        return built(path, lambda: cls(artefact, context.tiers, config.threshold))
     return cls.load(path, tiers, config.threshold)
 
 

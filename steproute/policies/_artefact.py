@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["FORMAT", "Artefact", "ArtefactError", "load_artefact", "pack_strings", "save_artefact", "unpack_strings"]
+__all__ = ["FORMAT", "MAX_ARRAY_BYTES", "MAX_FILE_BYTES", "MAX_META_BYTES", "Artefact", "ArtefactError", "built", "load_artefact",
+           "pack_strings", "save_artefact", "unpack_strings"]
 
+T = TypeVar("T")
 FORMAT = 1
+MAX_FILE_BYTES = 256 << 20
+"""An artefact file larger than this (256 MiB) is refused unread."""
+MAX_META_BYTES = 16 << 20
+"""``meta.json`` may decompress to 16 MiB at most."""
+MAX_ARRAY_BYTES = 512 << 20
+"""The arrays together may decompress to 512 MiB at most (declared sizes, checked before reading)."""
 
 
 def pack_strings(strings: list[str]) -> np.ndarray:
@@ -70,23 +80,200 @@ def save_artefact(artefact: Artefact, path: str | os.PathLike[str]) -> None:
 
 
 def load_artefact(path: str | os.PathLike[str], policy: str | None = None) -> Artefact:
-    """Read an artefact; ``policy`` checks it is the kind expected."""
+    """Read an artefact; ``policy`` checks it is the kind expected.
+
+    Only a regular file is opened (never a FIFO, a device or a directory); the file, its
+    ``meta.json`` and the arrays once decompressed are bounded (:data:`MAX_FILE_BYTES`,
+    :data:`MAX_META_BYTES`, :data:`MAX_ARRAY_BYTES`), and every array is checked against the
+    shape its policy needs. Anything else is an :class:`ArtefactError` naming the file.
+
+    Example:
+        >>> load_artefact("answer.steproute", "classifier").labels  # doctest: +SKIP
+        ('openai/gpt-4o-mini', 'openai/gpt-4o')
+    """
+    name = os.fspath(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("meta.json"))
-            with np.load(io.BytesIO(zf.read("arrays.npz")), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
+        info = os.stat(path)
     except FileNotFoundError:
-        raise ArtefactError(f"{os.fspath(path)}: no such artefact file") from None
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise ArtefactError(f"{os.fspath(path)}: not a steproute artefact ({exc})") from None
+        raise ArtefactError(f"{name}: no such artefact file") from None
+    except OSError as exc:
+        raise ArtefactError(f"{name}: cannot read the artefact ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ArtefactError(f"{name}: not a regular file (a directory, device or pipe); give an artefact file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ArtefactError(f"{name}: the file is larger than {MAX_FILE_BYTES >> 20} MiB, the artefact limit")
+    try:
+        with open(path, "rb") as handle, zipfile.ZipFile(handle) as zf:
+            meta = _meta(_member(zf, "meta.json", MAX_META_BYTES))
+            arrays = _arrays(_member(zf, "arrays.npz", MAX_FILE_BYTES))
+    except ArtefactError as exc:
+        raise ArtefactError(f"{name}: {exc}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError, RuntimeError,
+            NotImplementedError) as exc:
+        raise ArtefactError(f"{name}: not a steproute artefact ({type(exc).__name__}: {exc})") from None
     if meta.get("format") != FORMAT:
-        raise ArtefactError(f"{os.fspath(path)}: artefact format {meta.get('format')!r}, this steproute reads {FORMAT}")
+        raise ArtefactError(f"{name}: artefact format {_said(meta.get('format'))}, this steproute reads {FORMAT}")
     kind = meta.pop("policy", None)
     meta.pop("format", None)
     if policy is not None and kind != policy:
-        raise ArtefactError(f"{os.fspath(path)}: a {kind!r} artefact, not a {policy!r} one")
-    for key in ("labels", "threshold"):
-        if key not in meta:
-            raise ArtefactError(f"{os.fspath(path)}: meta.json has no {key!r}")
+        raise ArtefactError(f"{name}: a {_said(kind)} artefact, not a {policy!r} one")
+    try:
+        _check(kind, meta, arrays)
+    except ArtefactError as exc:
+        raise ArtefactError(f"{name}: {exc}") from None
     return Artefact(kind, meta, arrays)
+
+
+def _said(value: object) -> str:
+    """A value read from an artefact, as an error shows it: short ones only."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {type(value).__name__}"
+
+
+def built(path: str | os.PathLike[str], build: Callable[[], T]) -> T:
+    """``build()`` (a policy made from a loaded artefact), any error it raises on the artefact's
+    content turned into an :class:`ArtefactError` naming the file.
+
+    Example:
+        >>> built("a.steproute", lambda: 1)
+        1
+    """
+    try:
+        return build()
+    except ArtefactError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as exc:
+        what = f"lacks {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise ArtefactError(f"{os.fspath(path)}: the artefact does not fit its policy ({what})") from None
+
+
+def _member(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise ArtefactError(f"no {name} inside: not a steproute artefact") from None
+    if info.file_size > limit:
+        raise ArtefactError(f"{name} is larger than {limit >> 20} MiB once decompressed, the artefact limit")
+    with zf.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:  # pragma: no cover - zipfile stops at the declared size
+        raise ArtefactError(f"{name} is larger than {limit >> 20} MiB once decompressed, the artefact limit")
+    return data
+
+
+def _meta(data: bytes) -> dict[str, Any]:
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ArtefactError("meta.json is not JSON (UTF-8)") from None
+    if not isinstance(meta, dict):
+        raise ArtefactError("meta.json is not a JSON object")
+    return meta
+
+
+def _arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``: each member's declared size checked before it is read, each
+    ``.npy`` header checked against the data it has, no pickled objects."""
+    arrays: dict[str, np.ndarray] = {}
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        for info in zf.infolist():
+            key = info.filename.removesuffix(".npy")
+            total += info.file_size
+            if total > MAX_ARRAY_BYTES:
+                raise ArtefactError(f"arrays.npz is larger than {MAX_ARRAY_BYTES >> 20} MiB once decompressed, "
+                                    "the artefact limit")
+            with zf.open(info) as member:
+                raw = member.read(info.file_size + 1)
+            arrays[key] = _npy(key, raw)
+    return arrays
+
+
+def _npy(key: str, raw: bytes) -> np.ndarray:
+    fp = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(fp)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(fp)
+        if dtype.hasobject:
+            raise ArtefactError(f"array {key!r} holds Python objects (pickles are never loaded)")
+        if int(np.prod(shape, dtype=object)) * dtype.itemsize > len(raw) - fp.tell():
+            raise ArtefactError(f"array {key!r}: its header claims more data than it holds")
+        fp.seek(0)
+        return np.lib.format.read_array(fp, allow_pickle=False)
+    except ArtefactError:
+        raise
+    except (ValueError, TypeError, EOFError, OverflowError) as exc:
+        raise ArtefactError(f"array {key!r} is not a NumPy array ({exc})") from None
+
+
+_NUMBER = (int, float)
+_REQUIRED: dict[str, tuple[tuple[str, ...], dict[str, type | tuple[type, ...]]]] = {
+    "classifier": (("terms", "idf", "steps", "hand_mean", "hand_scale", "coef", "intercept"),
+                   {"embedding_dim": int, "encoder": str}),
+    "semantic": (("embeddings", "quality", "step_ids", "steps"),
+                 {"neighbours": int, "temperature": _NUMBER, "prior_weight": _NUMBER, "same_step_bonus": _NUMBER,
+                  "encoder": str}),
+    "cascade": (("mean", "scale", "coef", "intercept"), {}),
+}
+
+
+def _check(kind: Any, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """That the artefact holds what its policy reads, with consistent shapes."""
+    labels, threshold = meta.get("labels"), meta.get("threshold")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ArtefactError("meta.json: 'labels' must be a list of model names")
+    if isinstance(threshold, bool) or not isinstance(threshold, _NUMBER) or not math.isfinite(threshold):
+        raise ArtefactError("meta.json: 'threshold' must be a number")
+    if kind not in _REQUIRED:
+        return
+    names, fields = _REQUIRED[kind]
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ArtefactError(f"arrays.npz lacks {', '.join(missing)} (needed by a {kind} artefact)")
+    for n in names:
+        if arrays[n].dtype.kind not in "biuf":
+            raise ArtefactError(f"array {n!r} is not numeric")
+    for field, types in fields.items():
+        value = meta.get(field)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ArtefactError(f"meta.json: {field!r} is missing or of the wrong type")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ArtefactError(f"meta.json: {field!r} must be finite")
+    try:
+        _SHAPES[kind](meta, arrays, len(labels))
+    except UnicodeDecodeError:
+        raise ArtefactError("a packed string array is not UTF-8") from None
+
+
+def _shape(ok: bool, what: str) -> None:
+    if not ok:
+        raise ArtefactError(f"arrays of inconsistent shapes: {what}")
+
+
+def _classifier_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    v, s = len(unpack_strings(a["terms"])), len(unpack_strings(a["steps"]))
+    d, h = meta["embedding_dim"], a["hand_mean"].size
+    _shape(d >= 0 and all(a[n].ndim == 1 for n in ("terms", "steps", "idf", "hand_mean", "hand_scale", "intercept")),
+           "terms, steps, idf, hand_mean, hand_scale and intercept must be vectors")
+    _shape(a["idf"].size == v and a["hand_scale"].size == h, "idf must have one weight a term, hand_scale one a feature")
+    _shape(a["coef"].shape == (tiers, v + 2 * d + h + s), f"coef must be {tiers} × {v + 2 * d + h + s}")
+    _shape(a["intercept"].size == tiers, f"intercept must have {tiers} values")
+
+
+def _semantic_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    e, q = a["embeddings"], a["quality"]
+    _shape(e.ndim == 2 and e.shape[0] >= 1, "embeddings must be references × dimensions")
+    _shape(q.shape == (e.shape[0], tiers), f"quality must be references × {tiers} tiers")
+    _shape(a["step_ids"].shape == (e.shape[0],) and a["steps"].ndim == 1, "step_ids must have one step a reference")
+    _shape(meta["neighbours"] >= 1 and meta["temperature"] > 0, "neighbours must be 1 or more, temperature above 0")
+    unpack_strings(a["steps"])
+
+
+def _cascade_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    n = a["mean"].size
+    _shape(all(a[k].ndim == 1 and a[k].size == n for k in ("mean", "scale", "coef")) and a["intercept"].size >= 1,
+           "mean, scale and coef must be vectors of one length, intercept one value")
+
+
+_SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes}

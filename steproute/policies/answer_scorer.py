@@ -170,19 +170,17 @@ class AnswerScorer:
     def load(cls, path: str | os.PathLike[str]) -> AnswerScorer:
         """Read a ``cascade`` artefact. Raises :class:`~steproute.policies._artefact.ArtefactError`."""
         try:
-            from steproute.policies._artefact import ArtefactError, load_artefact
+            from steproute.policies._artefact import ArtefactError, built, load_artefact
         except ImportError as exc:  # a plain install: the artefact's arrays need numpy
             raise learn_extra_missing("signal 'scorer'", exc) from None
 
         artefact = load_artefact(path, "cascade")
-        names = tuple(artefact.meta.get("features", ()))
-        if names != FEATURES:
+        features = artefact.meta.get("features")
+        names = tuple(features) if isinstance(features, list) else ()
+        if names != FEATURES or artefact.arrays["mean"].size != len(FEATURES):
             raise ArtefactError(f"{os.fspath(path)}: the scorer was trained on other features "
                                 f"({len(names)}, this steproute computes {len(FEATURES)}); train it again")
-        try:
-            return cls.of(artefact)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ArtefactError(f"{os.fspath(path)}: the scorer lacks {exc}") from None
+        return built(path, lambda: cls.of(artefact))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from itertools import pairwise, repeat
 
 import numpy as np
 
-from steproute.policies._artefact import Artefact, load_artefact, unpack_strings
+from steproute.policies._artefact import Artefact, built, load_artefact, unpack_strings
 from steproute.policies._scoring import ScoringPolicy
 from steproute.policies.features import (
     MAX_EMBED_CHARS,
@@ -82,7 +82,8 @@ class ClassifierPolicy(ScoringPolicy):
     def load(cls, path: str | os.PathLike[str], tiers: Sequence[str] | None = None,
              threshold: float | None = None) -> ClassifierPolicy:
         """Load an artefact written by ``steproute train``."""
-        return cls(load_artefact(path, "classifier"), tiers, threshold)
+        artefact = load_artefact(path, "classifier")
+        return built(path, lambda: cls(artefact, tiers, threshold))
 
     def scores(self, request: StepRequest) -> np.ndarray:
         query, context, turns = routing_text(request)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from steproute.policies._artefact import Artefact, load_artefact, unpack_strings
+from steproute.policies._artefact import Artefact, built, load_artefact, unpack_strings
 from steproute.policies._scoring import ScoringPolicy
 from steproute.policies.features import get_encoder, routing_text
 from steproute.types import StepRequest
@@ -55,7 +55,8 @@ class SemanticPolicy(ScoringPolicy):
     @classmethod
     def load(cls, path: str | os.PathLike[str], tiers: Sequence[str] | None = None,
              threshold: float | None = None) -> SemanticPolicy:
-        return cls(load_artefact(path, "semantic"), tiers, threshold)
+        artefact = load_artefact(path, "semantic")
+        return built(path, lambda: cls(artefact, tiers, threshold))
 
     def _estimate(self, similarity: np.ndarray) -> np.ndarray:
         k = self.neighbours

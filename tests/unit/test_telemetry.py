@@ -283,9 +283,10 @@ def test_the_log_writer_queue_is_bounded_and_loses_nothing(tmp_path):
 
     with pytest.raises(ValueError, match="max_pending must be at least 1"):
         JsonlDecisionLog(tmp_path / "x.jsonl", max_pending=0)
-    log = JsonlDecisionLog(tmp_path / "d.jsonl", max_pending=2, flush_interval_s=0.001)
-    for i in range(300):  # far more than fit: writers wait for room, nothing is dropped
+    log = JsonlDecisionLog(tmp_path / "d.jsonl", max_pending=2, flush_interval_s=0.001, max_wait_s=5)
+    for i in range(300):  # far more than fit: with max_wait_s, writers wait (bounded) for room
         log.write({"type": "decision", "id": f"d-{i}"})
     assert log._queue.maxsize == 2
     log.close()
     assert [d["id"] for d in read_log(tmp_path / "d.jsonl").decisions] == [f"d-{i}" for i in range(300)]
+    assert log.dropped == 0
