@@ -126,7 +126,13 @@ class JsonlDecisionLog:
         self._thread.start()
         # a weak reference: the at-exit hook does not keep a log (and its thread) alive
         ref = weakref.ref(self)
-        atexit.register(lambda: (log := ref()) is not None and log.close(timeout=EXIT_WAIT_S))
+
+        def close_at_exit() -> None:
+            log = ref()
+            if log is not None:
+                log.close(timeout=EXIT_WAIT_S)
+
+        atexit.register(close_at_exit)
 
     # -- the caller's side ------------------------------------------------------------------
 

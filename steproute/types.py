@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -191,6 +191,10 @@ def _text_of(content: Any) -> str:
                 parts.append(block["text"])
         return "\n".join(parts)
     return str(content)
+
+
+_ids: Iterator[int]
+_prefix: str
 
 
 def _seed_ids() -> None:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-live-7f3c9a1b2d4e6f80aa"
 TIERS = "tiers:\n  fast: {models: [{model: openai/gpt-4o-mini, mock_response: ok}]}\n"
 BOMB = "".join(f"{c}: &{c} [{','.join([f'*{p}'] * 9) if p else ','.join(['lol'] * 9)}]\n"
-               for p, c in zip(["", *"abcdefgh"], "abcdefghi"))
+               for p, c in zip(["", *"abcdefgh"], "abcdefghi", strict=True))
 
 
 def steproute(*args: str, timeout: float = 60, close_stdout: bool = False) -> subprocess.CompletedProcess:
