@@ -193,6 +193,10 @@ def _text_of(content: Any) -> str:
     return str(content)
 
 
+_ids: itertools.count[int]
+_prefix: str
+
+
 def _seed_ids() -> None:
     """A fresh prefix (pid plus a random per-process token) and counter: at import and in
     every forked child, so forked workers and hosts that share a pid never make the same id."""
