@@ -415,8 +415,9 @@ class BudgetConfig(_Frozen):
     def _cap_needs_a_tier(self) -> BudgetConfig:
         if self.on_exceed == "cap" and self.cap_tier is None:
             raise ValueError("on_exceed 'cap' needs cap_tier")
-        if any(v < 0 for v in self.limits.values()):
-            raise ValueError("limits must be 0 or more (USD per window)")
+        for tenant, value in self.limits.items():
+            if not 0 <= value < float("inf"):  # NaN would switch the budget off
+                raise ValueError(f"limits[{shown_config_value(tenant)}] must be a finite number, 0 or more (USD per window)")
         return self
 
 

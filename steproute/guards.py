@@ -16,10 +16,14 @@ replicas spending at once overshoot a limit by at most the one call that crossed
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import re
+import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -28,6 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 from steproute.types import StepRequest, _text_of
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "PII_THREAD_CHARS",
     "BaseStoreBudgetStore",
     "BudgetGuard",
     "BudgetHold",
@@ -37,13 +43,25 @@ __all__ = [
     "estimate_cost",
     "iban_ok",
     "luhn_ok",
+    "max_output_tokens",
+    "normalise",
 ]
+
+logger = logging.getLogger("steproute")
 
 # -- personal data -----------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+PII_THREAD_CHARS = 16_384
+"""Async calls scan requests with more text than this in a worker thread, off the event loop."""
+
+# Every detector is linear in the text: no pattern has nested quantifiers over overlapping
+# classes, and the e-mail check looks only at a bounded window around each "@".
+_EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_TLD = re.compile(r"[A-Za-z]{2}")
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"))
 _PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]\(?\d{2,4}\)?){2,5}(?![\w])")
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_CARD = re.compile(r"(?<!\d)(?:\d[ ./-]?){12,18}\d(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 
 
@@ -77,6 +95,55 @@ def iban_ok(iban: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
+def normalise(text: str) -> str:
+    """The text the detectors read: NFKC (full-width ``＠`` and digits become ASCII) without
+    zero-width characters (so ``U+200B`` cannot split an address or a card number).
+
+    Example:
+        >>> normalise("ann\u200b\uff20example.org 4\u200b111")
+        'ann@example.org 4111'
+    """
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKC", text.translate(_ZERO_WIDTH)).translate(_ZERO_WIDTH)
+
+
+def _emails(text: str) -> bool:
+    # each "@" is checked once, against at most 64 characters before it and 255 after: linear
+    at = text.find("@")
+    while at != -1:
+        if at > 0 and text[at - 1] in _EMAIL_LOCAL:
+            domain = _EMAIL_DOMAIN.match(text, at + 1, at + 256)
+            if domain is not None and any(_TLD.match(label) for label in domain.group().split(".")[1:]):
+                return True
+        at = text.find("@", at + 1)
+    return False
+
+
+_WINDOW, _OVERLAP = 65_536, 1_024  # every built-in detector's match is far shorter than the overlap
+
+
+def _windows(text: str) -> list[str]:
+    """Long text as overlapping windows cut at whitespace when there is some near the cut, so
+    no regex call holds the interpreter long (an async call's scan runs in a thread)."""
+    if len(text) <= _WINDOW + _OVERLAP:
+        return [text]
+
+    def after_space(p: int) -> int:  # the start of the word at or before p, if it starts near
+        cut = max(text.rfind(" ", p - _OVERLAP, p), text.rfind("\n", p - _OVERLAP, p))
+        return cut + 1 if cut != -1 else p
+
+    windows, start = [], 0
+    while True:
+        end = start + _WINDOW + _OVERLAP
+        if end >= len(text):
+            windows.append(text[start:])
+            return windows
+        cut = max(text.rfind(" ", end - _OVERLAP, end), text.rfind("\n", end - _OVERLAP, end))
+        windows.append(text[start:max(cut, end - _OVERLAP) if cut != -1 else end])
+        start = after_space(start + _WINDOW - _OVERLAP)
+
+
 def _cards(text: str) -> bool:
     for match in _CARD.finditer(text):
         digits = re.sub(r"\D", "", match.group())
@@ -101,7 +168,7 @@ def _phones(text: str) -> bool:
 
 
 DETECTORS: dict[str, Callable[[str], bool]] = {
-    "email": lambda text: _EMAIL.search(text) is not None,
+    "email": _emails,
     "phone": _phones,
     "card": _cards,
     "iban": lambda text: any(iban_ok(m.group()) for m in _IBAN.finditer(text)),
@@ -142,10 +209,11 @@ class PiiGuard:
 
     def detect(self, request: StepRequest) -> tuple[str, ...]:
         """The names of the detectors that fire (never the matched text)."""
-        text = request_text(request)
+        text = normalise(request_text(request))
         if not text:
             return ()
-        fired = [name for name in self.detectors if DETECTORS[name](text)]
+        windows = _windows(text)
+        fired = [name for name in self.detectors if any(DETECTORS[name](w) for w in windows)]
         fired += [name for name, pattern in self.patterns if pattern.search(text)]
         return tuple(fired)
 
@@ -260,10 +328,40 @@ class BudgetHold:
     reserved: float
     settled: bool = False
 
-    def settle(self, cost_usd: float) -> None:
-        if not self.settled:
-            self.settled = True
-            self.store.settle(self.tenant, self.window, self.reserved, cost_usd)
+    def settle(self, cost_usd: float, *, usage_known: bool | None = None) -> None:
+        """Release the reservation and count ``cost_usd``. Negative (or NaN) costs count as 0
+        (logged once), never as a credit. A call whose usage is unknown (``usage_known=False``,
+        or, when not said, a call that reports $0 against a priced reservation while no
+        exception is being handled: the provider sent no ``usage``) is counted at the
+        reservation, never at $0.
+
+        Example:
+            >>> store = InMemoryBudgetStore()
+            >>> BudgetHold(store, "acme", 1, 0.5).settle(0.0)  # no usage from the provider
+            >>> store.usage("acme", 1)
+            (0.5, 0.0)
+        """
+        if self.settled:
+            return
+        self.settled = True
+        if not cost_usd >= 0.0:  # negative, or NaN
+            _warn_negative()
+            cost_usd = 0.0
+        elif usage_known is None:
+            usage_known = cost_usd > 0.0 or sys.exc_info()[1] is not None  # a failed call is settled while it raises
+        if usage_known is False:
+            cost_usd = max(cost_usd, self.reserved)
+        self.store.settle(self.tenant, self.window, self.reserved, cost_usd)
+
+
+_warned_negative = threading.Event()
+
+
+def _warn_negative() -> None:
+    if not _warned_negative.is_set():
+        _warned_negative.set()
+        logger.warning("steproute: a provider reported negative token usage; the budget counts it as $0 "
+                       "(said once per process)")
 
 
 @dataclass(frozen=True)
@@ -321,13 +419,46 @@ class BudgetGuard:
         raise BudgetExceeded(request.step, request.tenant, limit, spent_now, ends, reserved)
 
 
-def estimate_cost(price: Any, request: StepRequest, params: Mapping[str, Any], output_tokens: int = 1024) -> float:
-    """An upper estimate of a call's cost: its text at about 3 characters a token, plus
-    ``max_tokens`` (else ``output_tokens``) of output, at the tier's first deployment's price."""
-    input_tokens = request.input_chars // 3 + 16 * len(request.messages) + 1
-    max_tokens = params.get("max_tokens") or output_tokens
+DEFAULT_MAX_OUTPUT_TOKENS = 32_768
+"""Output tokens reserved for a call without ``max_tokens`` to a model LiteLLM has no
+``max_output_tokens`` for."""
+
+
+@functools.lru_cache(maxsize=256)
+def max_output_tokens(model: str) -> int:
+    """The most a model can write in one choice: LiteLLM's ``max_output_tokens`` for it, else
+    :data:`DEFAULT_MAX_OUTPUT_TOKENS`.
+
+    Example:
+        >>> max_output_tokens("openai/gpt-4o"), max_output_tokens("acme/unknown") == DEFAULT_MAX_OUTPUT_TOKENS
+        (16384, True)
+    """
+    from steproute._litellm import litellm
+
     try:
-        return float(input_tokens * price.input + int(max_tokens) * price.output)
+        value = litellm().get_model_info(model).get("max_output_tokens")
+    except Exception:  # LiteLLM raises a bare Exception for unmapped models
+        return DEFAULT_MAX_OUTPUT_TOKENS
+    return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MAX_OUTPUT_TOKENS
+
+
+def estimate_cost(price: Any, request: StepRequest, params: Mapping[str, Any],
+                  output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS) -> float:
+    """An upper estimate of a call's cost: its text at about 3 characters a token, plus
+    ``max_tokens`` (else ``output_tokens``, the model's most) of output for each of the ``n``
+    choices, at the tier's first deployment's price.
+
+    Example:
+        >>> from steproute.pricing import Price
+        >>> estimate_cost(Price(0.0, 1e-6), StepRequest("s", []), {"max_tokens": 100, "n": 3})
+        0.0003
+    """
+    input_tokens = request.input_chars // 3 + 16 * len(request.messages) + 1
+    limits = [params.get(name) for name in ("max_tokens", "max_completion_tokens")]
+    try:
+        given = [int(v) for v in limits if v is not None and int(v) > 0]
+        choices = max(1, int(params.get("n") or 1))
+        max_tokens = min(given) if given else int(output_tokens)
+        return float(input_tokens * price.input + max_tokens * choices * price.output)
     except (AttributeError, TypeError, ValueError):
         return 0.0
-

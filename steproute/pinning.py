@@ -17,17 +17,18 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
-    "PIN_MODES", "BaseStorePinStore", "InMemoryPinStore", "Pin", "PinAction", "PinSettings", "PinStore", "apply_pin",
-    "pin_after",
+    "PIN_MODES", "BaseStorePinStore", "InMemoryPinStore", "KeyedLocks", "Pin", "PinAction", "PinSettings", "PinStore",
+    "apply_pin", "decode_store_label", "encode_store_label", "pin_after",
 ]
 
 PIN_MODES = ("sticky", "upgrade_only", "reevaluate", "off")
@@ -80,6 +81,76 @@ class PinStore(Protocol):
     async def aput(self, thread: str, group: str, pin: Pin) -> None: ...
 
     async def aput_if_absent(self, thread: str, group: str, pin: Pin) -> Pin: ...
+
+
+_FORBIDDEN = re.compile(r"[%.\x00]")
+_ESCAPE = re.compile(r"%([0-9A-F]{2})")
+_EMPTY = "%"
+"""The label of the empty string: a lone ``%`` is no escape, so no other text encodes to it."""
+
+
+def encode_store_label(text: str) -> str:
+    """``text`` as a LangGraph ``BaseStore`` namespace label or key, for any id: ``%``, ``.``
+    and NUL become ``%25``, ``%2E`` and ``%00``, and the empty string becomes ``%``. The encoding
+    is reversible (:func:`decode_store_label`) and one-to-one; ids without those characters
+    keep their name, so pins stored before it existed are still found.
+
+    Example:
+        >>> encode_store_label("user@x.com"), encode_store_label("t-1"), encode_store_label("")
+        ('user@x%2Ecom', 't-1', '%')
+        >>> decode_store_label(encode_store_label("a.b%c"))
+        'a.b%c'
+    """
+    if not text:
+        return _EMPTY
+    return _FORBIDDEN.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
+def decode_store_label(label: str) -> str:
+    """The id :func:`encode_store_label` turned into ``label``."""
+    if label == _EMPTY:
+        return ""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), label)
+
+
+class KeyedLocks:
+    """A lock per key, made on first use and dropped when no thread holds or waits for it, so
+    holding one key never blocks another; at most ``max_keys`` keys are held at once (the rest
+    wait for a slot), which bounds both the table and whatever each holder uses (a connection).
+
+    Example:
+        >>> locks = KeyedLocks(max_keys=8)
+        >>> with locks.hold(("thread-1", "answer")):
+        ...     len(locks)
+        1
+        >>> len(locks)
+        0
+    """
+
+    def __init__(self, *, max_keys: int = 32) -> None:
+        if max_keys < 1:
+            raise ValueError("KeyedLocks: max_keys must be at least 1")
+        self.max_keys = max_keys
+        self._slots = threading.BoundedSemaphore(max_keys)
+        self._guard = threading.Lock()
+        self._locks: dict[Any, list[Any]] = {}  # key -> [lock, holders and waiters]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextmanager
+    def hold(self, key: Any) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0], self._slots:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
 
 
 class InMemoryPinStore:
@@ -145,7 +216,9 @@ class InMemoryPinStore:
 
 
 class BaseStorePinStore:
-    """Pins in a LangGraph ``BaseStore``, under the namespace ``(*prefix, thread)``, key = group.
+    """Pins in a LangGraph ``BaseStore``, under the namespace ``(*prefix, thread)``, key = group,
+    each label encoded by :func:`encode_store_label`, so any thread id works (``"user@x.com"``,
+    ``"a.b"``, ``""``), although LangGraph forbids ``.``, NUL and empty namespace labels.
 
     ``put_if_absent`` reads, writes when nothing is there, and reads back. LangGraph's stores
     have no compare-and-set, so two replicas making a thread's first decision at the same
@@ -168,14 +241,14 @@ class BaseStorePinStore:
         self.lock = lock
 
     def _namespace(self, thread: str) -> tuple[str, ...]:
-        return (*self.prefix, thread)
+        return (*(encode_store_label(label) for label in self.prefix), encode_store_label(thread))
 
     def get(self, thread: str, group: str) -> Pin | None:
-        item = self.store.get(self._namespace(thread), group)
+        item = self.store.get(self._namespace(thread), encode_store_label(group))
         return Pin.from_dict(item.value) if item is not None else None
 
     def put(self, thread: str, group: str, pin: Pin) -> None:
-        self.store.put(self._namespace(thread), group, pin.to_dict())
+        self.store.put(self._namespace(thread), encode_store_label(group), pin.to_dict())
 
     def put_if_absent(self, thread: str, group: str, pin: Pin) -> Pin:
         held = self.get(thread, group)
@@ -189,11 +262,11 @@ class BaseStorePinStore:
         return self.get(thread, group) or pin
 
     async def aget(self, thread: str, group: str) -> Pin | None:
-        item = await self.store.aget(self._namespace(thread), group)
+        item = await self.store.aget(self._namespace(thread), encode_store_label(group))
         return Pin.from_dict(item.value) if item is not None else None
 
     async def aput(self, thread: str, group: str, pin: Pin) -> None:
-        await self.store.aput(self._namespace(thread), group, pin.to_dict())
+        await self.store.aput(self._namespace(thread), encode_store_label(group), pin.to_dict())
 
     async def aput_if_absent(self, thread: str, group: str, pin: Pin) -> Pin:
         held = await self.aget(thread, group)

@@ -26,7 +26,15 @@ from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher, StreamCollector
 from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
-from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore, PiiGuard, estimate_cost
+from steproute.guards import (
+    PII_THREAD_CHARS,
+    BudgetGuard,
+    BudgetStore,
+    InMemoryBudgetStore,
+    PiiGuard,
+    estimate_cost,
+    max_output_tokens,
+)
 from steproute.pinning import InMemoryPinStore, PinAction, PinSettings, PinStore, apply_pin, pin_after
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.pricing import call_cost
@@ -286,7 +294,10 @@ class StepRouter:
         return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
 
     async def _aroute(self, plan: _StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        guarded = self._pii_decision(plan, request)
+        if self._pii is not None and request.input_chars > PII_THREAD_CHARS:  # a long scan: off the event loop
+            guarded = await asyncio.to_thread(self._pii_decision, plan, request)
+        else:
+            guarded = self._pii_decision(plan, request)
         if guarded is not None:
             return guarded, None
         if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
@@ -392,7 +403,9 @@ class StepRouter:
         (:class:`~steproute.errors.BudgetExceeded`)."""
         if self._budget is None:
             return decision
-        estimate = estimate_cost(self._dispatcher.first_deployment(decision.tier).price, request, params)
+        deployment = self._dispatcher.first_deployment(decision.tier)
+        # reserve the most the call can cost: max_tokens, else the model's most, for each of n choices
+        estimate = estimate_cost(deployment.price, request, params, max_output_tokens(deployment.model))
         verdict = self._budget.admit(request, estimate)
         record.budget = verdict.hold
         cap = verdict.cap_tier
