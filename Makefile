@@ -69,7 +69,7 @@ test-newest: system-packages
 	@$(NEWEST_VENV)/bin/python -m pip install -qq --upgrade --upgrade-strategy eager -e '.[test]'
 	@echo "newest: $$($(NEWEST_VENV)/bin/python -m pip list --format=freeze 2>/dev/null \
 	  | grep -i -E '^(litellm|langchain-core|langchain|langgraph|openai|pydantic|mcp|opentelemetry-sdk)==' | tr '\n' ' ')"
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(NEWEST_VENV)/bin/python -m pytest -q -m 'not e2e' tests/unit tests/integration steproute \
+	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_KEEP_DOCS=1 $(NEWEST_VENV)/bin/python -m pytest -q -m 'not e2e' tests/unit tests/integration steproute \
 	  --ignore tests/integration/test_budgets_postgres.py --ignore tests/integration/test_pins_postgres.py \
 	  --ignore tests/integration/test_load.py \
 	  --deselect tests/integration/test_telemetry_report.py::test_report_page_renders_in_chromium_without_console_errors
