@@ -243,14 +243,14 @@ def _cascade_figures(result: Any) -> list[tuple[str, str]]:
 def _cascade_result(args: argparse.Namespace, rows: list) -> Any:
     """A cascade to replay (an artefact of one, or a configuration whose step is one), else ``None``."""
     from steproute.evaluation._cascade import evaluate_cascade, replay_cascade
-    from steproute.evaluation._evaluate import _is_artefact
+    from steproute.evaluation._evaluate import is_artefact
     from steproute.policies._artefact import load_artefact
     from steproute.policies.cascade import CascadePolicy
 
     path = Path(args.policy)
     if not path.exists():
         return None
-    if _is_artefact(path):
+    if is_artefact(path):
         artefact = load_artefact(path)
         if artefact.policy != "cascade":
             return None

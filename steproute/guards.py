@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from steproute.types import StepRequest, _text_of
+from steproute.types import StepRequest, text_of
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -179,7 +179,7 @@ def request_text(request: StepRequest) -> str:
     """Every text the request would send: messages (any role) and tool-call arguments."""
     parts = []
     for message in request.messages:
-        parts.append(_text_of(message.get("content")))
+        parts.append(text_of(message.get("content")))
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, Mapping) else None
             if isinstance(function, Mapping):

@@ -106,13 +106,13 @@ class StepRequest:
         """Text of the last user message ('' when there is none)."""
         for message in reversed(self.messages):
             if message.get("role") == "user":
-                return _text_of(message.get("content"))
+                return text_of(message.get("content"))
         return ""
 
     @cached_property
     def input_chars(self) -> int:
         """Characters of text over every message."""
-        return sum(len(_text_of(m.get("content"))) for m in self.messages)
+        return sum(len(text_of(m.get("content"))) for m in self.messages)
 
     @cached_property
     def user_turns(self) -> int:
@@ -177,7 +177,7 @@ def _plain_rest(request: StepRequest) -> bool:
         and (request.response_schema is None or type(request.response_schema) is dict) and type(request.metadata) is dict
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     if content is None:
         return ""
     if isinstance(content, str):

@@ -60,7 +60,7 @@ class Evaluation:
                 "curve": [p.__dict__ for p in self.curve.points[:: max(1, len(self.curve.points) // 200)]]}
 
 
-def _is_artefact(path: Path) -> bool:
+def is_artefact(path: Path) -> bool:
     import zipfile
 
     return path.suffix not in (".yaml", ".yml", ".toml") and zipfile.is_zipfile(path)
@@ -79,7 +79,7 @@ def evaluate(rows: Sequence[EvalRow], policy: str | os.PathLike[str], *, step: s
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such artefact or configuration file")
     requests = [request_of(r, step) for r in rows]
-    if _is_artefact(path):
+    if is_artefact(path):
         from steproute.policies._artefact import load_artefact
 
         artefact = load_artefact(path)
