@@ -9,9 +9,11 @@ for ``--rounds`` rounds or ``--soak-seconds``. After each round it records:
 - the asyncio tasks left;
 - the threads;
 - the open sockets;
-- the process's resident memory.
+- the process's resident memory;
+- the decision log: entries written against calls made, and entries dropped.
 
-Nothing may be left over, and memory must stay flat once warm.
+Nothing may be left over, nothing may be lost (one decision-log entry per routed call, none
+dropped), and memory must stay flat once warm.
 
     python benchmarks/load.py                      # 1,000 runs at once, then a 10-minute soak
     python benchmarks/load.py --runs 100 --rounds 3 --no-docs
@@ -32,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +50,7 @@ from langgraph.graph import END, START, StateGraph
 from opentelemetry.sdk.trace import TracerProvider
 
 from steproute import RouterConfig, StepRouter, step
+from steproute.decision_log import JsonlDecisionLog
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
@@ -88,13 +92,13 @@ class State(TypedDict, total=False):
     done: int
 
 
-def build(base_url: str) -> Any:
+def build(base_url: str, log: JsonlDecisionLog | None = None) -> Any:
     router = StepRouter(RouterConfig(
         tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini", "api_base": base_url, "api_key": "k"}]},
                "strong": {"models": [{"model": "openai/gpt-4o", "api_base": base_url, "api_key": "k"}]}},
         default={"policy": "rules", "rules": [{"tier": "strong", "when": {"keywords": ["plan", "final"]}}],
                  "fallback": "fast"},
-        pinning={"mode": "sticky"}, dispatch={"timeout": 60}), tracer_provider=TracerProvider())
+        pinning={"mode": "sticky"}, dispatch={"timeout": 60}), tracer_provider=TracerProvider(), decision_log=log)
     model = router.chat_model()
     g = StateGraph(State)
     for name, prompt in STEPS.items():
@@ -131,9 +135,28 @@ class Round:
     threads: int
     sockets: int
     rss_mb: float
+    logged: int = 0
+    """Decision-log entries written in the round (one per routed call: ``runs`` × 5)."""
+    dropped: int = 0
+    """Decision-log entries dropped in the round."""
 
 
-async def one_round(graph: Any, runs: int, counter: Iterator[int]) -> Round:
+class LogCount:
+    """The decision log's lines and drops so far; :meth:`since` gives a round's share."""
+
+    def __init__(self, log: JsonlDecisionLog) -> None:
+        self.log, self.lines, self.dropped = log, 0, 0
+
+    def since(self) -> tuple[int, int]:
+        self.log.flush(timeout=60)
+        with open(self.log.path, "rb") as f:
+            lines = sum(1 for _ in f)
+        new = (lines - self.lines, self.log.dropped - self.dropped)
+        self.lines, self.dropped = lines, self.log.dropped
+        return new
+
+
+async def one_round(graph: Any, runs: int, counter: Iterator[int], logged: LogCount | None = None) -> Round:
     started = time.perf_counter()
     results = await asyncio.gather(*(graph.ainvoke({}, config={"configurable": {
         "thread_id": f"c{next(counter) % CONVERSATIONS}"}}) for _ in range(runs)), return_exceptions=True)
@@ -144,7 +167,8 @@ async def one_round(graph: Any, runs: int, counter: Iterator[int]) -> Round:
     deadline = time.monotonic() + 10
     while (tasks_left := len(_left_over())) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    return Round(runs, completed, seconds, tasks_left, threading.active_count(), sockets(), rss_mb())
+    written, dropped = await asyncio.to_thread(logged.since) if logged is not None else (0, 0)
+    return Round(runs, completed, seconds, tasks_left, threading.active_count(), sockets(), rss_mb(), written, dropped)
 
 
 def _left_over() -> list[asyncio.Task[Any]]:
@@ -154,24 +178,33 @@ def _left_over() -> list[asyncio.Task[Any]]:
 
 
 def run(base_url: str, runs: int, rounds: int | None = None, soak_seconds: float | None = None,
-        progress: bool = True) -> list[Round]:
+        progress: bool = True, log_path: str | os.PathLike[str] | None = None) -> list[Round]:
     """Rounds of ``runs`` concurrent graph runs until ``rounds`` or ``soak_seconds``, all on one
-    event loop (LiteLLM's HTTP clients belong to a loop: a new loop would open new ones)."""
-    graph = build(base_url)
+    event loop (LiteLLM's HTTP clients belong to a loop: a new loop would open new ones). With
+    ``log_path``, every call is written to a decision log there (its default bounds), and each
+    round counts the entries written and dropped."""
+    log = JsonlDecisionLog(log_path) if log_path is not None else None
+    graph = build(base_url, log)
+    logged = LogCount(log) if log is not None else None
     counter = itertools.count()
     out: list[Round] = []
 
     async def main() -> None:
-        await one_round(graph, min(runs, 20), counter)  # warm-up: imports, connection pool
+        await one_round(graph, min(runs, 20), counter, logged)  # warm-up: imports, connection pool
         deadline = time.monotonic() + soak_seconds if soak_seconds else None
         while (rounds is not None and len(out) < rounds) or (deadline is not None and time.monotonic() < deadline):
-            r = await one_round(graph, runs, counter)
+            r = await one_round(graph, runs, counter, logged)
             out.append(r)
             if progress:
                 print(f"round {len(out)}: {r.completed}/{r.runs} in {r.seconds:.1f} s, tasks left {r.tasks_left}, "
-                      f"threads {r.threads}, sockets {r.sockets}, RSS {r.rss_mb:.0f} MB", file=sys.stderr, flush=True)
+                      f"threads {r.threads}, sockets {r.sockets}, RSS {r.rss_mb:.0f} MB, "
+                      f"logged {r.logged}, dropped {r.dropped}", file=sys.stderr, flush=True)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if log is not None:
+            log.close()
     return out
 
 
@@ -185,6 +218,8 @@ def summary(rounds: list[Round]) -> dict[str, Any]:
         "sockets": (min(r.sockets for r in warm), max(r.sockets for r in warm)),
         "rss_first": statistics.mean(r.rss_mb for r in warm[:third]),
         "rss_last": statistics.mean(r.rss_mb for r in warm[-third:]),
+        "calls": sum(r.runs for r in rounds) * len(STEPS), "logged": sum(r.logged for r in rounds),
+        "dropped": sum(r.dropped for r in rounds),
     }
 
 
@@ -196,18 +231,21 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
-    with llmock_process(args.latency_ms) as base:
-        rounds = run(base, args.runs, rounds=args.rounds, soak_seconds=None if args.rounds else args.soak_seconds)
+    with llmock_process(args.latency_ms) as base, tempfile.TemporaryDirectory() as tmp:
+        rounds = run(base, args.runs, rounds=args.rounds, soak_seconds=None if args.rounds else args.soak_seconds,
+                     log_path=Path(tmp) / "decisions.jsonl")
     b, s = summary(rounds[:1]), summary(rounds)
     lines = [f"Generated by `benchmarks/load.py` on {time.strftime('%Y-%m-%d')} ({os.cpu_count()} CPUs): llmock "
              f"with {args.latency_ms} ms latency per request, a 5-step graph (async nodes, rules policy, pins, "
-             f"OpenTelemetry SDK), {args.runs} runs at once per round.", "",
+             f"OpenTelemetry SDK, a decision log), {args.runs} runs at once per round.", "",
              "| | rounds | graph runs | completed | graph runs/s | asyncio tasks left over | threads | open sockets "
-             "| RSS, first third → last third |", "|---|---|---|---|---|---|---|---|---|"]
+             "| RSS, first third → last third | routed calls | decision-log entries | dropped |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, x in (("first round", b), ("whole soak", s)):
         lines.append(f"| {name} | {x['rounds']} | {x['runs']:,} | {x['completed']:,} | {x['graph_runs_per_s']:.1f} | "
                      f"{x['tasks_left']} | {x['threads'][0]}–{x['threads'][1]} | {x['sockets'][0]}–{x['sockets'][1]} | "
-                     f"{x['rss_first']:.0f} → {x['rss_last']:.0f} MB |")
+                     f"{x['rss_first']:.0f} → {x['rss_last']:.0f} MB | {x['calls']:,} | {x['logged']:,} | "
+                     f"{x['dropped']} |")
     for line in lines:
         print(line)
     if not args.no_docs:
@@ -215,7 +253,8 @@ def main() -> int:
         text = DOC.read_text(encoding="utf-8")
         DOC.write_text(re.sub(r"<!-- load:start -->.*<!-- load:end -->", lambda _: block, text, flags=re.S),
                        encoding="utf-8")
-    ok = b["completed"] == b["runs"] and s["completed"] == s["runs"] and b["tasks_left"] == s["tasks_left"] == 0
+    ok = (b["completed"] == b["runs"] and s["completed"] == s["runs"] and b["tasks_left"] == s["tasks_left"] == 0
+          and s["logged"] == s["calls"] and s["dropped"] == 0)
     return 0 if ok else 1
 
 

@@ -1,7 +1,8 @@
 """The short version of ``benchmarks/load.py``: 100 concurrent graph runs of 5 routed steps over
 llmock (its own process, 50 ms per request), three rounds on one event loop. Every run
-completes, and nothing is left over: no asyncio task, no thread, no socket, no memory growth
-from one round to the next."""
+completes, nothing is lost (one decision-log entry per routed call, none dropped), and nothing
+is left over: no asyncio task, no thread, no socket, no memory growth from one round to the
+next."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ def load_module():
     return module
 
 
-def test_100_concurrent_graph_runs_complete_and_leave_nothing_behind():
+def test_100_concurrent_graph_runs_complete_lose_no_record_and_leave_nothing_behind(tmp_path):
     load = load_module()
     before = load.sockets()  # what earlier tests of this process left open
     with load.llmock_process(50) as base:
-        rounds = load.run(base, 100, rounds=3, progress=False)
+        rounds = load.run(base, 100, rounds=3, progress=False, log_path=tmp_path / "decisions.jsonl")
     assert [r.completed for r in rounds] == [100, 100, 100]
+    # every routed call (5 per run) has its decision-log entry, none dropped
+    assert [(r.logged, r.dropped) for r in rounds] == [(500, 0)] * 3
     assert [r.tasks_left for r in rounds] == [0, 0, 0]
     # the connection pool and LiteLLM's workers are made in the first round and reused after
     assert len({r.threads for r in rounds}) == 1, [r.threads for r in rounds]
