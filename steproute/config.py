@@ -1,5 +1,8 @@
 """Configuration: the pydantic models of ``steproute.yaml`` and their loading.
 
+The policy entries are in :mod:`steproute.policy_config` (re-exported here); the checks
+across fields and the error messages in ``steproute._config_checks``.
+
 The file is validated whole, at load time: every problem is collected and raised as one
 :class:`~steproute.errors.ConfigError` that gives each problem's path (``steps.plan.tier``)
 and what was expected. Values are never echoed back in errors, so a mistyped secret does not
@@ -23,18 +26,17 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
+from steproute._config_checks import problems_from_pydantic, reference_problems
 from steproute._config_read import (
     CYCLE,
     DEEP,
     FROM_ENV,
     EnvResolver,
     EnvStr,
-    config_key,
-    format_path,
     looks_secret,
     parse_toml,
     parse_yaml,
@@ -42,6 +44,22 @@ from steproute._config_read import (
     shown_config_value,
 )
 from steproute.errors import ConfigError, ConfigProblem
+from steproute.policy_config import (
+    CascadePolicyConfig,
+    ChainPolicyConfig,
+    ClassifierPolicyConfig,
+    FixedPolicyConfig,
+    FrozenConfig,
+    LLMPolicyConfig,
+    PinningConfig,
+    PolicyConfig,
+    RuleCondition,
+    RuleConfig,
+    RulesPolicyConfig,
+    SemanticPolicyConfig,
+    SignalConfig,
+    StyleConfig,
+)
 
 __all__ = [
     "BudgetConfig",
@@ -67,16 +85,10 @@ __all__ = [
     "load_config",
 ]
 
-POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain", "cascade")
-
 _LOADING_FROM: ContextVar[str | None] = ContextVar("steproute_config_source", default=None)
 """The file a configuration is being built from, for its errors (set by ``from_dict`` only:
 no key of the data itself can set it)."""
 _SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _is_secret_key(name: str) -> bool:
@@ -125,20 +137,7 @@ class DeploymentConfig(BaseModel):
         return params
 
 
-class StyleConfig(_Frozen):
-    """What makes answers from different tiers look alike when a conversation moves between them:
-    an addition to the system prompt and output settings, per tier and per step."""
-
-    system_prompt: str | None = Field(default=None, min_length=1)
-    """Appended to the call's system message (a system message is added when there is none);
-    a tier's comes first, then the step's."""
-    max_tokens: int | None = Field(default=None, ge=1)
-    """Output length cap, unless the call sets its own (the step's wins over the tier's)."""
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    """Sampling temperature, unless the call sets its own (the step's wins over the tier's)."""
-
-
-class TierConfig(_Frozen):
+class TierConfig(FrozenConfig):
     """A tier: an ordered list of deployments (the in-tier fallback order)."""
 
     models: list[DeploymentConfig] = Field(min_length=1)
@@ -151,7 +150,7 @@ class TierConfig(_Frozen):
     """This tier's system-prompt addition and output settings (see ``docs/pinning.md``)."""
 
 
-class DispatchConfig(_Frozen):
+class DispatchConfig(FrozenConfig):
     """How calls are dispatched within a tier (carried out by LiteLLM)."""
 
     num_retries: int = Field(default=0, ge=0, le=10)
@@ -164,228 +163,10 @@ class DispatchConfig(_Frozen):
     """Seconds a failing deployment is skipped for."""
 
 
-class RuleCondition(_Frozen):
-    """Conditions of a rule; all given ones must hold (logical AND)."""
-
-    keywords: list[str] | None = None
-    """Any of these words or phrases appears in the latest user message (case-insensitive)."""
-    regex: str | None = None
-    """This regular expression matches the latest user message (``re.search``)."""
-    min_input_tokens: int | None = Field(default=None, ge=0)
-    """The conversation is at least this many tokens (estimated at 4 characters a token)."""
-    max_input_tokens: int | None = Field(default=None, ge=0)
-    min_turns: int | None = Field(default=None, ge=0)
-    """At least this many user messages."""
-    max_turns: int | None = Field(default=None, ge=0)
-    has_tools: bool | None = None
-    """The call offers tools (``bind_tools``)."""
-    has_schema: bool | None = None
-    """The call asks for structured output (``with_structured_output``)."""
-    kind: list[str] | None = None
-    """The step's kind is one of these."""
-    metadata: dict[str, Any] | None = None
-    """Run metadata equals these values; keys are dotted paths (``tenant.plan``); a list
-    value means 'one of'."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _single_to_list(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            value = dict(value)
-            for key in ("keywords", "kind"):
-                if isinstance(value.get(key), str):
-                    value[key] = [value[key]]
-        return value
-
-
-class RuleConfig(_Frozen):
-    """One rule: when its conditions hold, route to its tier."""
-
-    name: str | None = None
-    """Name shown in the decision reason (default: ``rules[i]``)."""
-    when: RuleCondition = Field(default_factory=RuleCondition)
-    tier: str
-
-
-class PinningConfig(_Frozen):
-    """How a conversation is kept on one tier and model (see ``docs/pinning.md``)."""
-
-    mode: Literal["sticky", "upgrade_only", "reevaluate", "off"] | None = None
-    """``sticky`` (default), ``upgrade_only``, ``reevaluate`` or ``off``."""
-    group: str | None = Field(default=None, min_length=1)
-    """Pin group: steps sharing a group share a pin (default: the step's name)."""
-    after_turns: int | None = Field(default=None, ge=1)
-    """``reevaluate``: let the policy decide again after this many calls from the pin."""
-    after_seconds: float | None = Field(default=None, gt=0)
-    """``reevaluate``: ... or this long after the pin was made."""
-    max_threads: int = Field(default=100_000, ge=1)
-    """Bound of the default in-memory pin store (least recently used pins are dropped)."""
-    ttl_seconds: float | None = Field(default=24 * 3600, gt=0)
-    """The in-memory store forgets a pin this long after its last use."""
-
-    @model_validator(mode="after")
-    def _reevaluate_needs_a_trigger(self) -> PinningConfig:
-        if self.mode == "reevaluate" and self.after_turns is None and self.after_seconds is None:
-            raise ValueError("mode 'reevaluate' needs after_turns or after_seconds")
-        return self
-
-
-class _StepSettings(_Frozen):
-    kind: str | None = None
-    """Step kind (rewrite, extract, plan, tool_use, synthesis, or any name)."""
-    min_tier: str | None = None
-    max_tier: str | None = None
-    pinning: PinningConfig | None = None
-    """This step's pinning (fields given here override the global ``pinning``)."""
-    style: StyleConfig | None = None
-    """This step's system-prompt addition and output settings, after the tier's."""
-    tier_fallback: Literal["next", "stronger", "none"] = "next"
-    """When every deployment of the chosen tier fails: try the ``next`` stronger tier (default),
-    every ``stronger`` tier in turn, or ``none``. Never above the step's ``max_tier``; a
-    ``tier`` hint fixes the tier, so it never falls back."""
-    fallback_on: list[Literal["auth", "bad_request", "context_window"]] = Field(default_factory=list)
-    """Errors from providers that, besides transient ones (429, 5xx, timeouts, connection
-    errors), move the call to a stronger tier (``tier_fallback``) or up a cascade: ``auth``
-    (401, 403, no credentials), ``bad_request`` (400, 404, 422; covers ``context_window``),
-    ``context_window`` (the request is too long). Default: none, those errors are raised."""
-
-
-class FixedPolicyConfig(_StepSettings):
-    """Always the same tier."""
-
-    policy: Literal["fixed"] = "fixed"
-    tier: str
-
-
-class RulesPolicyConfig(_StepSettings):
-    """Ordered rules, first match wins; then ``fallback``, else the router's ``default``."""
-
-    policy: Literal["rules"] = "rules"
-    rules: list[RuleConfig] = Field(min_length=1)
-    fallback: str | None = None
-    """Tier when no rule matches (default: defer to the ``default`` policy)."""
-
-
-class _LearnedPolicyConfig(_StepSettings):
-    artefact: str
-    """Path of the trained artefact (``steproute train``); relative paths are read from the
-    configuration file's folder."""
-    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
-    """Expected quality a call may give up to use a cheaper tier (default: the artefact's
-    calibrated one; ``steproute calibrate`` writes it here)."""
-    tiers: list[str] | None = None
-    """The router tier of each tier the artefact estimates, cheap to strong (default: the
-    configuration's tiers, when there are as many)."""
-
-
-class ClassifierPolicyConfig(_LearnedPolicyConfig):
-    """A trained per-tier quality estimate; the cheapest tier within ``threshold`` of the best."""
-
-    policy: Literal["classifier"] = "classifier"
-
-
-class SemanticPolicyConfig(_LearnedPolicyConfig):
-    """Quality per tier estimated from the nearest reference queries."""
-
-    policy: Literal["semantic"] = "semantic"
-
-
-class LLMPolicyConfig(_StepSettings):
-    """Ask a model (through a cheap tier) which tier a request needs; strict parsing."""
-
-    policy: Literal["llm"] = "llm"
-    router_tier: str
-    """Tier that answers the routing question."""
-    fallback: str
-    """Tier used when the router's answer cannot be parsed (each such call is counted)."""
-    choices: dict[str, str] | None = None
-    """Tier name → what it is for, shown to the routing model (default: every tier, by name)."""
-    instructions: str | None = None
-    """Replaces the routing prompt's opening instructions."""
-    max_tokens: int = Field(default=8, ge=1, le=256)
-
-
-_LinkConfig = Annotated[
-    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig],
-    Field(discriminator="policy"),
-]
-
-
-class ChainPolicyConfig(_StepSettings):
-    """Policies asked in order; the first with an opinion decides (rules, then a learned policy)."""
-
-    policy: Literal["chain"] = "chain"
-    policies: list[_LinkConfig] = Field(min_length=1)
-
-
-class SignalConfig(_Frozen):
-    """One confidence signal of a cascade: its score is in [0, 1]; it passes at ``threshold``."""
-
-    signal: Literal["logprob", "hedging", "arithmetic", "schema", "tools", "consistency", "judge", "scorer"]
-    """``logprob`` (token probability), ``hedging`` (hedges and refusals), ``arithmetic`` (the
-    calculations the answer states check out), ``schema`` (the
-    structured output validates), ``tools`` (known tools, valid arguments), ``consistency``
-    (agreement of ``samples`` answers), ``judge`` (a model grades the answer), ``scorer`` (a
-    trained answer scorer, ``steproute train --policy cascade``)."""
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    """Score at which the signal passes (default: the signal's own; a scorer's calibrated one)."""
-    weight: float = Field(default=1.0, gt=0.0)
-    """Weight in ``combine: weighted``."""
-    statistic: Literal["mean", "min"] = "mean"
-    """``logprob``: the mean token probability, or the least likely token's."""
-    phrases: list[str] = Field(default_factory=list)
-    """``hedging``: more phrases (regular expressions, case-insensitive) that mark a hedge."""
-    samples: int = Field(default=3, ge=2, le=16)
-    """``consistency``: answers compared, the attempt's own included."""
-    tier: str | None = None
-    """``judge``: the tier that grades (default: the cascade's first)."""
-    artefact: str | None = None
-    """``scorer``: path of the trained scorer; relative paths are read from the config's folder."""
-
-    @model_validator(mode="after")
-    def _fields_fit_the_signal(self) -> SignalConfig:
-        if self.signal == "scorer" and not self.artefact:
-            raise ValueError("signal 'scorer' needs 'artefact' (from steproute train --policy cascade)")
-        if self.artefact and self.signal != "scorer":
-            raise ValueError(f"'artefact' is for signal 'scorer', not {self.signal!r}")
-        return self
-
-
-class CascadePolicyConfig(_StepSettings):
-    """Try the cheapest tier first; escalate to the next while confidence signals say no."""
-
-    policy: Literal["cascade"] = "cascade"
-    tiers: list[str] | None = None
-    """The tiers tried, cheap to strong (default: every tier of the configuration)."""
-    signals: list[SignalConfig] = Field(default_factory=lambda: [SignalConfig(signal="hedging")])
-    """How an answer is judged; ``artefact:`` below adds a ``scorer``."""
-    combine: Literal["all", "any", "weighted"] = "all"
-    """``all``: accept when every signal that applies passes; ``any``: when one does;
-    ``weighted``: when the weighted mean score reaches ``threshold``."""
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    """``combine: weighted``: the score an answer needs."""
-    artefact: str | None = None
-    """A trained cascade (``steproute train --policy cascade``): its scorer and calibrated threshold."""
-    start: _LinkConfig | None = None
-    """A policy that picks the tier the cascade starts from (default: the first of ``tiers``)."""
-    speculative: bool = False
-    """With ``start``: on async calls, make the first tier's call while ``start`` decides, and
-    cancel it when ``start`` picks a stronger tier."""
-    max_concurrency: int = Field(default=8, ge=1, le=1024)
-    """Batches: escalations in flight at once."""
-
-
-PolicyConfig = Annotated[
-    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig,
-          ChainPolicyConfig, CascadePolicyConfig],
-    Field(discriminator="policy"),
-]
-
-
 _DETECTORS: tuple[Literal["email", "phone", "card", "iban"], ...] = ("email", "phone", "card", "iban")
 
 
-class PiiGuardConfig(_Frozen):
+class PiiGuardConfig(FrozenConfig):
     """Requests that carry personal data go to one tier (an on-premises model, say)."""
 
     tier: str
@@ -398,7 +179,7 @@ class PiiGuardConfig(_Frozen):
     """More detectors: name → regular expression."""
 
 
-class BudgetConfig(_Frozen):
+class BudgetConfig(FrozenConfig):
     """Per-tenant spend limits, in USD per time window."""
 
     limits: dict[str, float]
@@ -421,7 +202,7 @@ class BudgetConfig(_Frozen):
         return self
 
 
-class GuardsConfig(_Frozen):
+class GuardsConfig(FrozenConfig):
     """Checks run before any policy: personal data, then the tenant's budget."""
 
     pii: PiiGuardConfig | None = None
@@ -477,9 +258,9 @@ class RouterConfig(BaseModel):
             try:
                 super().__init__(**data)
             except ValidationError as exc:
-                problems.extend(_problems_from_pydantic(exc))
+                problems.extend(problems_from_pydantic(exc))
                 raise ConfigError(problems, source=source) from None
-            problems.extend(self._reference_problems())
+            problems.extend(reference_problems(self))
         finally:
             FROM_ENV.reset(token)
         if problems:
@@ -526,77 +307,6 @@ class RouterConfig(BaseModel):
         finally:
             _LOADING_FROM.reset(token)
 
-    # -- checks across fields ----------------------------------------------------------------
-
-    def _reference_problems(self) -> list[ConfigProblem]:
-        names = self.tier_names()
-        known = ", ".join(config_key(n) for n in names)
-        problems: list[ConfigProblem] = []
-
-        def tier_ref(path: str, value: str | None) -> int | None:
-            if value is None:
-                return None
-            if value not in self.tiers:
-                problems.append(ConfigProblem(path, f"unknown tier {shown_config_value(value)} (known: {known})"))
-                return None
-            return names.index(value)
-
-        tier_ref("baseline", self.baseline)
-        if self.guards.pii is not None:
-            tier_ref("guards.pii.tier", self.guards.pii.tier)
-            for name, pattern in self.guards.pii.patterns.items():
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    problems.append(ConfigProblem(f"guards.pii.patterns.{config_key(name)}",
-                                                  f"invalid regular expression: {exc}"))
-        if self.guards.budgets is not None:
-            tier_ref("guards.budgets.cap_tier", self.guards.budgets.cap_tier)
-        for prefix, policy in [("default", self.default)] + [(f"steps.{config_key(n)}", p) for n, p in self.steps.items()]:
-            low = tier_ref(f"{prefix}.min_tier", policy.min_tier)
-            high = tier_ref(f"{prefix}.max_tier", policy.max_tier)
-            if low is not None and high is not None and low > high:
-                problems.append(ConfigProblem(
-                    prefix, f"min_tier {shown_config_value(policy.min_tier)} is above max_tier "
-                            f"{shown_config_value(policy.max_tier)}"))
-            links = policy.policies if isinstance(policy, ChainPolicyConfig) else [policy]
-            for j, link in enumerate(links):
-                where = f"{prefix}.policies[{j}]" if isinstance(policy, ChainPolicyConfig) else prefix
-                self._link_problems(where, link, tier_ref, problems)
-        return problems
-
-    @staticmethod
-    def _link_problems(prefix: str, policy: Any, tier_ref: Any, problems: list[ConfigProblem]) -> None:
-        if isinstance(policy, FixedPolicyConfig):
-            tier_ref(f"{prefix}.tier", policy.tier)
-        elif isinstance(policy, RulesPolicyConfig):
-            tier_ref(f"{prefix}.fallback", policy.fallback)
-            for i, rule in enumerate(policy.rules):
-                tier_ref(f"{prefix}.rules[{i}].tier", rule.tier)
-                if rule.when.regex is not None:
-                    try:
-                        re.compile(rule.when.regex)
-                    except re.error as exc:
-                        problems.append(ConfigProblem(
-                            f"{prefix}.rules[{i}].when.regex", f"invalid regular expression: {exc}"))
-        elif isinstance(policy, _LearnedPolicyConfig):
-            for i, tier in enumerate(policy.tiers or ()):
-                tier_ref(f"{prefix}.tiers[{i}]", tier)
-        elif isinstance(policy, CascadePolicyConfig):
-            for i, tier in enumerate(policy.tiers or ()):
-                tier_ref(f"{prefix}.tiers[{i}]", tier)
-            for i, sig in enumerate(policy.signals):
-                tier_ref(f"{prefix}.signals[{i}].tier", sig.tier)
-            if policy.start is not None:
-                RouterConfig._link_problems(f"{prefix}.start", policy.start, tier_ref, problems)
-            if policy.speculative and policy.start is None:
-                problems.append(ConfigProblem(f"{prefix}.speculative", "speculative routing needs a 'start' policy"))
-        elif isinstance(policy, LLMPolicyConfig):
-            tier_ref(f"{prefix}.router_tier", policy.router_tier)
-            tier_ref(f"{prefix}.fallback", policy.fallback)
-            for tier in policy.choices or {}:
-                tier_ref(f"{prefix}.choices.{config_key(tier)}", tier)
-
 
 # -- loading ---------------------------------------------------------------------------------
 
@@ -621,32 +331,3 @@ def load_config(path: str | os.PathLike[str]) -> RouterConfig:
     if data is None:
         raise ConfigError([ConfigProblem("", "the file is empty")], source=source)
     return RouterConfig.from_dict(data, source=source)
-
-
-def _problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        # Drop union tags and validator names pydantic inserts into the location.
-        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
-        tag_at = {"default": 1, "steps": 2}.get(str(loc[0]) if loc else "")
-        if tag_at is not None and len(loc) > tag_at and loc[tag_at] in POLICY_NAMES:
-            loc = loc[:tag_at] + loc[tag_at + 1:]
-        # ... and the tags of nested policies (a chain's links, a cascade's start)
-        loc = tuple(p for i, p in enumerate(loc)
-                    if not (p in POLICY_NAMES and i > 0 and (loc[i - 1] == "start" or isinstance(loc[i - 1], int))))
-        kind = error["type"]
-        if kind == "union_tag_invalid":
-            tag = error.get("ctx", {}).get("tag")
-            message = f"unknown policy {shown_config_value(tag)} (known: {', '.join(POLICY_NAMES)})"
-        elif kind == "union_tag_not_found":
-            message = f"missing 'policy' (one of: {', '.join(POLICY_NAMES)})"
-        elif kind == "extra_forbidden":
-            message = "unknown key"
-        elif kind == "missing":
-            message = "required key is missing"
-        elif kind == "value_error" and error.get("ctx", {}).get("error") is not None:
-            message = str(error["ctx"]["error"])
-        else:
-            message = error["msg"]
-        problems.append(ConfigProblem(format_path(loc), message))
-    return problems

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steproute.config import (
+from steproute.policy_config import (
     CascadePolicyConfig,
     ChainPolicyConfig,
     ClassifierPolicyConfig,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steproute.config import FixedPolicyConfig
+from steproute.policy_config import FixedPolicyConfig
 from steproute.policies.base import Choice
 from steproute.types import StepRequest
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from steproute.config import RuleConfig, RulesPolicyConfig
+from steproute.policy_config import RuleConfig, RulesPolicyConfig
 from steproute.policies.base import Choice
 from steproute.types import StepRequest
 
@@ -99,7 +99,7 @@ class RulesPolicy:
     and the router asks its ``default`` policy.
 
     Example:
-        >>> from steproute.config import RulesPolicyConfig
+        >>> from steproute.policy_config import RulesPolicyConfig
         >>> from steproute.types import StepRequest
         >>> policy = RulesPolicy.from_config(RulesPolicyConfig(rules=[
         ...     {"name": "long", "when": {"min_input_tokens": 10}, "tier": "strong"}], fallback="fast"))
