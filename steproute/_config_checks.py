@@ -8,11 +8,13 @@ pydantic's errors as :class:`~steproute.errors.ConfigProblem`s with the path a u
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from steproute._config_read import config_key, format_path, shown_config_value
 from steproute.errors import ConfigProblem
@@ -26,7 +28,8 @@ from steproute.policy_config import (
     RulesPolicyConfig,
 )
 
-__all__ = ["problems_from_pydantic", "reference_problems"]
+__all__ = ["config_keys", "did_you_mean", "passthrough_problems", "problems_from_pydantic", "raw_reference_problems",
+           "reference_problems"]
 
 TierRef = Callable[[str, "str | None"], "int | None"]
 
@@ -43,7 +46,8 @@ def reference_problems(config: Any) -> list[ConfigProblem]:
         if value is None:
             return None
         if value not in config.tiers:
-            problems.append(ConfigProblem(path, f"unknown tier {shown_config_value(value)} (known: {known})"))
+            problems.append(ConfigProblem(path, f"unknown tier {shown_config_value(value)} (known: {known})"
+                                                f"{did_you_mean(value, names)}"))
             return None
         return list(names).index(value)
 
@@ -67,6 +71,8 @@ def reference_problems(config: Any) -> list[ConfigProblem]:
             problems.append(ConfigProblem(
                 prefix, f"min_tier {shown_config_value(policy.min_tier)} is above max_tier "
                         f"{shown_config_value(policy.max_tier)}"))
+        if isinstance(policy, FixedPolicyConfig):
+            problems.extend(_fixed_out_of_bounds(prefix, policy.tier, policy.min_tier, policy.max_tier, names))
         links = policy.policies if isinstance(policy, ChainPolicyConfig) else [policy]
         for j, link in enumerate(links):
             where = f"{prefix}.policies[{j}]" if isinstance(policy, ChainPolicyConfig) else prefix
@@ -107,8 +113,25 @@ def _link_problems(prefix: str, policy: Any, tier_ref: TierRef, problems: list[C
             tier_ref(f"{prefix}.choices.{config_key(tier)}", tier)
 
 
-def problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
-    """pydantic's errors as problems at the path a user wrote, without union tags or values."""
+def _fixed_out_of_bounds(prefix: str, tier: Any, min_tier: Any, max_tier: Any,
+                         names: Sequence[str]) -> list[ConfigProblem]:
+    """A ``fixed`` tier outside the same entry's ``min_tier``/``max_tier``: a contradiction."""
+    ranks = {n: i for i, n in enumerate(names)}
+    if not isinstance(tier, str) or tier not in ranks:
+        return []
+    below = isinstance(min_tier, str) and min_tier in ranks and ranks[tier] < ranks[min_tier]
+    above = isinstance(max_tier, str) and max_tier in ranks and ranks[tier] > ranks[max_tier]
+    if not (below or above):
+        return []
+    bound, name = ("min_tier", min_tier) if below else ("max_tier", max_tier)
+    return [ConfigProblem(f"{prefix}.tier", f"tier {shown_config_value(tier)} is {'below' if below else 'above'} "
+                                            f"the entry's {bound} {shown_config_value(name)}: the two contradict")]
+
+
+def problems_from_pydantic(exc: ValidationError, keys: Iterable[str] = ()) -> list[ConfigProblem]:
+    """pydantic's errors as problems at the path a user wrote, without union tags or values; an
+    unknown key that is close to one of ``keys`` gets a "did you mean"."""
+    keys = tuple(keys)
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
         # Drop union tags and validator names pydantic inserts into the location.
@@ -122,11 +145,12 @@ def problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
         kind = error["type"]
         if kind == "union_tag_invalid":
             tag = error.get("ctx", {}).get("tag")
-            message = f"unknown policy {shown_config_value(tag)} (known: {', '.join(POLICY_NAMES)})"
+            message = (f"unknown policy {shown_config_value(tag)} (known: {', '.join(POLICY_NAMES)})"
+                       f"{did_you_mean(tag, POLICY_NAMES)}")
         elif kind == "union_tag_not_found":
             message = f"missing 'policy' (one of: {', '.join(POLICY_NAMES)})"
         elif kind == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + (did_you_mean(loc[-1], keys) if loc else "")
         elif kind == "missing":
             message = "required key is missing"
         elif kind == "value_error" and error.get("ctx", {}).get("error") is not None:
@@ -134,4 +158,140 @@ def problems_from_pydantic(exc: ValidationError) -> list[ConfigProblem]:
         else:
             message = error["msg"]
         problems.append(ConfigProblem(format_path(loc), message))
+    return problems
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """``" — did you mean 'x'?"`` when ``value`` is a plain name close to one of ``choices`` (never
+    for a value that could be a secret), else ``""``.
+
+    Example:
+        >>> did_you_mean("strnog", ["fast", "strong"])
+        " — did you mean 'strong'?"
+    """
+    if not isinstance(value, str) or config_key(value) != value:
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.7)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
+def config_keys(model: type[BaseModel]) -> frozenset[str]:
+    """Every field name of ``model`` and of the models its fields hold, at any depth: the
+    vocabulary an unknown key is compared against."""
+    seen: set[type] = set()
+    names: set[str] = set()
+
+    def visit(tp: Any) -> None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in seen:
+                return
+            seen.add(tp)
+            for name, field in tp.model_fields.items():
+                names.add(field.alias or name)
+                visit(field.annotation)
+            return
+        for arg in typing.get_args(tp):
+            visit(arg)
+
+    visit(model)
+    return frozenset(names)
+
+
+_NUMBERS: dict[str, tuple[float, float | None, bool]] = {
+    # LiteLLM parameters a deployment passes through: (lowest, highest, whole numbers only)
+    "timeout": (0.0, None, False), "stream_timeout": (0.0, None, False), "max_tokens": (1, None, True),
+    "max_completion_tokens": (1, None, True), "temperature": (0.0, 2.0, False), "top_p": (0.0, 1.0, False),
+    "num_retries": (0, 20, True), "rpm": (0, None, True), "tpm": (0, None, True),
+    "max_parallel_requests": (1, None, True), "order": (1, None, True), "weight": (0.0, None, False),
+}
+_STRINGS = ("api_base", "base_url", "api_version", "organization", "region_name", "vertex_location")
+
+
+def passthrough_problems(params: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the LiteLLM parameters a deployment passes through, for the ones whose
+    type is known (``timeout: "sixty"``, ``max_tokens: 0``); values are never shown.
+
+    Example:
+        >>> passthrough_problems({"timeout": "sixty", "api_base": "http://127.0.0.1:8080/v1"})
+        ['timeout must be a number above 0']
+    """
+    out = []
+    for name, value in params.items():
+        if name in _NUMBERS:
+            low, high, whole = _NUMBERS[name]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            if whole and number and not float(value).is_integer():
+                number = False
+            in_range = number and (value > low if name in ("timeout", "stream_timeout", "weight") else value >= low)
+            in_range = in_range and (high is None or value <= high)
+            if not in_range:
+                what = "a whole number" if whole else "a number"
+                bound = (f"above {low:g}" if name in ("timeout", "stream_timeout", "weight") else f"at least {low:g}")
+                bound += f" and at most {high:g}" if high is not None else ""
+                out.append(f"{name} must be {what} {bound}")
+        elif name in _STRINGS and not isinstance(value, str):
+            out.append(f"{name} must be a string")
+    return out
+
+
+_TIER_KEYS = ("tier", "min_tier", "max_tier", "fallback", "router_tier")
+
+
+def raw_reference_problems(data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """The unknown tiers of a configuration that did not validate, read from its raw data, so
+    that one unknown key does not hide them (``steproute check`` reports every problem at once)."""
+    tiers = data.get("tiers")
+    if not isinstance(tiers, Mapping):
+        return []
+    names = [k for k in tiers if isinstance(k, str)]
+    known = ", ".join(config_key(n) for n in names)
+    problems: list[ConfigProblem] = []
+
+    def check(path: str, value: Any) -> None:
+        if isinstance(value, str) and value not in names:
+            problems.append(ConfigProblem(path, f"unknown tier {shown_config_value(value)} (known: {known})"
+                                                f"{did_you_mean(value, names)}"))
+
+    def entry(prefix: str, value: Any, depth: int = 0) -> None:
+        if isinstance(value, str):
+            check(f"{prefix}.tier", value)
+            return
+        if not isinstance(value, Mapping) or depth > 8:
+            return
+        for key in _TIER_KEYS:
+            if key in value:
+                check(f"{prefix}.{key}", value[key])
+        for key in ("tiers",):
+            if isinstance(value.get(key), list):
+                for i, tier in enumerate(value[key]):
+                    check(f"{prefix}.{key}[{i}]", tier)
+        for key in ("rules", "signals"):
+            if isinstance(value.get(key), list):
+                for i, item in enumerate(value[key]):
+                    if isinstance(item, Mapping) and "tier" in item:
+                        check(f"{prefix}.{key}[{i}].tier", item["tier"])
+        if value.get("policy", "fixed") == "fixed":
+            problems.extend(_fixed_out_of_bounds(prefix, value.get("tier"), value.get("min_tier"), value.get("max_tier"),
+                                                 names))
+        if "start" in value:
+            entry(f"{prefix}.start", value["start"], depth + 1)
+        if isinstance(value.get("policies"), list):
+            for j, link in enumerate(value["policies"]):
+                entry(f"{prefix}.policies[{j}]", link, depth + 1)
+        if isinstance(value.get("choices"), Mapping):
+            for tier in value["choices"]:
+                check(f"{prefix}.choices.{config_key(tier)}", tier)
+
+    check("baseline", data.get("baseline"))
+    guards = data.get("guards")
+    if isinstance(guards, Mapping):
+        if isinstance(guards.get("pii"), Mapping):
+            check("guards.pii.tier", guards["pii"].get("tier"))
+        if isinstance(guards.get("budgets"), Mapping):
+            check("guards.budgets.cap_tier", guards["budgets"].get("cap_tier"))
+    if "default" in data:
+        entry("default", data["default"])
+    if isinstance(data.get("steps"), Mapping):
+        for name, value in data["steps"].items():
+            entry(f"steps.{config_key(name)}", value)
     return problems

@@ -27,9 +27,41 @@ ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 FROM_ENV: ContextVar[frozenset[str]] = ContextVar("steproute_config_env_values", default=frozenset())
 """The values read from environment variables while a configuration is built: never shown."""
 
-__all__ = ["CYCLE", "DEEP", "FROM_ENV", "MAX_CONFIG_BYTES", "MAX_CONFIG_VALUES", "MAX_NESTING", "MAX_YAML_VALUES",
-           "EnvResolver", "EnvStr", "config_key", "format_path", "looks_secret", "parse_toml", "parse_yaml", "read_config_text",
-           "shown_config_value"]
+
+class EnvironmentOverride:
+    """Where ``${VAR}`` references are read from while a configuration is checked (``steproute
+    check --env FILE`` / ``--placeholders``): ``environ`` instead of the process environment and,
+    with ``placeholders``, an unset variable kept as its own ``${VAR}`` text and noted in
+    ``unset`` instead of failing the file."""
+
+    def __init__(self, environ: Mapping[str, str], placeholders: bool = False) -> None:
+        self.environ, self.placeholders = environ, placeholders
+        self.unset: list[ConfigProblem] = []
+
+
+ENVIRONMENT: ContextVar[EnvironmentOverride | None] = ContextVar("steproute_config_environment", default=None)
+"""Set by ``steproute check`` only; ``None``: ``os.environ``, unset variables are errors."""
+
+__all__ = [
+    "CYCLE",
+    "DEEP",
+    "ENVIRONMENT",
+    "FROM_ENV",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_VALUES",
+    "MAX_NESTING",
+    "MAX_YAML_VALUES",
+    "EnvResolver",
+    "EnvStr",
+    "EnvironmentOverride",
+    "config_key",
+    "format_path",
+    "looks_secret",
+    "parse_toml",
+    "parse_yaml",
+    "read_config_text",
+    "shown_config_value",
+]
 
 MAX_CONFIG_BYTES = 4 << 20
 """A configuration file larger than this (4 MiB) is refused unread."""
@@ -269,14 +301,20 @@ class EnvResolver:
             return value
         missing: list[str] = []
         used = False
+        override = ENVIRONMENT.get()
+        environ = os.environ if override is None else override.environ
 
         def sub(match: re.Match[str]) -> str:
             nonlocal used
             name, default = match.group(1), match.group(2)
-            resolved = os.environ.get(name)
+            resolved = environ.get(name)
             if resolved is None:
                 if default is not None:
                     return default
+                if override is not None and override.placeholders:
+                    override.unset.append(ConfigProblem(
+                        format_path(path), f"environment variable {name} is not set (checked with a placeholder)"))
+                    return match.group(0)
                 missing.append(name)
                 return ""
             used = True

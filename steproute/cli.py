@@ -12,26 +12,17 @@ import time
 from steproute.errors import ConfigError
 
 
-def _check(path: str) -> int:
-    from steproute._cli_eval import one_line
-    from steproute.router import StepRouter
+def _check(args: argparse.Namespace) -> int:
+    from steproute.config_check import check_file, read_env_file
 
     try:
-        router = StepRouter.from_file(path)
-    except (ConfigError, ValueError) as exc:
-        print(f"steproute check: {one_line(exc)}", file=sys.stderr)
+        env = read_env_file(args.env) if args.env else None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        print(f"steproute check: --env: {exc.strerror if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return 2
-    print(f"{path}: valid")
-    for tier in router.tiers:
-        marker = "  (baseline)" if tier == router.baseline else ""
-        print(f"  tier {tier}{marker}")
-        for d in router.deployments(tier):
-            price = f"${d.price.input * 1e6:.2f}/M in, ${d.price.output * 1e6:.2f}/M out"
-            print(f"    {d.model}  {price}{'' if d.price.known else '  (no price known: counted as $0)'}")
-    for name, policy in router.config.steps.items():
-        print(f"  step {name}: policy {policy.policy}")
-    print(f"  default: policy {router.config.default.policy}")
-    return 0
+    report = check_file(args.config, env=env, placeholders=args.placeholders)
+    print(report.format(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 2
 
 
 def _tiers(specs: list[str] | None) -> dict[str, str]:
@@ -167,6 +158,10 @@ def _main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="run a routed 5-step agent and print its per-step bill")
     check = sub.add_parser("check", help="validate a configuration file and show its tiers and prices")
     check.add_argument("config", help="path to steproute.yaml (or .toml)")
+    check.add_argument("--env", metavar="FILE", help="read ${VAR} values from FILE (KEY=VALUE lines) instead of "
+                                                     "the environment")
+    check.add_argument("--placeholders", action="store_true",
+                       help="check a file whose ${VAR}s are unset: each is a warning, not an error")
     local = sub.add_parser("local", help="serve local llama.cpp models as tiers on 127.0.0.1 until Ctrl-C")
     local.add_argument("--tier", action="append", metavar="TIER=MODEL",
                        help="a tier and its model (repeatable; default: fast=smollm2-135m strong=qwen2.5-coder-0.5b)")
@@ -195,7 +190,7 @@ def _main(argv: list[str] | None = None) -> int:
         from steproute._cli_eval import run
 
         return run(args)
-    return _check(args.config)
+    return _check(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
-from steproute._config_checks import problems_from_pydantic, reference_problems
+from steproute._config_checks import (
+    config_keys,
+    passthrough_problems,
+    problems_from_pydantic,
+    raw_reference_problems,
+    reference_problems,
+)
 from steproute._config_read import (
     CYCLE,
     DEEP,
@@ -124,6 +130,9 @@ class DeploymentConfig(BaseModel):
     @model_validator(mode="after")
     def _hide_secrets(self) -> DeploymentConfig:
         extra = self.__pydantic_extra__ or {}
+        wrong = passthrough_problems({k: v for k, v in extra.items() if not isinstance(v, EnvStr)})
+        if wrong:  # LiteLLM parameters of a known type (timeout, max_tokens, ...): checked here, not at the first call
+            raise ValueError("; ".join(wrong))
         for name, value in list(extra.items()):
             if isinstance(value, str) and (isinstance(value, EnvStr) or _is_secret_key(name)):
                 extra[name] = SecretStr(str(value))
@@ -258,7 +267,9 @@ class RouterConfig(BaseModel):
             try:
                 super().__init__(**data)
             except ValidationError as exc:
-                problems.extend(problems_from_pydantic(exc))
+                problems.extend(problems_from_pydantic(exc, config_keys(type(self))))
+                said = {p.path for p in problems}
+                problems.extend(p for p in raw_reference_problems(data) if p.path not in said)
                 raise ConfigError(problems, source=source) from None
             problems.extend(reference_problems(self))
         finally:

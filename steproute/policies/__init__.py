@@ -12,17 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steproute.policy_config import (
-    CascadePolicyConfig,
-    ChainPolicyConfig,
-    ClassifierPolicyConfig,
-    FixedPolicyConfig,
-    LLMPolicyConfig,
-    PolicyConfig,
-    RulesPolicyConfig,
-    SemanticPolicyConfig,
-    SignalConfig,
-)
 from steproute.policies.base import Choice, Policy, learn_extra_missing
 from steproute.policies.cascade import CascadePolicy
 from steproute.policies.chain import ChainPolicy
@@ -38,6 +27,17 @@ from steproute.policies.confidence import (
 from steproute.policies.fixed import FixedPolicy
 from steproute.policies.llm_judge import Ask, LLMRouterPolicy
 from steproute.policies.rules import RulesPolicy
+from steproute.policy_config import (
+    CascadePolicyConfig,
+    ChainPolicyConfig,
+    ClassifierPolicyConfig,
+    FixedPolicyConfig,
+    LLMPolicyConfig,
+    PolicyConfig,
+    RulesPolicyConfig,
+    SemanticPolicyConfig,
+    SignalConfig,
+)
 
 __all__ = ["CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
            "build_policy"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from steproute.policy_config import FixedPolicyConfig
 from steproute.policies.base import Choice
+from steproute.policy_config import FixedPolicyConfig
 from steproute.types import StepRequest
 
 __all__ = ["FixedPolicy"]

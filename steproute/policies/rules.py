@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from steproute.policy_config import RuleConfig, RulesPolicyConfig
 from steproute.policies.base import Choice
+from steproute.policy_config import RuleConfig, RulesPolicyConfig
 from steproute.types import StepRequest
 
 __all__ = ["CHARS_PER_TOKEN", "RulesPolicy"]

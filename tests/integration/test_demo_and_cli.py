@@ -87,7 +87,8 @@ def test_check_command(capsys, monkeypatch):
     monkeypatch.setenv("STEPROUTE_LOCAL_STRONG_URL", "http://127.0.0.1:2/v1")
     assert main(["check", str(ROOT / "examples" / "steproute.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "tier strong  (baseline)" in out and "openai/qwen2.5-coder-0.5b  $2.50/M in, $10.00/M out" in out
+    assert "strong (baseline)  openai/qwen2.5-coder-0.5b  $2.50 in, $10.00 out" in out
+    assert "plan       plan       fixed   strong" in out
 
 
 def test_check_command_reports_problems(tmp_path, capsys):

@@ -106,6 +106,7 @@ def test_every_problem_is_listed_at_once():
         "baseline: unknown tier 'platinum' (known: fast, standard, advanced)",
         "steps.plan.tier: unknown tier 'gold' (known: fast, standard, advanced)",
         "steps.answer: min_tier 'advanced' is above max_tier 'standard'",
+        "steps.answer.tier: tier 'fast' is below the entry's min_tier 'advanced': the two contradict",
         "steps.route.rules[0].tier: unknown tier 'bronze' (known: fast, standard, advanced)",
         "steps.route.rules[0].when.regex: invalid regular expression: missing ), unterminated subpattern at position 0",
     ]
