@@ -25,6 +25,7 @@ from steproute.errors import (
     RoutingError,
     StepRouteError,
 )
+from steproute.pin_locks import StoreLockError
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import CascadeAttempt, Decision, Hint, StepKind, StepRequest, Usage
 
@@ -62,6 +63,7 @@ __all__ = [
     "StepRouteError",
     "StepRouter",
     "StepRouterMiddleware",
+    "StoreLockError",
     "StreamSummary",
     "Usage",
     "__version__",

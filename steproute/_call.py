@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from steproute.errors import Attempt, DispatchError
+from steproute.errors import Attempt, BudgetExceeded, DispatchError, shown
 from steproute.telemetry import error_type
 
 if TYPE_CHECKING:
@@ -52,6 +53,20 @@ class CallRecord:
         self._deployment = deployment
         self._telemetry.decided(self._route, decision, time.perf_counter() - self._started)
         self._dispatched_ns = time.time_ns()
+
+    def refused(self, decision: Decision, error: BaseException, *, held_to: str | None = None) -> BaseException:
+        """The tenant's budget refused the call before any model call: ``decision`` (the tier
+        the call would have had) goes on the ``route`` span and, when :meth:`failed` closes the
+        record, into the log, with ``guard: "budget:refused"`` and why on the reason. Returns
+        ``error``, for the caller to raise."""
+        tenant = shown(self.request.tenant)
+        if isinstance(error, BudgetExceeded):
+            why = f"tenant {tenant} spent ${error.spent_usd:.6g} of ${error.limit_usd:.6g}"
+        else:
+            why = f"tenant {tenant} is over its budget, which holds it to {held_to!r}, below the tier the step must use"
+        self.decision = replace(decision, guard="budget:refused", reason=f"{decision.reason}; budget: {why}; refused")
+        self._telemetry.decided(self._route, self.decision, time.perf_counter() - self._started)
+        return error
 
     def _failed_attempts(self, decision: Decision, attempts: Sequence[Attempt]) -> int:
         """Spans for the attempts that failed; returns when the last one ended."""
@@ -125,8 +140,8 @@ class CallRecord:
             self._telemetry.fell_back(self._route, decision)
         if step_cost_usd is not None:
             cost_usd = step_cost_usd
-        if self.budget is not None:
-            self.budget.settle(cost_usd)
+        if self.budget is not None:  # no usage from the provider: settled at the reservation, never at $0
+            self.budget.settle(cost_usd, usage_known=_reported(usage))
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
@@ -140,8 +155,8 @@ class CallRecord:
             self._log.write(entry)
 
     def failed(self, error: BaseException) -> None:
-        if self.budget is not None:  # what was spent before the failure still counts
-            self.budget.settle(self._spent)
+        if self.budget is not None:  # what the booked attempts reported still counts; a failed request is not billed
+            self.budget.settle(self._spent, usage_known=True)
         decision = self.decision
         if decision is not None and self._deployment is not None:
             attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
@@ -156,6 +171,8 @@ class CallRecord:
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, 0.0, 0.0)
             entry["error"] = type(error).__name__
+            if decision.guard == "budget:refused":
+                entry["outcome"] = "refused"
             self._log.write(entry)
 
     def _entry(self, decision: Decision, usage: Usage | None, cost: float, baseline: float) -> dict[str, Any]:
@@ -189,3 +206,9 @@ class CallRecord:
         if self._log is not None and self._log.include_prompts:
             entry["messages"] = list(request.messages)
         return entry
+
+
+def _reported(usage: Usage) -> bool:
+    """Whether the provider reported the call's usage: one that sent none leaves every count at
+    0, and a call that was really made always reads some input."""
+    return bool(usage.input_tokens or usage.output_tokens or usage.cache_read_tokens)

@@ -116,6 +116,13 @@ class DeploymentConfig(BaseModel):
     """Price override in USD per input token (default: LiteLLM's price map)."""
     output_cost_per_token: float | None = Field(default=None, ge=0)
     """Price override in USD per output token (default: LiteLLM's price map)."""
+    _model_from_env: bool = PrivateAttr(default=False)
+
+    @property
+    def model_from_env(self) -> bool:
+        """Whether ``model`` came from an environment variable (``${VAR}``): warnings and errors
+        then name the deployment's place in the configuration, never the model."""
+        return self._model_from_env
 
     @model_validator(mode="before")
     @classmethod
@@ -129,6 +136,7 @@ class DeploymentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _hide_secrets(self) -> DeploymentConfig:
+        self._model_from_env = self.model in FROM_ENV.get()
         extra = self.__pydantic_extra__ or {}
         wrong = passthrough_problems({k: v for k, v in extra.items() if not isinstance(v, EnvStr)})
         if wrong:  # LiteLLM parameters of a known type (timeout, max_tokens, ...): checked here, not at the first call

@@ -39,12 +39,17 @@ from opentelemetry import metrics
 
 from steproute.errors import shown
 
-__all__ = ["DecisionLog", "JsonlDecisionLog", "LogContents", "read_log", "to_evaluation"]
+__all__ = ["MAX_LINE_BYTES", "DecisionLog", "JsonlDecisionLog", "LogContents", "read_log", "to_evaluation"]
 
 logger = logging.getLogger("steproute")
 
 EXIT_WAIT_S = 5.0
 """At interpreter exit, how long the log waits for its writer to finish (then exit goes on)."""
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""The longest line :func:`read_log` reads (16 MiB: an entry written with ``include_prompts``
+holds the whole prompt, which for a long-context model can be megabytes). A longer line is
+skipped without being held in memory, counted and reported with its line number."""
 
 
 @runtime_checkable
@@ -382,36 +387,74 @@ class LogContents:
     feedback: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     """One message per line that could not be used, with its line number."""
+    too_long: int = 0
+    """Lines longer than the reader's limit (:data:`MAX_LINE_BYTES`), skipped (each is in ``problems``)."""
 
 
-def read_log(path: str | os.PathLike[str]) -> LogContents:
-    """Read a decision log. Lines that are not valid entries are reported, never dropped silently.
+_SKIP_CHUNK = 1024 * 1024
+
+
+def _lines(path: str | os.PathLike[str], limit: int) -> Iterable[tuple[int, bytes | None]]:
+    """``(number, line)`` for each line of the file; ``line`` is ``None`` for a line longer than
+    ``limit`` bytes, which is read past in 1 MiB pieces and never held whole."""
+    with open(path, "rb") as f:
+        number = 0
+        while True:
+            line = f.readline(limit + 1)
+            if not line:
+                return
+            number += 1
+            if len(line) <= limit or (len(line) == limit + 1 and line.endswith(b"\n")):
+                yield number, line
+                continue
+            while not line.endswith(b"\n"):
+                line = f.readline(_SKIP_CHUNK)
+                if not line:
+                    break
+            yield number, None
+
+
+def read_log(path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYTES) -> LogContents:
+    """Read a decision log. Lines that are not valid entries are reported, never dropped silently;
+    a line longer than ``max_line_bytes`` is skipped in bounded memory, counted in
+    :attr:`LogContents.too_long`, reported in ``problems`` and warned about (with its line
+    number) on the ``steproute`` logger.
 
     Raises:
         OSError: the file cannot be read.
+        UnicodeDecodeError: a line is not UTF-8.
     """
     contents = LogContents()
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                contents.problems.append(f"{path}:{number}: not JSON ({exc.msg})")
-                continue
-            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-                contents.problems.append(f"{path}:{number}: not a decision-log entry (no 'id')")
-            elif entry.get("type") == "feedback":
-                quality = entry.get("quality")
-                if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
-                    contents.problems.append(f"{path}:{number}: feedback quality must be a number in [0, 1]")
-                else:
-                    contents.feedback[entry["id"]] = entry
-            elif entry.get("type") == "decision":
-                contents.decisions.append(entry)
+    skipped: list[str] = []
+    for number, raw in _lines(path, max_line_bytes):
+        if raw is None:
+            contents.too_long += 1
+            skipped.append(str(number))
+            contents.problems.append(f"{path}:{number}: longer than {max_line_bytes:,} bytes, skipped")
+            continue
+        line = raw.decode("utf-8")
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            contents.problems.append(f"{path}:{number}: not JSON ({exc.msg})")
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            contents.problems.append(f"{path}:{number}: not a decision-log entry (no 'id')")
+        elif entry.get("type") == "feedback":
+            quality = entry.get("quality")
+            if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
+                contents.problems.append(f"{path}:{number}: feedback quality must be a number in [0, 1]")
             else:
-                contents.problems.append(f"{path}:{number}: unknown entry type {entry.get('type')!r}")
+                contents.feedback[entry["id"]] = entry
+        elif entry.get("type") == "decision":
+            contents.decisions.append(entry)
+        else:
+            contents.problems.append(f"{path}:{number}: unknown entry type {entry.get('type')!r}")
+    if skipped:
+        logger.warning("decision log %s: %d line(s) longer than %s bytes skipped (line %s%s)", path, len(skipped),
+                       f"{max_line_bytes:,}", ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
     return contents
 
 

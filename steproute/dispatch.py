@@ -387,11 +387,13 @@ class Dispatcher:
                 try:
                     _, provider, _, _ = litellm().get_llm_provider(model.model)
                 except Exception:
+                    said = "the model from the environment" if model.model_from_env else repr(model.model)
                     problems.append(ConfigProblem(
                         f"tiers.{name}.models[{i}].model",
-                        f"LiteLLM cannot tell the provider of {model.model!r}; write it as 'provider/model'"))
+                        f"LiteLLM cannot tell the provider of {said}; write it as 'provider/model'"))
                     continue
-                deployments.append(Deployment(name, i, model.model, provider, price_of(model), model.litellm_params()))
+                price = price_of(model, f"tiers.{name}.models[{i}]")
+                deployments.append(Deployment(name, i, model.model, provider, price, model.litellm_params()))
             if deployments:
                 self._tiers[name] = _Tier(name, deployments, config.dispatch, tier.tool_calling)
         if problems:

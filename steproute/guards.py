@@ -20,7 +20,6 @@ import functools
 import logging
 import math
 import re
-import sys
 import threading
 import time
 import unicodedata
@@ -29,6 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from steproute.pinning import encode_store_label
 from steproute.types import StepRequest, text_of
 
 __all__ = [
@@ -270,7 +270,10 @@ class InMemoryBudgetStore:
 
 class BaseStoreBudgetStore:
     """Counters in a LangGraph ``BaseStore`` (the one :class:`~steproute.pinning.BaseStorePinStore`
-    uses), under ``(*prefix, tenant)``, key = the window. LangGraph's stores have no atomic
+    uses), under ``(*prefix, tenant)``, key = the window. Each label is encoded by
+    :func:`~steproute.pinning.encode_store_label`, so any tenant id works (``"user@x.com"``,
+    ``"a.b"``, ``""``), although LangGraph forbids ``.``, NUL and empty labels; ids without
+    those characters keep their name. LangGraph's stores have no atomic
     update: pass ``lock`` (a function of ``(tenant, key)`` giving a context manager held
     across replicas, such as :class:`~steproute.pin_locks.PostgresAdvisoryLock`) so replicas
     never lose an update.
@@ -287,8 +290,11 @@ class BaseStoreBudgetStore:
         self.store, self.prefix, self.lock = store, prefix, lock
         self._local = threading.Lock()  # the lock serialises replicas; this one, this process's threads
 
+    def _namespace(self, tenant: str) -> tuple[str, ...]:
+        return (*(encode_store_label(label) for label in self.prefix), encode_store_label(tenant))
+
     def _read(self, tenant: str, window: int) -> tuple[float, float]:
-        item = self.store.get((*self.prefix, tenant), str(window))
+        item = self.store.get(self._namespace(tenant), str(window))
         value = item.value if item is not None else {}
         try:
             return float(value.get("spent", 0.0)), float(value.get("reserved", 0.0))
@@ -296,7 +302,7 @@ class BaseStoreBudgetStore:
             return 0.0, 0.0  # a malformed stored value counts as nothing spent; the next write repairs it
 
     def _write(self, tenant: str, window: int, spent: float, reserved: float) -> None:
-        self.store.put((*self.prefix, tenant), str(window), {"spent": spent, "reserved": reserved})
+        self.store.put(self._namespace(tenant), str(window), {"spent": spent, "reserved": reserved})
 
     def _locked(self, tenant: str, window: int) -> AbstractContextManager[Any]:
         return self.lock(tenant, f"budget:{window}") if self.lock is not None else nullcontext()
@@ -329,26 +335,29 @@ class BudgetHold:
     settled: bool = False
 
     def settle(self, cost_usd: float, *, usage_known: bool | None = None) -> None:
-        """Release the reservation and count ``cost_usd``. Negative (or NaN) costs count as 0
-        (logged once), never as a credit. A call whose usage is unknown (``usage_known=False``,
-        or, when not said, a call that reports $0 against a priced reservation while no
-        exception is being handled: the provider sent no ``usage``) is counted at the
-        reservation, never at $0.
+        """Release the reservation and count ``cost_usd``.
+
+        ``usage_known`` says whether the provider reported the call's usage (the router always
+        says, from the answer's token counts). A call whose usage is unknown is counted at the
+        reservation (or at ``cost_usd``, if more), never at $0. When it is not said, a call
+        that reports $0 is taken as one without usage. Negative (or NaN) costs count as 0
+        (logged once), never as a credit.
 
         Example:
             >>> store = InMemoryBudgetStore()
-            >>> BudgetHold(store, "acme", 1, 0.5).settle(0.0)  # no usage from the provider
+            >>> BudgetHold(store, "acme", 1, 0.5).settle(0.0, usage_known=False)  # no usage from the provider
+            >>> BudgetHold(store, "acme", 1, 0.5).settle(0.125, usage_known=True)
             >>> store.usage("acme", 1)
-            (0.5, 0.0)
+            (0.625, 0.0)
         """
         if self.settled:
             return
         self.settled = True
-        if not cost_usd >= 0.0:  # negative, or NaN
+        if not cost_usd >= 0.0:  # negative, or NaN: the provider sent usage, but not a usable one
             _warn_negative()
             cost_usd = 0.0
         elif usage_known is None:
-            usage_known = cost_usd > 0.0 or sys.exc_info()[1] is not None  # a failed call is settled while it raises
+            usage_known = cost_usd > 0.0
         if usage_known is False:
             cost_usd = max(cost_usd, self.reserved)
         self.store.settle(self.tenant, self.window, self.reserved, cost_usd)

@@ -30,11 +30,18 @@ class Price:
     """False when neither LiteLLM's price map nor the config had a price (priced at 0)."""
 
 
-def price_of(deployment: DeploymentConfig) -> Price:
+def price_of(deployment: DeploymentConfig, where: str = "the deployment") -> Price:
     """The price of a deployment: overrides from the config win over LiteLLM's price map.
 
     A model LiteLLM has no price for, and without an override, is priced at zero with a
-    warning (set ``input_cost_per_token``/``output_cost_per_token`` in the config).
+    warning (set ``input_cost_per_token``/``output_cost_per_token`` in the config). The
+    warning names the model, or ``where`` (the deployment's place in the configuration, such
+    as ``tiers.fast.models[0]``) when the model came from an environment variable.
+
+    Example:
+        >>> price_of(DeploymentConfig(model="openai/gpt-4o-mini", input_cost_per_token=1e-7,
+        ...                           output_cost_per_token=4e-7))
+        Price(input=1e-07, output=4e-07, cache_read=None, known=True)
     """
     input_price, output_price = deployment.input_cost_per_token, deployment.output_cost_per_token
     if input_price is not None and output_price is not None:
@@ -42,9 +49,10 @@ def price_of(deployment: DeploymentConfig) -> Price:
     try:
         info = litellm().get_model_info(deployment.model)
     except Exception:  # LiteLLM raises a bare Exception for unmapped models
+        named = f"{where} (a model name from the environment)" if deployment.model_from_env else deployment.model
         logger.warning(
             "steproute: no price for %s in LiteLLM's price map and no override in the config; "
-            "its calls are counted at $0", deployment.model)
+            "its calls are counted at $0", named)
         return Price(input_price or 0.0, output_price or 0.0, known=False)
     # The map's cached-input price applies only when the input price is the map's too.
     cache = info.get("cache_read_input_token_cost") if input_price is None else None

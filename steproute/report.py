@@ -19,6 +19,7 @@ from typing import Any
 from steproute._text_table import text_table
 from steproute.config import RouterConfig
 from steproute.decision_log import LogContents
+from steproute.errors import shown
 
 __all__ = ["ConfigDrift", "StepSummary", "check_decisions", "config_drift", "format_drift", "format_table", "summarise",
            "write_html"]
@@ -37,6 +38,11 @@ class StepSummary:
     cost_usd: float = 0.0
     baseline_cost_usd: float = 0.0
     tiers: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+    """Calls a tenant budget refused before any model call (logged with ``outcome: refused``;
+    not in ``calls``)."""
+    refused_tenants: Counter[str] = field(default_factory=Counter)
+    """The refused calls by tenant."""
 
     @property
     def savings_usd(self) -> float:
@@ -51,6 +57,10 @@ class StepSummary:
         return self.escalations / self.calls if self.calls else 0.0
 
     def add(self, decision: dict[str, Any]) -> None:
+        if decision.get("outcome") == "refused":
+            self.refused += 1
+            self.refused_tenants[str(decision.get("tenant"))] += 1
+            return
         self.calls += 1
         self.errors += bool(decision.get("error"))
         self.escalations += bool(decision.get("escalated_from"))
@@ -103,12 +113,21 @@ def _mix(tiers: Counter[str], calls: int) -> str:
 
 
 def format_table(summaries: Sequence[StepSummary]) -> str:
-    """The summaries as a plain-text table."""
-    header = ("step", "calls", "cost $", "baseline $", "saved $", "saved", "tier mix", "escalated", "errors")
-    rows = [(s.step, str(s.calls), f"{s.cost_usd:.6f}", f"{s.baseline_cost_usd:.6f}", f"{s.savings_usd:.6f}",
-             f"{s.savings_share:.0%}", _mix(s.tiers, s.calls), f"{s.escalation_rate:.0%}", str(s.errors))
-            for s in summaries]
-    return text_table(header, rows)
+    """The summaries as a plain-text table; with calls refused by a tenant budget, a ``refused``
+    column and a line of the refusals by tenant."""
+    header: tuple[str, ...] = ("step", "calls", "cost $", "baseline $", "saved $", "saved", "tier mix", "escalated",
+                               "errors")
+    rows: list[tuple[str, ...]] = [
+        (s.step, str(s.calls), f"{s.cost_usd:.6f}", f"{s.baseline_cost_usd:.6f}", f"{s.savings_usd:.6f}",
+         f"{s.savings_share:.0%}", _mix(s.tiers, s.calls), f"{s.escalation_rate:.0%}", str(s.errors))
+        for s in summaries]
+    if not any(s.refused for s in summaries):
+        return text_table(header, rows)
+    table = text_table((*header, "refused"), [(*row, str(s.refused)) for row, s in zip(rows, summaries, strict=True)])
+    steps = [s for s in summaries if s.step != "TOTAL"] or summaries
+    tenants = sum((s.refused_tenants for s in steps), Counter[str]())
+    said = ", ".join(f"tenant {shown(t)} {n}" for t, n in tenants.most_common())
+    return f"{table}\nrefused by budget: {said}"
 
 
 @dataclass(frozen=True)
@@ -299,7 +318,7 @@ tr:last-child td {{ font-weight: bold; }}
 </style></head><body>
 <h1>{_esc(title)}</h1>
 <p>{total.calls} routed calls: ${total.cost_usd:.6f} spent, ${total.baseline_cost_usd:.6f} on the baseline tier,
-{total.savings_share:.0%} saved.</p>
+{total.savings_share:.0%} saved{f"; {total.refused} refused by tenant budgets" if total.refused else ""}.</p>
 <table><thead><tr><th>step</th><th>calls</th><th>cost $</th><th>baseline $</th><th>saved $</th><th>saved</th>
 <th>tier mix</th><th>escalated</th><th>errors</th></tr></thead><tbody>{rows}</tbody></table>
 {cost_chart}

@@ -25,7 +25,7 @@ from steproute._fallback import Fallback
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher, StreamCollector
-from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
+from steproute.errors import BudgetExceeded, ConfigError, ConfigProblem, RoutingError, shown
 from steproute.guards import (
     PII_THREAD_CHARS,
     BudgetGuard,
@@ -406,14 +406,19 @@ class StepRouter:
         deployment = self._dispatcher.first_deployment(decision.tier)
         # reserve the most the call can cost: max_tokens, else the model's most, for each of n choices
         estimate = estimate_cost(deployment.price, request, params, max_output_tokens(deployment.model))
-        verdict = self._budget.admit(request, estimate)
+        try:
+            verdict = self._budget.admit(request, estimate)
+        except BudgetExceeded as exc:
+            record.refused(decision, exc)  # logged and on the span, as a decision refused by the budget
+            raise
         record.budget = verdict.hold
         cap = verdict.cap_tier
         if cap is None:
             return decision
         if self._rank[decision.tier] > self._rank[cap] and (plan.fixed is not None or decision.policy == "guard"):
-            raise RoutingError(f"step {request.step!r}: tenant {shown(request.tenant)} is over its budget, which holds it "
-                               f"to tier {cap!r}; the step's tier is fixed at {decision.tier!r}")
+            raise record.refused(decision, RoutingError(
+                f"step {request.step!r}: tenant {shown(request.tenant)} is over its budget, which holds it "
+                f"to tier {cap!r}; the step's tier is fixed at {decision.tier!r}"), held_to=cap)
         tier = cap if self._rank[decision.tier] > self._rank[cap] else decision.tier
         # held at or below the cap for the whole call: no cascade escalation, no fallback above it
         return replace(decision, tier=tier, model=self._dispatcher.first_deployment(tier).model,

@@ -8,13 +8,20 @@ EXPECTED = {
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
     "ModelPatch", "route_factory", "route_init_chat_model",
-    "ContextWindowExceeded", "ProviderAuthError", "ProviderError", "ProviderRequestError",
+    "ContextWindowExceeded", "ProviderAuthError", "ProviderError", "ProviderRequestError", "StoreLockError",
 }
 
 
 def test_all_is_exactly_the_public_api():
     assert set(steproute.__all__) == EXPECTED
     assert len(steproute.__all__) == len(set(steproute.__all__))
+
+
+def test_every_exported_error_is_a_steproute_error():
+    for name in steproute.__all__:
+        value = getattr(steproute, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, steproute.StepRouteError), name
 
 
 def test_every_exported_name_resolves():
