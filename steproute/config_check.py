@@ -173,8 +173,7 @@ def check_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
     for tier in router.tiers:
         for d in router.deployments(tier):
             where = f"tiers.{tier}.models[{d.index}]"
-            priced = d.price.known and (_in_price_map(d.model) or _explicit(config, tier, d.index))
-            if priced:
+            if d.price.known:
                 price = f"${d.price.input * 1e6:.2f} in, ${d.price.output * 1e6:.2f} out"
             else:
                 price = "unknown (counted as $0)"
@@ -199,22 +198,10 @@ def check_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
     return CheckReport(source, tuple(errors), tuple(warnings), tuple(routes), tuple(lines))
 
 
-def _explicit(config: RouterConfig, tier: str, index: int) -> bool:
-    deployment = config.tiers[tier].models[index]
-    return deployment.input_cost_per_token is not None and deployment.output_cost_per_token is not None
-
-
 def _price_map() -> dict[str, Any]:
     from steproute._litellm import litellm
 
     return litellm().model_cost  # type: ignore[no-any-return]
-
-
-def _in_price_map(model: str) -> bool:
-    """Whether LiteLLM's price map has the model by name (its ``get_model_info`` also answers,
-    with $0, for names it does not know of some providers)."""
-    known = _price_map()
-    return model in known or model.split("/", 1)[-1] in known
 
 
 def _model_suggestion(model: str) -> str:

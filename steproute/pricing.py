@@ -13,7 +13,7 @@ from steproute._litellm import litellm
 from steproute.config import DeploymentConfig
 from steproute.types import Usage
 
-__all__ = ["Price", "call_cost", "price_of"]
+__all__ = ["Price", "call_cost", "in_price_map", "price_of"]
 
 logger = logging.getLogger("steproute")
 
@@ -48,6 +48,9 @@ def price_of(deployment: DeploymentConfig, where: str = "the deployment") -> Pri
         return Price(input_price, output_price)
     try:
         info = litellm().get_model_info(deployment.model)
+        if not (info.get("input_cost_per_token") or info.get("output_cost_per_token")) and not in_price_map(
+                deployment.model):  # LiteLLM answers $0 for a name it does not know of some providers
+            raise LookupError(deployment.model)
     except Exception:  # LiteLLM raises a bare Exception for unmapped models
         named = f"{where} (a model name from the environment)" if deployment.model_from_env else deployment.model
         logger.warning(
@@ -61,6 +64,17 @@ def price_of(deployment: DeploymentConfig, where: str = "the deployment") -> Pri
         output=float(info.get("output_cost_per_token") or 0.0) if output_price is None else output_price,
         cache_read=float(cache) if cache is not None else None,
     )
+
+
+def in_price_map(model: str) -> bool:
+    """Whether LiteLLM's price map lists ``model`` by name (with or without its provider prefix).
+
+    Example:
+        >>> in_price_map("openai/gpt-4o-mini"), in_price_map("anthropic/claude-sonet-4-5")
+        (True, False)
+    """
+    known = litellm().model_cost
+    return model in known or model.split("/", 1)[-1] in known
 
 
 def call_cost(price: Price, usage: Usage) -> float:

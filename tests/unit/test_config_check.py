@@ -160,3 +160,14 @@ def test_an_env_file_with_a_bad_line_names_the_line_not_its_text(tmp_path):
     assert "sk-live" not in str(caught.value)
     done = run_cli(str(EXAMPLE), "--env", str(env))
     assert done.returncode == 2 and "line 2" in done.stderr and "sk-live" not in done.stderr
+
+
+def test_a_name_litellm_answers_with_zero_cost_for_is_an_unknown_price_at_runtime_too(caplog):
+    from steproute import StepRouter
+
+    router = StepRouter(RouterConfig(tiers={"fast": {"models": ["openai/gpt-4o-mini"]},
+                                            "strong": {"models": ["anthropic/claude-sonet-4-5"]}}, default="fast"))
+    [deployment] = router.deployments("strong")
+    assert not deployment.price.known
+    assert "no price for anthropic/claude-sonet-4-5" in caplog.text
+    assert router.deployments("fast")[0].price.known
