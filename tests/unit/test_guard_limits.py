@@ -34,10 +34,11 @@ def scan_time(text: str) -> float:
 
 @pytest.mark.parametrize("unit", ADVERSARIAL)
 def test_the_pii_scan_is_linear_on_adversarial_text(unit):
+    # a ratio, not a time: 10x the input takes about 10x as long when linear, 100x when quadratic
+    # (the quadratic detector took 6-8 s on 80,000 characters); a busy machine slows both alike
     small = scan_time(unit * (80_000 // len(unit)))
     large = scan_time(unit * (800_000 // len(unit)))
-    assert small < 0.2, f"80,000 characters of {unit!r}: {small:.3f}s"
-    assert large < 20 * max(small, 0.005), f"10x the input: {small:.4f}s -> {large:.4f}s"
+    assert large < 25 * max(small, 0.005), f"10x the input: {small:.4f}s -> {large:.4f}s"
 
 
 @pytest.mark.parametrize(("text", "fired"), [
