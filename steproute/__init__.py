@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
+from steproute._encoding import RequestEncodingError
 from steproute.config import RouterConfig, load_config
 from steproute.errors import (
     BudgetExceeded,
@@ -53,6 +54,7 @@ __all__ = [
     "ProviderAuthError",
     "ProviderError",
     "ProviderRequestError",
+    "RequestEncodingError",
     "RoutedChatModel",
     "RoutedCompletion",
     "RouterConfig",

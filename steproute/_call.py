@@ -155,11 +155,15 @@ class CallRecord:
             self._log.write(entry)
 
     def failed(self, error: BaseException) -> None:
-        if self.budget is not None:  # what the booked attempts reported still counts; a failed request is not billed
-            self.budget.settle(self._spent, usage_known=True)
+        """The call failed. What its earlier calls cost (a cascade's rejected attempts) is still
+        spent: the budget, the ``route`` span and the log entry all carry it; the log entry
+        lists every failed attempt, in order. A failed request is not billed."""
+        spent = self._spent
+        if self.budget is not None:
+            self.budget.settle(spent, usage_known=True)
         decision = self.decision
+        attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
         if decision is not None and self._deployment is not None:
-            attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
             if attempts:
                 if len(attempts) > self._booked:
                     self._failed_attempts(decision, attempts[self._booked:])
@@ -167,12 +171,14 @@ class CallRecord:
                 self._telemetry.chat(self._route, decision, model=decision.model, provider=self._deployment.provider,
                                      started_ns=self._dispatched_ns, ended_ns=time.time_ns(),
                                      error_type=error_type(error))
-        self._telemetry.end_route(self._route, 0.0, 0.0, error)
+        self._telemetry.end_route(self._route, spent, 0.0, error)
         if self._log is not None and decision is not None:
-            entry = self._entry(decision, None, 0.0, 0.0)
+            entry = self._entry(decision, None, spent, 0.0)
             entry["error"] = type(error).__name__
             if decision.guard == "budget:refused":
                 entry["outcome"] = "refused"
+            if attempts:
+                entry["failed_attempts"] = [{"model": a.model, "error_type": a.error_type} for a in attempts]
             self._log.write(entry)
 
     def _entry(self, decision: Decision, usage: Usage | None, cost: float, baseline: float) -> dict[str, Any]:

@@ -172,8 +172,13 @@ class DispatchConfig(FrozenConfig):
 
     num_retries: int = Field(default=0, ge=0, le=10)
     """Retries per deployment on retryable errors (429, 5xx, timeouts)."""
-    timeout: float | None = Field(default=None, gt=0)
-    """Per-call timeout in seconds (a deployment's own ``timeout`` wins)."""
+    timeout: float = Field(default=600.0, gt=0)
+    """Seconds one attempt may wait for its answer (a deployment's own ``timeout`` wins);
+    600, as the OpenAI SDK, where LiteLLM alone would wait up to 6,000. A stream waits this
+    long for each chunk, the first included, unless ``stream_timeout`` is set."""
+    stream_timeout: float | None = Field(default=None, gt=0)
+    """Streams: seconds to wait for the first chunk and between chunks (a deployment's own
+    ``stream_timeout``, then its ``timeout``, win); default: ``timeout``."""
     allowed_fails: int = Field(default=1, ge=0)
     """Failures a deployment may have in a minute before it is cooled down."""
     cooldown_time: float = Field(default=30.0, ge=0)

@@ -11,12 +11,14 @@ above never see LiteLLM's types.
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from steproute._litellm import litellm, supports_response_format
+from steproute._encoding import check_sendable
+from steproute._litellm import deadlines, litellm, provider_stream, supports_response_format
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, Refusals, secret_values
 from steproute.json_tools import emulated_request, parse_reply
@@ -167,13 +169,13 @@ class _Tier:
         self.json_tools = tool_calling == "json"
         self._router: Any = None
         self._refusals = Refusals(len(deployments), tuple(s for d in deployments for s in secret_values(d.params)))
+        self._deadlines = deadlines(deployments[0].params, settings.timeout, settings.stream_timeout)
         if len(deployments) > 1:
             model_list = []
             for d in deployments:
                 params = dict(d.params)
                 params["order"] = d.index + 1
-                if settings.timeout is not None:
-                    params.setdefault("timeout", settings.timeout)
+                params["timeout"], params["stream_timeout"] = deadlines(d.params, settings.timeout, settings.stream_timeout)
                 model_list.append({"model_name": name, "litellm_params": params, "model_info": {"id": d.id}})
             self._router = litellm().Router(
                 model_list=model_list,
@@ -185,14 +187,19 @@ class _Tier:
     # -- building the call -------------------------------------------------------------------
 
     def _kwargs(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
-        if self._router is not None:
-            return {**params, "model": self.name, "messages": list(messages)}
+        """LiteLLM's arguments; every call has a deadline, the call's own ``timeout`` first."""
+        streaming, own = bool(params.get("stream")), params.get("timeout")
+        if self._router is not None:  # the deployments carry their deadlines (the Router picks one)
+            kwargs = {**params, "model": self.name, "messages": list(messages)}
+            if streaming and own is not None:
+                kwargs["stream_timeout"] = own
+            return kwargs
         d = self.deployments[0]
         kwargs = {**d.params, **params, "model": d.model, "messages": list(messages)}
-        if self.settings.num_retries:
-            kwargs.setdefault("num_retries", self.settings.num_retries)
-        if self.settings.timeout is not None:
-            kwargs.setdefault("timeout", self.settings.timeout)
+        kwargs.pop("stream_timeout", None)
+        kwargs.setdefault("num_retries", self.settings.num_retries)  # 0 too: else the OpenAI client retries twice
+        if own is None:
+            kwargs["timeout"] = self._deadlines[1] if streaming else self._deadlines[0]
         return kwargs
 
     def _answered_by(self, response: Any) -> Deployment:
@@ -225,6 +232,16 @@ class _Tier:
             yield failures
         finally:
             _FAILURES.reset(token)
+
+    @staticmethod
+    def _broken(failures: list[tuple[Any, Any, Any, Any]], deployment: Deployment | None,
+                exc: Exception) -> list[tuple[Any, Any, Any, Any]]:
+        """The failures of a stream, with the answering deployment's own when its stream broke
+        after it opened (LiteLLM's hook saw only the deployments that failed to open)."""
+        if deployment is None:
+            return failures
+        started = failures[-1][3] if failures else None
+        return [*failures, (deployment.id, exc, started, datetime.datetime.now())]
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -266,6 +283,7 @@ class _Tier:
     def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                  prefer: str | None = None) -> Completion:
         """One call to the tier; ``prefer`` names a deployment to try first (a pinned model)."""
+        check_sendable(step, messages, params)
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
         with self._collecting() as failures:
@@ -277,6 +295,7 @@ class _Tier:
 
     async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                         prefer: str | None = None) -> Completion:
+        check_sendable(step, messages, params)
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
         with self._collecting() as failures:
@@ -292,19 +311,21 @@ class _Tier:
             # An emulated tool call is known only once the whole JSON reply is in.
             yield from chunks_of(self.complete(step, messages, params, prefer))
             return
+        check_sendable(step, messages, params)
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
         failures: list[tuple[Any, Any, Any, Any]] = []
+        deployment: Deployment | None = None
         try:
             with self._collecting() as failures:  # not held across yields: the context is the consumer's
                 stream = self._call(kwargs, prefer)
-            deployment = self._answered_by(stream)
+            deployment, opened = self._answered_by(stream), provider_stream(stream)
             attempts = self._attempts(failures)
             for raw in stream:
                 yield from _to_chunks(raw, deployment, attempts)
-            _check_finished(stream, deployment)
+            _check_finished(opened, deployment)
         except Exception as exc:
-            raise self._error(step, exc, failures) from exc
+            raise self._error(step, exc, self._broken(failures, deployment, exc)) from exc
 
     async def astream(
         self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], prefer: str | None = None
@@ -313,20 +334,22 @@ class _Tier:
             for chunk in chunks_of(await self.acomplete(step, messages, params, prefer)):
                 yield chunk
             return
+        check_sendable(step, messages, params)
         messages, params, _ = self._emulating(messages, params)
         kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
         failures: list[tuple[Any, Any, Any, Any]] = []
+        deployment: Deployment | None = None
         try:
             with self._collecting() as failures:
                 stream = await self._acall(kwargs, prefer)
-            deployment = self._answered_by(stream)
+            deployment, opened = self._answered_by(stream), provider_stream(stream)
             attempts = self._attempts(failures)
             async for raw in stream:
                 for chunk in _to_chunks(raw, deployment, attempts):
                     yield chunk
-            _check_finished(stream, deployment)
+            _check_finished(opened, deployment)
         except Exception as exc:
-            raise self._error(step, exc, failures) from exc
+            raise self._error(step, exc, self._broken(failures, deployment, exc)) from exc
 
 
 class StreamCollector:

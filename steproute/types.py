@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from steproute._encoding import check_sendable
 from steproute.errors import shown
 
 __all__ = ["CascadeAttempt", "Decision", "Hint", "StepKind", "StepRequest", "Usage"]
@@ -128,7 +129,8 @@ def _kind(value: Any) -> str:
 
 
 def _check_request(request: StepRequest) -> None:
-    """Raise ``ValueError`` naming the field of a malformed request (never echoing its text)."""
+    """Raise ``ValueError`` naming the field of a malformed request (never echoing its text);
+    text no request can carry (a lone surrogate) is a ``RequestEncodingError``."""
     if type(request.step) is not str or not request.step:
         if not isinstance(request.step, str) or not request.step:
             raise ValueError(f"StepRequest.step must be a non-empty string, got {_kind(request.step)}")
@@ -136,6 +138,7 @@ def _check_request(request: StepRequest) -> None:
     # the common case, checked cheaply: a list of plain dicts with a known role and text content
     if type(messages) is list and all(type(m) is dict and m.get("role") in ROLES and type(m.get("content")) is str
                                       for m in messages) and _plain_rest(request):
+        check_sendable(request.step, messages, {"tools": request.tools, "response_schema": request.response_schema})
         return
     where = f"step {request.step[:80]!r}"
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
@@ -166,6 +169,7 @@ def _check_request(request: StepRequest) -> None:
         raise ValueError(f"{where}: response_schema must be a JSON schema dict, got {_kind(request.response_schema)}")
     if not isinstance(request.metadata, Mapping):
         raise ValueError(f"{where}: metadata must be a dict, got {_kind(request.metadata)}")
+    check_sendable(request.step, messages, {"tools": request.tools, "response_schema": request.response_schema})
 
 
 def _plain_rest(request: StepRequest) -> bool:
