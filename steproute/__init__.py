@@ -25,6 +25,7 @@ from steproute.errors import (
     RoutingError,
     StepRouteError,
 )
+from steproute.model_output import MalformedResponse
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import CascadeAttempt, Decision, Hint, StepKind, StepRequest, Usage
 
@@ -48,6 +49,7 @@ __all__ = [
     "DispatchError",
     "Hint",
     "LocalModelError",
+    "MalformedResponse",
     "ModelPatch",
     "ProviderAuthError",
     "ProviderError",

@@ -8,7 +8,7 @@ EXPECTED = {
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
     "ModelPatch", "route_factory", "route_init_chat_model",
-    "ContextWindowExceeded", "ProviderAuthError", "ProviderError", "ProviderRequestError",
+    "ContextWindowExceeded", "MalformedResponse", "ProviderAuthError", "ProviderError", "ProviderRequestError",
 }
 
 
