@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from array import array
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 from steproute.model_output import usable_name
@@ -152,20 +154,16 @@ def too_deep(text: str) -> bool:
     """
     if text.count("[") + text.count("{") <= MAX_DEPTH:  # the usual case: too few to be too deep
         return False
-    depth = 0
-    for token in _TOKENS.finditer(text):
-        bracket = token.group()
-        if bracket == "[" or bracket == "{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        elif bracket == "]" or bracket == "}":
-            depth = max(depth - 1, 0)
-    return False
+    # strings out, then every byte but a bracket deleted and the brackets made +1 / -1 (C speed)
+    steps = _STRING.sub("", text).encode("utf-8", "replace").translate(_STEP, _NOT_BRACKET)
+    return max(accumulate(array("b", steps)), default=0) > MAX_DEPTH
 
 
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.S)
-"""A JSON string (closed or cut off) or a bracket: strings are skipped whole, in linear time."""
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+"""A JSON string, closed or cut off (unrolled: linear, no backtracking)."""
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+"""Brackets as signed bytes, +1 and -1: the running sum is the nesting depth (json stops at a stray closer)."""
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _arguments(value: Any) -> str:
