@@ -26,6 +26,7 @@ from steproute.errors import (
     RoutingError,
     StepRouteError,
 )
+from steproute.model_output import MalformedResponse
 from steproute.pin_locks import StoreLockError
 from steproute.router import RoutedCompletion, StepRouter, StreamSummary
 from steproute.types import CascadeAttempt, Decision, Hint, StepKind, StepRequest, Usage
@@ -50,6 +51,7 @@ __all__ = [
     "DispatchError",
     "Hint",
     "LocalModelError",
+    "MalformedResponse",
     "ModelPatch",
     "ProviderAuthError",
     "ProviderError",

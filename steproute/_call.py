@@ -9,17 +9,19 @@ the one that answered.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from steproute.errors import Attempt, BudgetExceeded, DispatchError, shown
-from steproute.telemetry import error_type
+from steproute.pricing import Price, call_cost, estimate_usage
+from steproute.telemetry import STREAM_ABANDONED, USAGE_ESTIMATED, error_type
 
 if TYPE_CHECKING:
     from steproute.decision_log import DecisionLog
-    from steproute.dispatch import Deployment
+    from steproute.dispatch import Deployment, StreamCollector
     from steproute.telemetry import Telemetry
     from steproute.types import Decision, StepRequest, Usage
 
@@ -150,6 +152,62 @@ class CallRecord:
                 entry["cascade"] = [a.as_dict() for a in decision.cascade]
             if failed_attempts:
                 entry["failed_attempts"] = [{"model": a.model, "error_type": a.error_type} for a in failed_attempts]
+            if self._log.include_prompts and response is not None:
+                entry["response"] = response
+            self._log.write(entry)
+
+    def stopped(self, error: BaseException, stream: StreamCollector, decision: Decision, deployment: Deployment,
+                baseline: Price, choices: Any = 1) -> None:
+        """A live stream ended early. Its consumer stopped it (``GeneratorExit``: closed, broken
+        out of; ``CancelledError``): :meth:`abandoned`, at the provider's usage if it came, else
+        at the usage counted from the text streamed so far (``choices`` times), at
+        ``deployment``'s price. Any other error: :meth:`failed`."""
+        if not isinstance(error, (GeneratorExit, asyncio.CancelledError)):
+            self.failed(error)
+            return
+        text = "".join(stream.parts)
+        if stream.usage_known:
+            usage, cost = stream.usage, stream.cost_usd
+        else:
+            try:
+                n = max(1, int(choices or 1))
+            except (TypeError, ValueError):
+                n = 1
+            usage = estimate_usage(deployment.model, self.request.messages, text, n)
+            cost = call_cost(deployment.price, usage)
+        self.abandoned(decision, usage=usage, cost_usd=cost, baseline_cost_usd=call_cost(baseline, usage),
+                       provider=stream.provider or deployment.provider, estimated=not stream.usage_known,
+                       finish_reason=stream.finish_reason, response=text)
+
+    def abandoned(
+        self,
+        decision: Decision,
+        *,
+        usage: Usage,
+        cost_usd: float,
+        baseline_cost_usd: float,
+        provider: str,
+        estimated: bool,
+        finish_reason: str | None = None,
+        response: str | None = None,
+    ) -> None:
+        """The consumer stopped a stream before its end (closed it, broke out, cancelled it):
+        booked at what was generated so far (``estimated``: counted from the streamed text, the
+        provider never said), marked abandoned on the spans and the log entry; the budget is
+        settled at that cost, never at $0."""
+        attributes = {STREAM_ABANDONED: True, USAGE_ESTIMATED: estimated}
+        self._telemetry.chat(self._route, decision, model=decision.model, provider=provider,
+                             started_ns=self._dispatched_ns, ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd,
+                             finish_reason=finish_reason, attributes=attributes)
+        cost_usd += self._spent
+        if self.budget is not None:
+            self.budget.settle(cost_usd, usage_known=True)
+        if self._route.is_recording():
+            self._route.set_attributes(attributes)
+        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
+        if self._log is not None:
+            entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
+            entry.update(abandoned=True, usage_estimated=estimated)
             if self._log.include_prompts and response is not None:
                 entry["response"] = response
             self._log.write(entry)

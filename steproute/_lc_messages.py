@@ -17,6 +17,7 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 
 from steproute._step_identity import HINT_KEY
 from steproute.dispatch import Completion, CompletionChunk
+from steproute.json_tools import MAX_DEPTH, too_deep
 from steproute.router import RoutedCompletion, StreamSummary
 from steproute.types import Usage
 
@@ -45,6 +46,8 @@ def to_message(result: RoutedCompletion) -> AIMessage:
     calls, invalid = [], []
     for tc in completion.tool_calls:
         try:
+            if too_deep(tc.arguments):  # never parsed: json would raise RecursionError
+                raise ValueError(f"arguments nested deeper than {MAX_DEPTH} levels")
             args = json.loads(tc.arguments) if tc.arguments.strip() else {}
             if not isinstance(args, dict):
                 raise ValueError("arguments are not a JSON object")

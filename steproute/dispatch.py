@@ -21,7 +21,8 @@ from steproute._encoding import check_sendable
 from steproute._litellm import deadlines, litellm, provider_stream, supports_response_format
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, Refusals, secret_values
-from steproute.json_tools import emulated_request, parse_reply
+from steproute.json_tools import MalformedReply, emulated_request, parse_reply
+from steproute.model_output import MalformedResponse, StreamedCallNames, first_choice_only, usable_name
 from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
 
@@ -291,7 +292,7 @@ class _Tier:
                 response = self._call(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
-        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures))
+        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
 
     async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                         prefer: str | None = None) -> Completion:
@@ -303,7 +304,7 @@ class _Tier:
                 response = await self._acall(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
-        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures))
+        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
 
     def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                prefer: str | None = None) -> Iterator[CompletionChunk]:
@@ -321,9 +322,12 @@ class _Tier:
                 stream = self._call(kwargs, prefer)
             deployment, opened = self._answered_by(stream), provider_stream(stream)
             attempts = self._attempts(failures)
+            names = StreamedCallNames(step, deployment, attempts)
             for raw in stream:
-                yield from _to_chunks(raw, deployment, attempts)
+                yield from names.seen(_to_chunks(raw, deployment, attempts))
             _check_finished(opened, deployment)
+        except MalformedResponse:
+            raise
         except Exception as exc:
             raise self._error(step, exc, self._broken(failures, deployment, exc)) from exc
 
@@ -344,10 +348,13 @@ class _Tier:
                 stream = await self._acall(kwargs, prefer)
             deployment, opened = self._answered_by(stream), provider_stream(stream)
             attempts = self._attempts(failures)
+            names = StreamedCallNames(step, deployment, attempts)
             async for raw in stream:
-                for chunk in _to_chunks(raw, deployment, attempts):
+                for chunk in names.seen(_to_chunks(raw, deployment, attempts)):
                     yield chunk
             _check_finished(opened, deployment)
+        except MalformedResponse:
+            raise
         except Exception as exc:
             raise self._error(step, exc, self._broken(failures, deployment, exc)) from exc
 
@@ -363,6 +370,8 @@ class StreamCollector:
         self.cost_usd = 0.0
         self.finish_reason: str | None = None
         self.failed_attempts: tuple[Attempt, ...] = ()
+        self.usage_known = False
+        """Whether the provider's usage has come (the last chunk of a stream that ran to its end)."""
 
     def see(self, chunk: CompletionChunk) -> None:
         if chunk.model:
@@ -375,6 +384,7 @@ class StreamCollector:
             self.finish_reason = chunk.finish_reason
         if chunk.usage is not None:
             self.usage, self.cost_usd, self.failed_attempts = chunk.usage, chunk.cost_usd or 0.0, chunk.failed_attempts
+            self.usage_known = True
 
     def completion(self) -> Completion:
         return Completion("".join(self.parts), self.model, self.provider, self.usage, self.cost_usd,
@@ -470,18 +480,26 @@ def _logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
 
 
 def _to_completion(
-    response: Any, deployment: Deployment, emulated: bool = False, failed_attempts: tuple[Attempt, ...] = ()
+    response: Any, deployment: Deployment, emulated: bool = False, failed_attempts: tuple[Attempt, ...] = (),
+    step: str = "",
 ) -> Completion:
+    """The first choice (said once when there were more); :class:`MalformedResponse` if unusable."""
+    if len(response.choices) > 1:
+        first_choice_only(len(response.choices))
     choice = response.choices[0]
     message = choice.message
-    tool_calls = tuple(
-        ToolCall(id=tc.id or f"call_{i}", name=tc.function.name or "", arguments=tc.function.arguments or "")
-        for i, tc in enumerate(getattr(message, "tool_calls", None) or ())
-    )
+    raw_calls = getattr(message, "tool_calls", None) or ()
+    if not all(usable_name(tc.function.name if tc.function else None) for tc in raw_calls):
+        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts)
+    tool_calls = tuple(ToolCall(id=tc.id or f"call_{i}", name=tc.function.name, arguments=tc.function.arguments or "")
+                       for i, tc in enumerate(raw_calls))
     content = message.content or ""
     finish_reason = choice.finish_reason
     if emulated:
-        content, calls = parse_reply(content)
+        try:
+            content, calls = parse_reply(content)
+        except MalformedReply as exc:
+            raise MalformedResponse.at(step, deployment, str(exc), failed_attempts) from None
         if calls:
             tool_calls = tuple(ToolCall(id, name, arguments) for id, name, arguments in calls)
             finish_reason = "tool_calls"
@@ -513,6 +531,9 @@ def chunks_of(completion: Completion) -> Iterator[CompletionChunk]:
 def _to_chunks(raw: Any, deployment: Deployment, attempts: tuple[Attempt, ...] = ()) -> Iterator[CompletionChunk]:
     usage = getattr(raw, "usage", None)
     for choice in getattr(raw, "choices", None) or ():
+        if choice.index:  # the first choice only, as a non-streamed call answers (said once)
+            first_choice_only(choice.index + 1)
+            continue
         delta = choice.delta
         tool_chunks = tuple(
             ToolCallChunk(

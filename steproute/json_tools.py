@@ -10,11 +10,24 @@ a tool call (``{"answer": ...}`` into text). Everything above dispatch sees ordi
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from array import array
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
-__all__ = ["emulated_request", "parse_reply"]
+from steproute.model_output import usable_name
+
+__all__ = ["MAX_DEPTH", "MalformedReply", "emulated_request", "parse_reply", "too_deep"]
+
+MAX_DEPTH = 64
+"""The deepest nesting of arrays and objects a reply may have (as for configuration files)."""
+
+
+class MalformedReply(ValueError):
+    """A reply that looks like a tool call but cannot be one: a tool call without a usable
+    name, or JSON nested deeper than :data:`MAX_DEPTH`. The message never shows the reply."""
 
 _TOOL_KEYS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
 
@@ -131,26 +144,72 @@ def emulated_request(
     return history, rest, True
 
 
+def too_deep(text: str) -> bool:
+    """Whether ``text``, read as JSON, nests arrays and objects deeper than :data:`MAX_DEPTH`
+    (brackets inside strings do not count). Linear in the text; no parse.
+
+    Example:
+        >>> too_deep("[" * 65), too_deep('["[[[[", 1]'), too_deep("[1] " * 1000)
+        (True, False, False)
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:  # the usual case: too few to be too deep
+        return False
+    # strings out, then every byte but a bracket deleted and the brackets made +1 / -1 (C speed)
+    steps = _STRING.sub("", text).encode("utf-8", "replace").translate(_STEP, _NOT_BRACKET)
+    return max(accumulate(array("b", steps)), default=0) > MAX_DEPTH
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)
+"""A JSON string, closed or cut off (unrolled: linear, no backtracking)."""
+_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+"""Brackets as signed bytes, +1 and -1: the running sum is the nesting depth (json stops at a stray closer)."""
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _arguments(value: Any) -> str:
+    """A call's arguments as JSON text; arguments sent as JSON text of an object are read."""
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, Mapping):
+            value = parsed
+    return json.dumps(value if value is not None else {})
+
+
 def parse_reply(content: str) -> tuple[str, tuple[tuple[str, str, str], ...]]:
     """Turn an emulated reply into (text, tool calls as (id, name, JSON arguments)).
 
-    Text that is not one of the expected JSON shapes is returned as it came.
+    Text that is not one of the expected JSON shapes is returned as it came. A reply that
+    looks like a tool call but cannot be one raises :class:`MalformedReply` (and nothing
+    else): a ``"tool"`` without a usable name (``null``, ``""``, not a string), or JSON nested
+    deeper than :data:`MAX_DEPTH` (never parsed, so never a ``RecursionError``).
 
     Example:
         >>> parse_reply('{"tool": "add", "arguments": {"a": 1}}')[1][0][1:]
         ('add', '{"a": 1}')
         >>> parse_reply('{"answer": "two"}')
         ('two', ())
+        >>> try:
+        ...     parse_reply('{"tool": null, "arguments": {}}')
+        ... except MalformedReply as err:
+        ...     print(err)
+        a tool call without a usable name
     """
+    if content.lstrip()[:1] in ("[", "{") and too_deep(content):
+        raise MalformedReply(f"a reply nested deeper than {MAX_DEPTH} levels (not read)")
     try:
         data = json.loads(content)
     except ValueError:
         return content, ()
+    except RecursionError:  # not reached after too_deep(), unless the stack is nearly full already
+        raise MalformedReply(f"a reply nested deeper than {MAX_DEPTH} levels (not read)") from None
     if isinstance(data, Mapping):
-        if isinstance(data.get("tool"), str) and data["tool"]:
-            arguments = data.get("arguments")
-            call = (f"call_{uuid.uuid4().hex[:24]}", data["tool"], json.dumps(arguments if arguments is not None else {}))
-            return "", (call,)
+        if "tool" in data:
+            if not usable_name(data["tool"]):
+                raise MalformedReply("a tool call without a usable name")
+            return "", ((f"call_{uuid.uuid4().hex[:24]}", data["tool"], _arguments(data.get("arguments"))),)
         if isinstance(data.get("answer"), str):
             return data["answer"], ()
     return content, ()

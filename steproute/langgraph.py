@@ -9,6 +9,7 @@ router's own result types only.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -396,11 +397,13 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         request, params = self._prepare(messages, stop, run_manager, kwargs)
-        for item in self.router.stream(request, **params):
-            chunk = ChatGenerationChunk(message=to_chunk(item))
-            if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        # closed here when the consumer stops: the router books the stream as abandoned at once
+        with contextlib.closing(self.router.stream(request, **params)) as stream:
+            for item in stream:
+                chunk = ChatGenerationChunk(message=to_chunk(item))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
 
     async def _astream(
         self,
@@ -410,11 +413,15 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         request, params = self._prepare(messages, stop, run_manager, kwargs)
-        async for item in self.router.astream(request, **params):
-            chunk = ChatGenerationChunk(message=to_chunk(item))
-            if run_manager is not None:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        stream = self.router.astream(request, **params)
+        try:
+            async for item in stream:
+                chunk = ChatGenerationChunk(message=to_chunk(item))
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            await stream.aclose()  # the consumer stopped: the router books the stream as abandoned
 
 
 def _batch_out(out: list[Any], return_exceptions: bool) -> list[Any]:

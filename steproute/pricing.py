@@ -7,13 +7,15 @@ multiplications, not a LiteLLM lookup.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from steproute._litellm import litellm
 from steproute.config import DeploymentConfig
 from steproute.types import Usage
 
-__all__ = ["Price", "call_cost", "in_price_map", "price_of"]
+__all__ = ["Price", "call_cost", "estimate_usage", "in_price_map", "price_of"]
 
 logger = logging.getLogger("steproute")
 
@@ -88,3 +90,26 @@ def call_cost(price: Price, usage: Usage) -> float:
     cache_price = price.input if price.cache_read is None else price.cache_read
     total = (usage.input_tokens - cached) * price.input + cached * cache_price + usage.output_tokens * price.output
     return round(total, 12)
+
+
+def estimate_usage(model: str, messages: Sequence[Mapping[str, Any]], output: str, choices: int = 1) -> Usage:
+    """The usage of a call whose provider never said it (a stream stopped before its last
+    chunk): ``messages`` and ``output`` counted with LiteLLM's tokenizer for ``model`` (its
+    default one for models it does not know), the output once per choice. Text that cannot be
+    tokenized is counted at about 3 characters a token.
+
+    Example:
+        >>> usage = estimate_usage("openai/gpt-4o-mini", [{"role": "user", "content": "hi"}], "Hello there")
+        >>> usage.input_tokens > 0, usage.output_tokens
+        (True, 2)
+    """
+    module = litellm()
+    try:
+        input_tokens = int(module.token_counter(model=model, messages=list(messages)))
+    except Exception:  # content LiteLLM cannot count (an unknown part type, ...)
+        input_tokens = sum(len(str(m.get("content") or "")) for m in messages) // 3 + 1
+    try:
+        output_tokens = int(module.token_counter(model=model, text=output, count_response_tokens=True)) if output else 0
+    except Exception:
+        output_tokens = len(output) // 3 + 1
+    return Usage(input_tokens=max(input_tokens, 0), output_tokens=max(output_tokens, 0) * max(choices, 1))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -487,6 +487,19 @@ class StepRouter:
                         failed_attempts=state.failed_attempts)
         return summary
 
+    def _stream_stopped(self, record: CallRecord, state: _StreamState, params: Mapping[str, Any],
+                        error: BaseException) -> None:
+        """A stream that ended early: abandoned by its consumer (booked at what was generated so
+        far, see :meth:`CallRecord.stopped`), or failed."""
+        if not state.live:  # a cascade's stream books its own attempts
+            record.failed(error)
+            return
+        tier = state.decision.tier
+        deployment = next((d for d in self._dispatcher.deployments(tier) if d.model == state.model),
+                          self._dispatcher.first_deployment(tier))
+        record.stopped(error, state, replace(state.decision, model=state.model), deployment, self._baseline_price,
+                       params.get("n"))
+
     def _cascade(self, record: CallRecord, plan: _StepPlan, request: StepRequest, decision: Decision,
                  action: PinAction | None, params: dict[str, Any]) -> _cascade.CascadeRun | None:
         """The cascade run of a call whose step policy is a cascade (``None``: not one, or a
@@ -532,7 +545,7 @@ class StepRouter:
             raise
         return self._answered(record, routed)
 
-    def stream(self, request: StepRequest, **params: Any) -> Iterator[CompletionChunk | StreamSummary]:
+    def stream(self, request: StepRequest, **params: Any) -> Generator[CompletionChunk | StreamSummary, None, None]:
         """Decide and stream: chunks, then one :class:`StreamSummary` last. Under a
         ``cascade``, attempts that may be rejected are buffered; the last tier streams live."""
         record, plan, decision, action = self._start(request, params)
@@ -543,6 +556,7 @@ class StepRouter:
                 for item in _cascade.stream_sync(run):
                     yield item if isinstance(item, CompletionChunk) else _summary_of(item)
                 return
+            state.live = True
             fallback = Fallback(self, record, plan, request, decision, params)
             for chunk in fallback.stream(_prefer(action), state.follow):
                 state.see(chunk)
@@ -551,11 +565,12 @@ class StepRouter:
             summary = state.summary(self)
             summary = replace(summary, decision=self._repin(action, summary.decision))
         except BaseException as exc:  # GeneratorExit too: the consumer stopped early
-            record.failed(exc)
+            self._stream_stopped(record, state, params, exc)
             raise
         yield self._summarised(record, state, summary)
 
-    async def astream(self, request: StepRequest, **params: Any) -> AsyncIterator[CompletionChunk | StreamSummary]:
+    async def astream(self, request: StepRequest, **params: Any
+                      ) -> AsyncGenerator[CompletionChunk | StreamSummary, None]:
         """Async :meth:`stream`."""
         record, plan, decision, action = await self._astart(request, params)
         state = _StreamState(decision)
@@ -565,6 +580,7 @@ class StepRouter:
                 async for item in _cascade.stream_async(run):
                     yield item if isinstance(item, CompletionChunk) else _summary_of(item)
                 return
+            state.live = True
             fallback = Fallback(self, record, plan, request, decision, params)
             async for chunk in fallback.astream(_prefer(action), state.follow):
                 state.see(chunk)
@@ -572,8 +588,8 @@ class StepRouter:
                     yield chunk
             summary = state.summary(self)
             summary = replace(summary, decision=await self._arepin(action, summary.decision))
-        except BaseException as exc:
-            record.failed(exc)
+        except BaseException as exc:  # CancelledError, GeneratorExit (aclose): the consumer stopped
+            self._stream_stopped(record, state, params, exc)
             raise
         yield self._summarised(record, state, summary)
 
@@ -745,6 +761,8 @@ class _StreamState(StreamCollector):
     def __init__(self, decision: Decision) -> None:
         super().__init__(decision.model)
         self.decision = decision
+        self.live = False
+        """Streaming from a tier (not a cascade's buffered attempts)."""
 
     def follow(self, decision: Decision) -> None:
         """The decision of the tier that streams (another one after a cross-tier fallback)."""

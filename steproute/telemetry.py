@@ -61,6 +61,8 @@ STEP_COST = "steproute.step.cost.usd"
 STEP_BASELINE_COST = "steproute.step.baseline_cost.usd"
 STEP_SAVINGS = "steproute.step.savings.usd"
 COST = "steproute.cost.usd"
+STREAM_ABANDONED = "steproute.stream.abandoned"
+USAGE_ESTIMATED = "steproute.usage.estimated"
 LANGGRAPH_NODE = "langgraph.node"
 RUN_UNFINISHED = "steproute.run.unfinished"
 # -- GenAI semantic conventions (copied names, not imported) ---------------------------------

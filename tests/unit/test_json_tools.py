@@ -66,9 +66,10 @@ def test_tool_history_becomes_plain_turns():
     ('{"answer": "It is 5."}', "It is 5.", None),
     ("not json at all", "not json at all", None),
     ('["a list"]', '["a list"]', None),
-    ('{"tool": "", "arguments": {}}', '{"tool": "", "arguments": {}}', None),
+    ('{"tool": "add", "arguments": "{\\"a\\": 2}"}', "", ("add", {"a": 2})),  # arguments sent as JSON text
 ])
 def test_parse_reply(reply, text, call):
+    # a tool call without a usable name is rejected: tests/unit/test_model_output.py
     content, calls = parse_reply(reply)
     assert content == text
     if call is None:

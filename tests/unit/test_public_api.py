@@ -8,8 +8,8 @@ EXPECTED = {
     "RouterConfig", "RoutingError", "StepKind", "StepRequest", "StepRouteError", "StepRouter",
     "StreamSummary", "Usage", "__version__", "load_config", "step",
     "ModelPatch", "route_factory", "route_init_chat_model",
-    "ContextWindowExceeded", "ProviderAuthError", "ProviderError", "ProviderRequestError", "RequestEncodingError",
-    "StoreLockError",
+    "ContextWindowExceeded", "MalformedResponse", "ProviderAuthError", "ProviderError", "ProviderRequestError",
+    "RequestEncodingError", "StoreLockError",
 }
 
 
