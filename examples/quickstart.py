@@ -4,6 +4,7 @@
     python examples/quickstart.py --provider openai      # the same graph on OpenAI (OPENAI_API_KEY)
     python examples/quickstart.py --provider anthropic   # ... or Anthropic (ANTHROPIC_API_KEY)
     python examples/quickstart.py --otlp http://127.0.0.1:6006   # spans to Phoenix (or any OTLP/HTTP backend)
+    python examples/quickstart.py --log decisions.jsonl  # also a decision log: steproute report decisions.jsonl
 
 The graph answers a shop customer: rewrite the message as a query → extract the order
 (structured output) → plan the calculation → call a calculator tool → answer. The routing is
@@ -154,12 +155,14 @@ def build_graph(router: StepRouter, **model_kwargs: Any) -> Any:
     return builder.compile()
 
 
-def load_router(provider: str = "local") -> StepRouter:
-    """The router of ``steproute.yaml``; for a provider, its tiers swapped for hosted models."""
+def load_router(provider: str = "local", log: str | None = None) -> StepRouter:
+    """The router of ``steproute.yaml``; for a provider, its tiers swapped for hosted models.
+
+    With ``log``, every decision is appended to that decision log (prompts not included)."""
     raw = yaml.safe_load(CONFIG.read_text())
     if provider != "local":
         raw["tiers"] = PROVIDER_TIERS[provider]
-    return StepRouter(RouterConfig.from_dict(raw, source=str(CONFIG)))
+    return StepRouter(RouterConfig.from_dict(raw, source=str(CONFIG)), decision_log=log)
 
 
 def run(router: StepRouter, question: str = QUESTION, *, logprobs: bool = True) -> tuple[State, StepCostTracker]:
@@ -174,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", choices=["local", *PROVIDER_TIERS], default="local",
                         help="local llama.cpp models (default, no API key) or a hosted provider")
-    parser.add_argument("--question", default=QUESTION)
+    parser.add_argument("--question", default=QUESTION, help="the customer's message (default: an order of notebooks)")
+    parser.add_argument("--log", metavar="PATH",
+                        help="append every decision to this decision log, for steproute report and steproute feedback")
     parser.add_argument("--otlp", metavar="URL", help="export spans over OTLP/HTTP to this base URL (e.g. Phoenix)")
     args = parser.parse_args(argv)
     if args.otlp:
@@ -199,9 +204,9 @@ def _main(args: argparse.Namespace) -> int:
               flush=True)
         with LocalServers() as local:
             os.environ.update(local.env())
-            state, tracker = run(load_router("local"), args.question)
+            state, tracker = run(load_router("local", args.log), args.question)
     else:
-        state, tracker = run(load_router(args.provider), args.question, logprobs=False)
+        state, tracker = run(load_router(args.provider, args.log), args.question, logprobs=False)
     print()
     for label, key in (("rewrite", "query"), ("extract", "order"), ("plan", "plan"), ("calculate", "result")):
         print(f"{label:>9} | " + "\n          | ".join(state[key].splitlines()))  # type: ignore[literal-required]
@@ -212,6 +217,9 @@ def _main(args: argparse.Namespace) -> int:
     print(f"\nrouted: ${total:.7f}  all on the baseline tier: ${baseline:.7f}  saving: {saved:.0%}")
     if args.provider == "local":
         print("(local models have no list price: the prices in steproute.yaml are illustrative)")
+    if args.log:
+        print(f"decisions appended to {args.log}: steproute report {args.log}; "
+              f"rate one with steproute feedback DECISION_ID good --log {args.log}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``steproute convert | train | eval | calibrate``: the offline side of the command line."""
+"""``steproute convert | train | eval | calibrate``: the offline side of the command line (their
+arguments are in ``steproute._cli_parsers``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parsers", "one_line", "run"]
+__all__ = ["one_line", "run"]
 
 
 def _progress(quiet: bool) -> Any:
@@ -49,57 +50,13 @@ def _target(args: argparse.Namespace) -> Any:
     return Target(**given) if given else None
 
 
-def _add_target(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--strong-share", type=float, help="at most this share of calls on stronger tiers (0..1)")
-    group.add_argument("--quality-floor", type=float, help="mean quality at least this (0..1), at the lowest cost")
-    group.add_argument("--quality-ratio", type=float,
-                       help="quality at least this share of the strongest tier's (default for train: 0.95)")
-
-
-def add_parsers(sub: Any) -> None:
-    convert = sub.add_parser("convert", help="write rows of the evaluation format from RouteLLM results or a decision log")
-    convert.add_argument("source", help="a RouteLLM benchmark folder (mmlu, gsm8k, mt_bench) or a decision log")
-    convert.add_argument("--from", dest="kind", choices=("routellm", "log"), default="routellm")
-    convert.add_argument("--benchmark", choices=("mmlu", "gsm8k", "mt_bench"), help="default: from the folder's name")
-    convert.add_argument("--out", required=True, help="JSONL file to write")
-    convert.add_argument("--holdout", type=float, help="also hold out this share of every step's rows ...")
-    convert.add_argument("--holdout-out", help="... into this file")
-    convert.add_argument("--seed", type=int, default=0)
-
-    train = sub.add_parser("train", help="train a classifier, semantic or cascade artefact on rows of the evaluation format")
-    train.add_argument("--data", required=True, help="training rows (JSONL, evaluation format)")
-    train.add_argument("--out", required=True, help="artefact file to write")
-    train.add_argument("--policy", choices=("classifier", "semantic", "cascade"), default="classifier",
-                       help="cascade: the answer scorer, trained on the cheaper models' recorded answers")
-    train.add_argument("--models", help="comma-separated models, cheap to strong (default: the rows' models by cost)")
-    train.add_argument("--folds", type=int, default=5, help="cross-validation folds for the threshold (0: none)")
-    train.add_argument("--encoder", default="wordllama-l2-256", help="wordllama-l2-256 (default) or all-minilm-l6-v2")
-    train.add_argument("--json", action="store_true", help="print the cross-validation figures as JSON")
-    _add_target(train)
-
-    ev = sub.add_parser("eval", help="replay a policy (artefact or configuration) over rows; APGR, CPT, AIQ, plots")
-    ev.add_argument("--data", required=True, help="test rows (JSONL, evaluation format)")
-    ev.add_argument("--policy", required=True, help="an artefact from 'steproute train', or a steproute.yaml")
-    ev.add_argument("--step", help="decide every row as this step (configuration only; default: each row's step)")
-    ev.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
-    ev.add_argument("--threshold", type=float, help="override the policy's threshold")
-    ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.add_argument("--plot", metavar="PNG", help="write the quality/share and quality/cost curves")
-
-    cal = sub.add_parser("calibrate", help="choose a step's threshold for a target on a calibration set; write it back")
-    cal.add_argument("--data", required=True, help="calibration rows (JSONL, evaluation format)")
-    cal.add_argument("--config", required=True, help="steproute.yaml whose step to calibrate")
-    cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic)")
-    cal.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
-    cal.add_argument("--write", action="store_true", help="write the threshold into the configuration file")
-    cal.add_argument("--json", action="store_true")
-    _add_target(cal)
-
-
 def _read(path: str, command: str) -> tuple[list, int]:
+    from steproute._cli_kinds import wrong_kind
     from steproute.evaluation import DataError, read_rows
 
+    wrong = wrong_kind(path, "rows", "--data ")
+    if wrong:
+        return [], _fail(command, wrong)
     try:
         rows, _ = read_rows(path)
     except DataError as exc:  # one line per bad row, by design
@@ -119,6 +76,9 @@ def _convert(args: argparse.Namespace) -> int:
 
     if (args.holdout is None) != (args.holdout_out is None):
         return _fail("convert", "--holdout and --holdout-out go together")
+    wrong = _convert_source(args.source, args.kind)
+    if wrong:
+        return _fail("convert", wrong)
     try:
         loaded = from_decision_log(args.source) if args.kind == "log" else load_routellm(args.source, args.benchmark)
     except (OSError, ValueError) as exc:
@@ -135,6 +95,24 @@ def _convert(args: argparse.Namespace) -> int:
           + (f" ({loaded.contaminated} contaminated prompts dropped)" if loaded.contaminated else "")
           + (f"; {len(loaded.problems)} problem(s) reported above" if loaded.problems else ""))
     return 0
+
+
+def _convert_source(source: str, kind: str) -> str | None:
+    """What is wrong with SOURCE for ``--from KIND``, pointing at the right option or command."""
+    from steproute._cli_kinds import kind_of
+
+    found = kind_of(source)
+    if found == "rows":
+        return (f"{source} is already rows of the evaluation format; give it to steproute train --data {source} "
+                f"or steproute eval --data {source}")
+    if found == "decision log" and kind != "log":
+        return f"{source} is a decision log; add --from log: steproute convert --from log {source} --out ROWS"
+    if found == "folder" and kind == "log":
+        return f"{source} is a folder, not a decision log; RouteLLM results are read without --from log"
+    if found in ("artefact", "config"):
+        return f"{source} is a {'trained artefact' if found == 'artefact' else 'steproute configuration'}, " \
+               "not RouteLLM results or a decision log"
+    return None
 
 
 def _figures(summary: Any) -> list[tuple[str, str]]:
@@ -167,6 +145,9 @@ def _train(args: argparse.Namespace) -> int:
     models = tuple(args.models.split(",")) if args.models else models_by_cost(rows)
     if len(models) < 2:
         return _fail("train", f"need outcomes of two or more models; the rows have {', '.join(models)}")
+    refused = _folds_for(args, rows, models)
+    if refused:
+        return refused
     if args.policy == "cascade":
         return _train_cascade(args, rows, models)
     train = train_classifier if args.policy == "classifier" else train_semantic
@@ -185,6 +166,28 @@ def _train(args: argparse.Namespace) -> int:
 
         figures = {k: (tuple(v) if k == "models" else v) for k, v in cv.items() if k != "folds"}
         _print_figures(f"{cv['folds']}-fold cross-validation (out-of-fold estimates):", Summary(**figures))  # type: ignore[arg-type]
+    return 0
+
+
+def _folds_for(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:
+    """Set ``args.folds`` (default 5; 0 for rows with one model's outcome each, said on stderr);
+    the exit code when the rows cannot train this policy, else 0."""
+    partial = sum(1 for r in rows if any(m not in r.outcomes for m in models))
+    if not partial or any(all(m not in r.outcomes for r in rows) for m in models):
+        args.folds = 5 if args.folds is None else args.folds
+        return 0  # complete rows, or a model no row has (--models): the trainer names it
+    why = (f"{partial} of {len(rows)} rows lack some model's outcome"
+           + (" (they hold one model's outcome each, the model that answered, as rows converted from a decision "
+              "log do)" if all(len(r.outcomes) == 1 for r in rows) else ""))
+    if args.policy != "classifier":
+        return _fail("train", f"{why}; --policy {args.policy} needs every model's outcome on every row. "
+                              "--policy classifier learns from the calls each tier answered")
+    if args.folds is not None and args.folds >= 2:
+        return _fail("train", f"{why}; cross-validation replays every model on every row. Use --folds 0")
+    if args.folds is None:
+        print(f"note: cross-validation skipped (as with --folds 0): {why}; the threshold stays 0 until "
+              "'steproute calibrate' sets it on rows with every model's outcome", file=sys.stderr)
+    args.folds = 0
     return 0
 
 
@@ -287,6 +290,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.policy) and not os.path.isfile(args.policy):
         return _fail("eval", f"--policy {args.policy}: not a regular file (a directory, device or pipe)")
+    wrong = _policy_kind(args.policy)
+    if wrong:
+        return _fail("eval", wrong)
     rows, code = _read(args.data, "eval")
     if code:
         return code
@@ -315,6 +321,20 @@ def _eval(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"wrote {args.plot}")
     return 0
+
+
+def _policy_kind(path: str) -> str | None:
+    from steproute._cli_kinds import kind_of
+
+    found = kind_of(path)
+    if found == "decision log":
+        return (f"--policy {path} is a decision log; --policy takes an artefact from steproute train or a "
+                f"steproute.yaml (train one: steproute convert --from log {path} --out rows.jsonl, then "
+                "steproute train --data rows.jsonl)")
+    if found == "rows":
+        return (f"--policy {path} is rows of the evaluation format; --policy takes an artefact from steproute "
+                "train or a steproute.yaml, and rows go to --data")
+    return None
 
 
 def _printed_json(args: argparse.Namespace, result: Any) -> bool:
@@ -391,9 +411,13 @@ def write_threshold(path: Path, step: str, threshold: float) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from steproute._cli_kinds import wrong_kind
     from steproute.errors import ConfigError
     from steproute.evaluation import Target, calibrate, evaluate
 
+    wrong = wrong_kind(args.config, "config", "--config ")
+    if wrong:
+        return _fail("calibrate", wrong)
     rows, code = _read(args.data, "calibrate")
     if code:
         return code

@@ -8,6 +8,7 @@ download. ``make demo`` (``examples/quickstart.py``) runs real local models inst
 from __future__ import annotations
 
 import os
+import sys
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -15,6 +16,7 @@ from steproute.router import StepRouter
 
 if TYPE_CHECKING:
     from steproute.cost_tracker import StepCostTracker
+    from steproute.decision_log import DecisionLog
 
 STEPS = ("rewrite", "extract", "plan", "use_tool", "answer")
 
@@ -65,8 +67,12 @@ def build_graph(router: StepRouter) -> Any:
     return builder.compile()
 
 
-def run(question: str = "Will I need an umbrella in Paris tomorrow?", tenant_plan: str = "free") -> StepCostTracker:
-    """Start llmock, run the graph once, stop llmock; return the run's bill."""
+def run(question: str = "Will I need an umbrella in Paris tomorrow?", tenant_plan: str = "free",
+        decision_log: DecisionLog | None = None) -> StepCostTracker:
+    """Start llmock, run the graph once, stop llmock; return the run's bill.
+
+    With ``decision_log``, every routed call is also written to it (one decision entry each).
+    """
     from llmock.testing import LLMockServer
 
     from steproute.config import load_config
@@ -75,7 +81,7 @@ def run(question: str = "Will I need an umbrella in Paris tomorrow?", tenant_pla
     with LLMockServer(host="127.0.0.1") as server:
         os.environ["STEPROUTE_DEMO_BASE"] = server.base_url("openai")
         with resources.as_file(resources.files("steproute") / "demo.yaml") as path:
-            router = StepRouter(load_config(path))
+            router = StepRouter(load_config(path), decision_log=decision_log)
         tracker = StepCostTracker()
         build_graph(router).invoke(
             {"question": question},
@@ -84,14 +90,42 @@ def run(question: str = "Will I need an umbrella in Paris tomorrow?", tenant_pla
     return tracker
 
 
-def main() -> int:
+def main(log: str | None = None) -> int:
+    """Run the demo for a free and an enterprise tenant; with ``log``, append every decision
+    (prompts included: they are the demo's own) to that decision log.
+
+    Example:
+        >>> main(log="decisions.jsonl")  # doctest: +SKIP
+        0
+    """
+    from steproute.decision_log import JsonlDecisionLog, read_log
+
     print("steproute demo: a 5-step LangGraph agent routed across 3 tiers (fast, standard, advanced).")
     print("Models are served by llmock, a mock OpenAI-compatible server started on 127.0.0.1 for this")
     print("demo (canned answers; prices from LiteLLM's price map for the models each tier names).")
     print("For real local models (llama.cpp, no API key), run `make demo` or examples/quickstart.py.\n")
-    for plan in ("free", "enterprise"):
-        tracker = run(tenant_plan=plan)
-        print(f"tenant plan: {plan}")
-        print(tracker.table(reasons=True))
-        print()
+    decision_log = JsonlDecisionLog(log, include_prompts=True) if log else None
+    calls = 0
+    try:
+        for plan in ("free", "enterprise"):
+            tracker = run(tenant_plan=plan, decision_log=decision_log)
+            calls += len(tracker.calls)
+            print(f"tenant plan: {plan}")
+            print(tracker.table(reasons=True))
+            print()
+    finally:
+        if decision_log is not None:
+            decision_log.close(timeout=10)
+    if decision_log is None or log is None:
+        return 0
+    if decision_log.dropped:
+        print(f"steproute demo: {decision_log.dropped} decision(s) could not be written to {log} "
+              "(the warning above says why)", file=sys.stderr)
+        return 1
+    decisions = read_log(log).decisions
+    print(f"wrote {calls} decisions to {log} (with their prompts). Next:")
+    print(f"  steproute report {log}")
+    if decisions:
+        print(f"  steproute feedback {decisions[-1]['id']} good --log {log}   # rate the last answer")
+    print(f"  steproute convert --from log {log} --out rows.jsonl        # the rated decisions as rows")
     return 0

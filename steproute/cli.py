@@ -13,8 +13,13 @@ from steproute.errors import ConfigError
 
 
 def _check(args: argparse.Namespace) -> int:
+    from steproute._cli_kinds import wrong_kind
     from steproute.config_check import check_file, read_env_file
 
+    wrong = wrong_kind(args.config, "config")
+    if wrong:
+        print(f"steproute check: {wrong}", file=sys.stderr)
+        return 2
     try:
         env = read_env_file(args.env) if args.env else None
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -79,12 +84,18 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from steproute._cli_feedback import feedback_summary
+    from steproute._cli_kinds import wrong_kind
     from steproute.config import load_config
     from steproute.decision_log import read_log
     from steproute.report import config_drift, format_drift, format_table, summarise, write_html
 
     config = None
     if args.config:
+        wrong = wrong_kind(args.config, "config", "--config ")
+        if wrong:
+            print(f"steproute report: {wrong}", file=sys.stderr)
+            return 2
         try:
             config = load_config(args.config)
         except ConfigError as exc:
@@ -97,6 +108,10 @@ def _report(args: argparse.Namespace) -> int:
     fail = f"steproute report: {args.log}:"
     if os.path.exists(args.log) and not os.path.isfile(args.log) and not stat.S_ISFIFO(os.stat(args.log).st_mode):
         print(f"{fail} not a regular file (a directory or device); give a decision log", file=sys.stderr)
+        return 2
+    wrong = wrong_kind(args.log, "decision log")
+    if wrong:
+        print(f"steproute report: {wrong}", file=sys.stderr)
         return 2
     try:
         contents = read_log(args.log)
@@ -116,6 +131,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"steproute report: {args.log} holds no decisions", file=sys.stderr)
         return 1
     print(format_table(summarise(contents)))
+    print(feedback_summary(contents))
     drift = config_drift(contents, config) if config is not None else None
     if drift is not None:
         print()
@@ -131,7 +147,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The ``steproute`` command: every input error is one line on stderr and a non-zero exit
-    status, never a traceback (a closed stdout, ``steproute report log | head``, included).
+    status, never a traceback. When the reader of the output goes away (``steproute report
+    log | head``) the command stops quietly, with exit status 141 as a process ended by SIGPIPE.
 
     Example:
         >>> main(["check", "examples/steproute.yaml"])  # doctest: +SKIP
@@ -142,50 +159,50 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return code
     except BrokenPipeError:
-        # the reader went away: say nothing more on stdout, and do not fail again at exit
+        # the reader went away: it has all it wanted, so say nothing (stderr may be the same pipe),
+        # and point stdout at /dev/null so that the flush at exit does not fail again
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        print("steproute: the output was closed before everything was written", file=sys.stderr)
+        os.close(devnull)
         return 141
     except RecursionError:
         print("steproute: the input is nested too deeply", file=sys.stderr)
         return 2
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="steproute", description="Per-step model-tier routing for LangGraph.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run a routed 5-step agent and print its per-step bill")
-    check = sub.add_parser("check", help="validate a configuration file and show its tiers and prices")
-    check.add_argument("config", help="path to steproute.yaml (or .toml)")
-    check.add_argument("--env", metavar="FILE", help="read ${VAR} values from FILE (KEY=VALUE lines) instead of "
-                                                     "the environment")
-    check.add_argument("--placeholders", action="store_true",
-                       help="check a file whose ${VAR}s are unset: each is a warning, not an error")
-    local = sub.add_parser("local", help="serve local llama.cpp models as tiers on 127.0.0.1 until Ctrl-C")
-    local.add_argument("--tier", action="append", metavar="TIER=MODEL",
-                       help="a tier and its model (repeatable; default: fast=smollm2-135m strong=qwen2.5-coder-0.5b)")
-    local.add_argument("--threads", type=int, default=2, help="CPU threads per server (default 2)")
-    local.add_argument("--prepare", action="store_true", help="only build llama-server and fetch the weights")
-    local.add_argument("--list", action="store_true", help="list the available models")
-    report = sub.add_parser("report", help="per-step cost, savings, tier mix and escalation rate of a decision log")
-    report.add_argument("log", help="a decision log (JSON lines) written by StepRouter(decision_log=...)")
-    report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
-    report.add_argument("--config", metavar="FILE",
-                        help="also list configured steps the log never called, and logged steps with no configuration")
-    from steproute._cli_eval import add_parsers
+def build_parser() -> argparse.ArgumentParser:
+    """The ``steproute`` argument parser (every subcommand has a description, examples, and
+    help on every option).
 
-    add_parsers(sub)
-    args = parser.parse_args(argv)
+    Example:
+        >>> build_parser().parse_args(["report", "decisions.jsonl"]).command
+        'report'
+    """
+    from steproute._cli_parsers import build_parser as build
+
+    return build()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command == "demo":
+        from steproute._cli_feedback import log_problem
         from steproute._demo import main as demo
 
-        return demo()
+        problem = log_problem(args.log) if args.log else None
+        if problem:
+            print(f"steproute demo: {problem}", file=sys.stderr)
+            return 2
+        return demo(log=args.log)
     if args.command == "local":
         return _local(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "feedback":
+        from steproute._cli_feedback import run as feedback
+
+        return feedback(args)
     if args.command in ("convert", "train", "eval", "calibrate"):
         from steproute._cli_eval import run
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from steproute import _cascade
 from steproute._call import CallRecord
 from steproute._fallback import Fallback
+from steproute._feedback import feedback_entry
 from steproute.config import RouterConfig, StyleConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher, StreamCollector
@@ -679,17 +680,13 @@ class StepRouter:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
 
         Raises:
-            ValueError: ``quality`` is not a number in [0, 1], an extra key is ``type``, ``id``
-                or ``quality``, or the router has no decision log.
+            ValueError: ``quality`` is not a number in [0, 1], ``decision_id`` is not a non-empty
+                string, an extra key is ``type``, ``id`` or ``quality``, or the router has no
+                decision log. (``steproute feedback`` writes the same entry from the shell.)
         """
         if self.decision_log is None:
             raise ValueError("feedback needs a decision log: StepRouter(..., decision_log='decisions.jsonl')")
-        if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
-            raise ValueError(f"feedback quality must be a number in [0, 1], got {quality!r}")
-        for key in ("type", "id", "quality"):
-            if key in extra:
-                raise ValueError(f"feedback: {key!r} is set by steproute and cannot be an extra key")
-        self.decision_log.write({"type": "feedback", "id": decision_id, "quality": float(quality), **extra})
+        self.decision_log.write(feedback_entry(decision_id, quality, **extra))
 
     def deployments(self, tier: str) -> tuple[Deployment, ...]:
         """A tier's deployments (model, provider, price), in fallback order."""

@@ -48,11 +48,17 @@ def _script_quickstart(llmock):
     llmock.reply("That comes to 19.80 EUR including shipping.")
 
 
-def test_quickstart_switches_to_openai_with_native_tool_calls(llmock):
+def test_quickstart_switches_to_openai_with_native_tool_calls(llmock, tmp_path):
     _script_quickstart(llmock)
     env = {**os.environ, **llmock.env(), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "--provider", "openai"],
-                         capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    log = tmp_path / "decisions.jsonl"
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "--provider", "openai",
+                          "--log", str(log)], capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    from steproute.decision_log import read_log
+
+    logged = read_log(log)
+    assert [d["step"] for d in logged.decisions] == ["rewrite", "extract", "plan", "calculate", "answer"]
+    assert logged.problems == [] and f"steproute report {log}" in out
     assert "assistant: That comes to 19.80 EUR including shipping." in out
     rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.split()[:1] and
             line.split()[0] in ("rewrite", "extract", "plan", "calculate", "answer")}
@@ -96,3 +102,30 @@ def test_check_command_reports_problems(tmp_path, capsys):
     bad.write_text("tiers:\n  fast: {models: [openai/gpt-4o-mini]}\ndefault: gold\n")
     assert main(["check", str(bad)]) == 2
     assert "default.tier: unknown tier 'gold' (known: fast)" in capsys.readouterr().err
+
+
+def test_demo_log_feeds_report_feedback_convert_and_train(tmp_path):
+    """The path a new user walks: `demo --log`, `feedback`, `report`, `convert --from log`, `train`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+    def steproute(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "steproute", *args], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=tmp_path)
+
+    demo = steproute("demo", "--log", "decisions.jsonl")
+    assert demo.returncode == 0, demo.stderr
+    assert "wrote 10 decisions to decisions.jsonl" in demo.stdout
+    from steproute.decision_log import read_log
+
+    decisions = read_log(tmp_path / "decisions.jsonl").decisions
+    assert [d["step"] for d in decisions] == list(_demo.STEPS) * 2 and all(d.get("messages") for d in decisions)
+    for i, d in enumerate(decisions):
+        rated = steproute("feedback", d["id"], "good" if i % 3 else "bad", "--log", "decisions.jsonl")
+        assert rated.returncode == 0, rated.stderr
+    report = steproute("report", "decisions.jsonl")
+    assert "feedback: 10 of 10 decisions rated" in report.stdout, report.stdout
+    converted = steproute("convert", "--from", "log", "decisions.jsonl", "--out", "rows.jsonl")
+    assert converted.returncode == 0 and "wrote 10 rows" in converted.stdout, converted.stderr
+    trained = steproute("train", "--data", "rows.jsonl", "--out", "demo.steproute")
+    assert trained.returncode == 0, trained.stderr
+    assert "cross-validation skipped" in trained.stderr and (tmp_path / "demo.steproute").exists()
