@@ -19,6 +19,7 @@ from steproute.local import LocalServer, LocalServers
 FAST, STRONG = "openai/smollm2-135m", "openai/qwen2.5-coder-0.5b"
 EXPECTED = {"rewrite": ("fast", FAST), "extract": ("fast", FAST), "plan": ("strong", STRONG),
             "calculate": ("fast", FAST), "answer": ("strong", STRONG)}
+TOTAL = f"{3 * 4.50 + 2 * 1.20 + 3.90:.2f}"  # the customer's order with shipping: "19.80"
 
 
 def test_quickstart_routes_each_step_to_its_local_model(local_servers, quickstart, monkeypatch):
@@ -36,9 +37,19 @@ def test_quickstart_routes_each_step_to_its_local_model(local_servers, quickstar
             assert call.cost_usd == pytest.approx(call.baseline_cost_usd)
     assert sum(c.cost_usd for c in tracker.calls) == pytest.approx(tracker.total_cost_usd)
     assert tracker.total_cost_usd < tracker.total_baseline_cost_usd
-    # the calculator ran on whatever expression the models produced, and the answer is text
-    assert state["result"] and state["answer"].strip()
-    assert "notebook" in state["facts"].lower() or "pen" in state["facts"].lower()
+    # The workload has one right answer: 3 notebooks at 4.50 + 2 pens at 1.20 + 3.90 shipping =
+    # 19.80 EUR. Both models run at temperature 0 on llama.cpp, so every step is deterministic and
+    # the run is checked against it: the strong tier's plan ends in an expression worth 19.80, the
+    # calculator (called by the fast tier) returns it, and the answer states it.
+    expression = re.search(r"EXPRESSION:\s*(.+)", state["plan"])
+    assert expression, state["plan"]
+    assert quickstart.calculator.invoke({"expression": expression.group(1).split("=")[0]}) == TOTAL, state["plan"]
+    assert state["result"] == TOTAL, state
+    assert TOTAL in state["answer"], state["answer"]
+    # SmolLM2-135M names the second product wrong in `extract` (README: "3 x notebook, 2 x
+    # notebook"); what it does get right, deterministically: the first line and both quantities.
+    assert state["order"].startswith("3 x notebook"), state["order"]
+    assert re.findall(r"(\d+) x ", state["order"]) == ["3", "2"], state["order"]
 
 
 def test_logprobs_come_back_through_litellm(local_servers):

@@ -4,14 +4,10 @@ PostgreSQL server: together they never overshoot the limit by more than one call
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 
-from tests.integration.test_pins_postgres import ROOT, postgres  # noqa: F401  (the server fixture)
+from tests.integration.test_pins_postgres import assert_overlapped, postgres, start_together  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +20,7 @@ from steproute import BudgetExceeded, RouterConfig, StepRequest, StepRouter
 from steproute.guards import BaseStoreBudgetStore
 from steproute.pin_locks import PostgresAdvisoryLock
 from tests.conftest import mock_tiers
-conninfo, limit, start = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+conninfo, limit = sys.argv[1], float(sys.argv[2])
 class SlowStore(PostgresStore):  # 20 ms per read, as over a slow network: widens every race window
     def get(self, *args, **kwargs):
         time.sleep(0.02)
@@ -33,7 +29,9 @@ with SlowStore.from_conn_string(conninfo) as store:
     budgets = BaseStoreBudgetStore(store, lock=PostgresAdvisoryLock(conninfo))
     router = StepRouter(RouterConfig(tiers=mock_tiers(), default="fast",
                                      guards={"budgets": {"limits": {"acme": limit}}}), budget_store=budgets)
-    time.sleep(max(0.0, start - time.time()))  # every process starts spending at the same instant
+    print("ready", flush=True)  # imported, connected, router built
+    sys.stdin.readline()  # the barrier: the test releases every process at once, when all are ready
+    began = time.monotonic()
     costs = []
     try:
         for _ in range(1000):
@@ -41,10 +39,12 @@ with SlowStore.from_conn_string(conninfo) as store:
                                          max_tokens=20).cost_usd)
     except BudgetExceeded as exc:
         refused = exc.spent_usd + exc.reserved_usd
-    print(json.dumps({"costs": costs, "refused_at": refused}))
+    print(json.dumps({"costs": costs, "refused_at": refused, "began": began, "ended": time.monotonic()}))
 """
 
 
+# the barrier waits until all 8 interpreters are ready, however busy the machine is
+@pytest.mark.timeout(600)
 def test_eight_processes_never_overshoot_a_tenants_limit_by_more_than_one_call(postgres):  # noqa: F811
     from langgraph.store.postgres import PostgresStore
 
@@ -52,11 +52,7 @@ def test_eight_processes_never_overshoot_a_tenants_limit_by_more_than_one_call(p
 
     with PostgresStore.from_conn_string(postgres) as store:
         store.setup()
-        start = time.time() + 8  # time for 8 interpreters to import and connect
-        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        spenders = [subprocess.Popen([sys.executable, "-c", SPENDER, postgres, str(LIMIT), str(start)], cwd=ROOT,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                    for _ in range(8)]
+        spenders = start_together(SPENDER, [[postgres, str(LIMIT)]] * 8)
         results = []
         for s in spenders:
             out, err = s.communicate(timeout=180)
@@ -73,3 +69,4 @@ def test_eight_processes_never_overshoot_a_tenants_limit_by_more_than_one_call(p
     # each was refused only once spend plus the reservations of calls under way reached the limit
     assert all(r["refused_at"] >= LIMIT - 1e-12 for r in results)
     assert sum(1 for r in results if r["costs"]) >= 4  # the processes really spent concurrently
+    assert_overlapped([(r["began"], r["ended"]) for r in results])  # ... and were all spending at one instant

@@ -64,6 +64,38 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def start_together(script: str, argvs: list[list[str]], timeout: float = 420) -> list[subprocess.Popen[str]]:
+    """Start one process per ``argv`` running ``script`` and release them together: each prints
+    ``ready`` once imported and connected, then waits for a line on its stdin (a barrier across
+    processes); the line goes to all of them only when every one is ready."""
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    procs = [subprocess.Popen([sys.executable, "-c", script, *argv], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for argv in argvs]
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until this one is ready (or has died: "")
+        if line.strip() != "ready":
+            for other in procs:
+                other.kill()
+            err = proc.communicate()[1]
+            pytest.fail(f"a process died before it was ready: {err[-2000:]}")
+        assert time.monotonic() < deadline, "the processes took too long to get ready"
+    for proc in procs:  # all are blocked on stdin: release them within microseconds of each other
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    return procs
+
+
+def assert_overlapped(spans: list[tuple[float, float]]) -> None:
+    """Every process was inside its call at one common instant (``time.monotonic`` is one clock
+    for the whole machine on Linux): the race the test is about really happened."""
+    latest_start, earliest_end = max(b for b, _ in spans), min(e for _, e in spans)
+    assert latest_start < earliest_end, (
+        f"the calls did not overlap: the last began {latest_start - earliest_end:.3f} s after the first ended")
+
+
 WRITER = """
 import json, sys, time
 from langgraph.store.postgres import PostgresStore
@@ -71,7 +103,7 @@ from steproute import RouterConfig, StepRequest, StepRouter
 from steproute.pin_locks import PostgresAdvisoryLock
 from steproute.pinning import BaseStorePinStore
 from tests.conftest import mock_tiers
-conninfo, text, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+conninfo, text = sys.argv[1], sys.argv[2]
 answer = {"policy": "rules", "fallback": "standard",
           "rules": [{"name": "hard", "when": {"keywords": ["prove"]}, "tier": "advanced"}]}
 class SlowStore(PostgresStore):  # 50 ms per read, as over a slow network: widens the race window
@@ -81,13 +113,19 @@ class SlowStore(PostgresStore):  # 50 ms per read, as over a slow network: widen
 with SlowStore.from_conn_string(conninfo) as store:
     pins = BaseStorePinStore(store, lock=PostgresAdvisoryLock(conninfo))
     router = StepRouter(RouterConfig(tiers=mock_tiers(), default="fast", steps={"answer": answer}), pin_store=pins)
-    time.sleep(max(0.0, start - time.time()))  # all writers decide at the same instant
+    print("ready", flush=True)  # imported, connected, router built
+    sys.stdin.readline()  # the barrier: the test releases every writer at once, when all are ready
+    began = time.monotonic()
     d = router.complete(StepRequest("answer", [{"role": "user", "content": text}], thread="race")).decision
+    ended = time.monotonic()
     held = pins.get("race", "answer")
-    print(json.dumps({"tier": d.tier, "pinned": d.pinned, "id": d.id, "pin": [held.tier, held.decision_id]}))
+    print(json.dumps({"tier": d.tier, "pinned": d.pinned, "id": d.id, "pin": [held.tier, held.decision_id],
+                      "began": began, "ended": ended}))
 """
 
 
+# the barrier waits until all 8 interpreters are ready, however busy the machine is
+@pytest.mark.timeout(600)
 def test_eight_concurrent_writers_end_with_one_pin_and_no_flapping(postgres):
     from langgraph.store.postgres import PostgresStore
 
@@ -108,11 +146,7 @@ def test_eight_concurrent_writers_end_with_one_pin_and_no_flapping(postgres):
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        start = time.time() + 8  # time for 8 interpreters to import and connect
-        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        writers = [subprocess.Popen([sys.executable, "-c", WRITER, postgres, "prove it" if i % 2 else "hello",
-                                     str(start)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True) for i in range(8)]
+        writers = start_together(WRITER, [[postgres, "prove it" if i % 2 else "hello"] for i in range(8)])
         results = []
         for w in writers:
             out, err = w.communicate(timeout=120)
@@ -122,6 +156,7 @@ def test_eight_concurrent_writers_end_with_one_pin_and_no_flapping(postgres):
         stop.set()
         watcher.join()
         final = pins.get("race", "answer")
+    assert_overlapped([(r["began"], r["ended"]) for r in results])
     assert final is not None
     assert len(seen) == 1 and seen[0] == (final.tier, final.decision_id), f"the pin flapped: {seen}"
     assert {tuple(r["pin"]) for r in results} == {(final.tier, final.decision_id)}  # every writer sees one pin

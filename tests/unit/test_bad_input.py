@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from steproute import ConfigError, RouterConfig, StepRequest, StepRouter, load_config
 from steproute.errors import StepRouteError
+from steproute.guards import InMemoryBudgetStore
 from tests.conftest import mock_tiers
 
 SECRET = "sk-live-7f3c9a1b2d4e6f80"
@@ -92,9 +93,41 @@ message = st.one_of(
     json_like)
 
 
+class WatchedBudgets(InMemoryBudgetStore):
+    """The default budget store, remembering every (tenant, window) a call touched, so a test
+    can read the whole budget state through the public ``usage`` API."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: set[tuple[str, int]] = set()
+
+    def reserve(self, tenant: str, window: int, amount: float, limit: float) -> float | None:
+        self.keys.add((tenant, window))
+        return super().reserve(tenant, window, amount, limit)
+
+    def settle(self, tenant: str, window: int, reserved: float, spent: float) -> None:
+        self.keys.add((tenant, window))
+        super().settle(tenant, window, reserved, spent)
+
+    def state(self) -> dict[str, tuple[float, float]]:
+        """``tenant -> (spent, reserved)`` summed over the windows calls have touched."""
+        out: dict[str, tuple[float, float]] = {}
+        for tenant, window in self.keys:
+            spent, reserved = self.usage(tenant, window)
+            old = out.get(tenant, (0.0, 0.0))
+            out[tenant] = (old[0] + spent, old[1] + reserved)
+        return out
+
+
 @pytest.fixture(scope="module")
 def router() -> StepRouter:
-    return StepRouter(RouterConfig(**VALID))
+    return StepRouter(RouterConfig(**VALID), budget_store=WatchedBudgets())
+
+
+def pins_and_budgets(router: StepRouter) -> tuple[Any, dict[str, tuple[float, float]]]:
+    """Every pin a call of these tests could touch, and every tenant's budget."""
+    assert isinstance(router.budget_store, WatchedBudgets)
+    return router.pin_store.get("t-1", "s"), router.budget_store.state()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -102,19 +135,37 @@ def router() -> StepRouter:
        tenant=st.one_of(st.none(), st.just("acme"), st.integers()),
        thread=st.one_of(st.none(), st.just("t-1"), st.lists(st.integers(), max_size=2)))
 def test_malformed_messages_are_value_errors_and_change_no_pin_or_budget(router, messages, tenant, thread):
-    window = router._budget.window()[0]
-    before = (router.pin_store.get("t-1", "s"), router.budget_store.usage("acme", window))
+    before = pins_and_budgets(router)
     try:
         request = StepRequest("s", messages, tenant=tenant, thread=thread)
     except ValueError as exc:
         assert "step 's'" in str(exc)
-        assert (router.pin_store.get("t-1", "s"), router.budget_store.usage("acme", window)) == before
+        assert pins_and_budgets(router) == before
         return
     try:
         result = router.complete(request)
-    except StepRouteError:
+    except StepRouteError:  # refused while routing or dispatching: nothing pinned, nothing spent
+        assert pins_and_budgets(router) == before
         return
     assert result.completion.content == "ok"
+    pin, budgets = pins_and_budgets(router)
+    old_pin, old_budgets = before
+    if thread == "t-1":  # the call follows the thread's pin, or made its first one
+        if old_pin is not None:
+            assert pin == old_pin and result.decision.pinned and result.decision.tier == old_pin.tier
+        else:
+            assert pin is not None and (pin.tier, pin.decision_id) == (result.decision.tier, result.decision.id)
+    else:
+        assert pin == old_pin
+    if tenant == "acme":  # spent exactly what the call cost; no reservation left behind
+        spent, reserved = budgets["acme"]
+        old_spent, old_reserved = old_budgets.get("acme", (0.0, 0.0))
+        assert result.cost_usd > 0
+        assert spent == pytest.approx(old_spent + result.cost_usd, rel=1e-9, abs=1e-15)
+        assert old_reserved == 0.0 and reserved == pytest.approx(0.0, abs=1e-15)
+        budgets = {k: v for k, v in budgets.items() if k != "acme"}
+        old_budgets = {k: v for k, v in old_budgets.items() if k != "acme"}
+    assert budgets == old_budgets  # no other tenant's budget moved
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
