@@ -28,9 +28,12 @@ def ask(text: str = "hi", **kw: Any) -> StepRequest:
 
 # -- min_tier / max_tier: the hint narrows the configuration's bounds, never replaces them -----
 
-def bounded_router(**bounds: str) -> StepRouter:
+def bounded_router(tier: str = "fast", **bounds: str) -> StepRouter:
+    """A step whose policy picks ``tier`` (a rule that never matches, then its fallback: a
+    ``fixed`` tier outside its own entry's bounds is refused at load), held to ``bounds``."""
+    never = [{"name": "never", "when": {"keywords": ["\x00never\x00"]}, "tier": tier}]
     return StepRouter(RouterConfig(tiers=mock_tiers(), default="fast",
-                                   steps={"s": {"policy": "fixed", "tier": "fast", **bounds}}))
+                                   steps={"s": {"policy": "rules", "rules": never, "fallback": tier, **bounds}}))
 
 
 def test_a_min_tier_hint_combines_with_the_configs_floor():
@@ -49,8 +52,7 @@ def test_a_min_tier_hint_combines_with_the_configs_floor():
 
 def test_a_max_tier_hint_combines_with_the_configs_ceiling():
     """The same for the ceiling: a looser hint never lifts the configuration's ``max_tier``."""
-    router = StepRouter(RouterConfig(tiers=mock_tiers(), default="fast",
-                                     steps={"s": {"policy": "fixed", "tier": "advanced", "max_tier": "standard"}}))
+    router = bounded_router("advanced", max_tier="standard")
     assert router.decide(ask(hint=Hint(max_tier="advanced"))).tier == "standard"
     assert router.decide(ask(hint=Hint(max_tier="fast"))).tier == "fast"
 
