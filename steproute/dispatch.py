@@ -22,7 +22,13 @@ from steproute._litellm import deadlines, litellm, provider_stream, supports_res
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, Refusals, secret_values
 from steproute.json_tools import MalformedReply, emulated_request, parse_reply
-from steproute.model_output import MalformedResponse, StreamedCallNames, first_choice_only, usable_name
+from steproute.model_output import (
+    MalformedResponse,
+    StreamedCallNames,
+    arguments_problem,
+    first_choice_only,
+    usable_name,
+)
 from steproute.pricing import Price, call_cost, price_of
 from steproute.types import Usage
 
@@ -491,6 +497,9 @@ def _to_completion(
     raw_calls = getattr(message, "tool_calls", None) or ()
     if not all(usable_name(tc.function.name if tc.function else None) for tc in raw_calls):
         raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts)
+    problem = next(filter(None, (arguments_problem(tc.function.arguments) for tc in raw_calls)), None)
+    if problem is not None:  # LangChain would keep it as an invalid call, which no agent loop runs
+        raise MalformedResponse.at(step, deployment, problem, failed_attempts)
     tool_calls = tuple(ToolCall(id=tc.id or f"call_{i}", name=tc.function.name, arguments=tc.function.arguments or "")
                        for i, tc in enumerate(raw_calls))
     content = message.content or ""

@@ -1,7 +1,10 @@
 """What a model's answer must be for steproute to pass it on, and the error when it is not.
 
 A deployment may answer with something that is not an answer: a tool call without a name
-(native, or in a ``tool_calling: json`` tier's reply), or a reply nested too deep to read.
+(native, or in a ``tool_calling: json`` tier's reply), a tool call whose arguments are not a
+JSON object (LangChain would keep it as an ``invalid_tool_call``, which an agent's tool loop
+never runs — or, streamed, parse the cut-short JSON into a call with partial arguments), or a
+reply nested too deep to read.
 steproute never passes such a call on (it would reach the agent as a call to a tool named
 ``''``) and never crashes on it: the tier's answer is a :class:`MalformedResponse`, a
 :class:`~steproute.errors.DispatchError` that falls back to the next tier as a transient
@@ -12,6 +15,8 @@ deployment and what was wrong, never the answer's text.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,7 +24,7 @@ from typing import Any, TypeVar
 
 from steproute.errors import Attempt, DispatchError
 
-__all__ = ["MalformedResponse", "StreamedCallNames", "first_choice_only", "usable_name"]
+__all__ = ["MalformedResponse", "StreamedCallNames", "arguments_problem", "first_choice_only", "usable_name"]
 
 log = logging.getLogger("steproute")
 _Chunk = TypeVar("_Chunk")
@@ -50,6 +55,27 @@ def usable_name(name: object) -> bool:
         (True, False, False, False)
     """
     return isinstance(name, str) and bool(name.strip())
+
+
+def arguments_problem(arguments: object) -> str | None:
+    """What is wrong with a tool call's arguments as the provider sent them (``None``: they
+    are a JSON object, or empty). Never quotes them.
+
+    Example:
+        >>> arguments_problem('{"a": 1}'), arguments_problem(""), arguments_problem('{"a": 1,')
+        (None, None, 'the arguments of a tool call are not JSON')
+    """
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return None
+    if not isinstance(arguments, str):
+        return "the arguments of a tool call are not text"
+    try:
+        value = json.loads(arguments)
+    except RecursionError:
+        return "the arguments of a tool call are nested too deep to read"
+    except ValueError:
+        return "the arguments of a tool call are not JSON"
+    return None if isinstance(value, dict) else "the arguments of a tool call are not a JSON object"
 
 
 class MalformedResponse(DispatchError):
@@ -90,10 +116,13 @@ class MalformedResponse(DispatchError):
 
 
 class StreamedCallNames:
-    """Checks a stream's tool calls as they come: the first piece of each call names it (as
-    OpenAI, and LiteLLM for every provider, send them); a call whose first piece has no usable
-    name raises :class:`MalformedResponse` before that piece is passed on (so a stream that
-    opens with it can still fall back to the next tier).
+    """Checks a stream's tool calls: the first piece of each call names it (as OpenAI, and
+    LiteLLM for every provider, send them), and a call whose first piece has no usable name
+    raises :class:`MalformedResponse` at once. A call's argument pieces are held back (text
+    streams live) until the chunk that finishes the choice, then checked whole and passed on
+    as one piece per call: arguments that are not a JSON object raise
+    :class:`MalformedResponse` too, before any of the call reached the caller (so a stream
+    that carried no text yet can still fall back to the next tier).
 
     Example:
         >>> names = StreamedCallNames("plan", None)
@@ -103,16 +132,38 @@ class StreamedCallNames:
 
     def __init__(self, step: str, deployment: Any, attempts: Sequence[Attempt] = ()) -> None:
         self._where = (step, deployment, tuple(attempts))
-        self._started: set[int] = set()
+        self._calls: dict[int, Any] = {}
+        """Each call's pieces so far, joined: index -> the first piece with ``arguments`` grown."""
+
+    def _malformed(self, what: str) -> MalformedResponse:
+        step, deployment, attempts = self._where
+        return MalformedResponse.at(step, deployment, what, attempts)
 
     def seen(self, chunks: Iterable[_Chunk]) -> Iterator[_Chunk]:
-        """Pass ``chunks`` (each with ``tool_call_chunks``) through, checking the calls' names."""
+        """Pass ``chunks`` (dataclasses with ``tool_call_chunks`` and ``finish_reason``) through,
+        the tool calls held back and checked until the finishing chunk."""
         for chunk in chunks:
             calls: Any = getattr(chunk, "tool_call_chunks", ())
             for call in calls:
-                if call.index not in self._started:
-                    self._started.add(call.index)
+                held = self._calls.get(call.index)
+                if held is None:
                     if not usable_name(call.name):
-                        step, deployment, attempts = self._where
-                        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", attempts)
-            yield chunk
+                        raise self._malformed("a tool call without a usable name")
+                    self._calls[call.index] = dataclasses.replace(call, arguments=call.arguments or "")
+                else:
+                    self._calls[call.index] = dataclasses.replace(
+                        held, id=held.id or call.id, arguments=held.arguments + (call.arguments or ""))
+            finished = getattr(chunk, "finish_reason", None) is not None
+            if finished and self._calls:
+                for call in self._calls.values():
+                    problem = arguments_problem(call.arguments)
+                    if problem is not None:
+                        raise self._malformed(problem)
+                whole = tuple(self._calls[i] for i in sorted(self._calls))
+                self._calls = {}
+                yield dataclasses.replace(chunk, tool_call_chunks=whole)  # type: ignore[type-var]
+            elif calls:
+                if getattr(chunk, "content", ""):
+                    yield dataclasses.replace(chunk, tool_call_chunks=())  # type: ignore[type-var]
+            else:
+                yield chunk

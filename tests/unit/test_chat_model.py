@@ -88,11 +88,17 @@ def test_bind_tools_sends_tools_and_parses_tool_calls(make_router):
     assert message.response_metadata["steproute"]["reason"].startswith("rule 'tools' matched")
 
 
-def test_invalid_tool_arguments_become_invalid_tool_calls(make_router):
+def test_invalid_tool_arguments_are_a_malformed_response_not_an_invalid_call_no_agent_runs(make_router):
+    """LangChain would keep them as an ``invalid_tool_call``, which an agent's tool loop never
+    runs (the loop would end on an empty answer): every tier is tried, then a typed error."""
+    from steproute import MalformedResponse
+
     bad = [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{not json"}}]
     llm = make_router(tiers=mock_tiers(mock_tool_calls=bad)).chat_model().bind_tools([get_weather])
-    message = llm.invoke("x")
-    assert message.tool_calls == [] and message.invalid_tool_calls[0]["name"] == "get_weather"
+    with pytest.raises(MalformedResponse) as caught:
+        llm.invoke("x")
+    assert caught.value.what == "the arguments of a tool call are not JSON"
+    assert "{not json" not in str(caught.value)
 
 
 def test_tool_choice_forms(make_router):

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from steproute import MalformedResponse, RouterConfig, StepRequest, StepRouter, model_output
+from steproute import MalformedResponse, RouterConfig, StepRequest, StepRouter, model_output, step
 from steproute.decision_log import JsonlDecisionLog, read_log
 from steproute.json_tools import MAX_DEPTH, MalformedReply, parse_reply
 from steproute.pricing import call_cost
@@ -238,15 +238,30 @@ def test_a_named_native_call_still_passes():
     assert message.tool_calls[0]["name"] == "add" and message.tool_calls[0]["args"] == {"a": 1}
 
 
-def test_native_arguments_nested_too_deep_are_an_invalid_call_not_a_crash():
+def test_native_arguments_nested_too_deep_are_a_malformed_response_not_a_crash():
     tiers = mock_tiers()
     response = tool_response("add")
     response["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = '{"a": ' * 5_000 + "1" + "}" * 5_000
     tiers["fast"]["models"][0]["mock_response"] = response
+    model = StepRouter(RouterConfig(tiers=tiers, default="fast")).chat_model().bind_tools([ADD])
+    with pytest.raises(MalformedResponse) as caught:
+        model.invoke("add", config={"metadata": step("s", max_tier="fast")})
+    assert caught.value.what == "the arguments of a tool call are nested too deep to read"
+
+
+@pytest.mark.parametrize(("arguments", "what"), [('{"a": 1,', "not JSON"), ("[1, 2]", "not a JSON object"),
+                                                  ("nope", "not JSON")])
+def test_native_arguments_that_are_not_a_json_object_fall_back_and_say_why(arguments, what):
+    """LangChain would keep them as an ``invalid_tool_call``, which no agent loop runs."""
+    tiers = mock_tiers()
+    response = tool_response("add")
+    response["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = arguments
+    tiers["fast"]["models"][0]["mock_response"] = response
+    tiers["standard"]["models"][0]["mock_response"] = tool_response("add")
     message = StepRouter(RouterConfig(tiers=tiers, default="fast")).chat_model().bind_tools([ADD]).invoke("add")
-    assert not message.tool_calls
-    (invalid,) = message.invalid_tool_calls
-    assert invalid["name"] == "add" and f"deeper than {MAX_DEPTH}" in invalid["error"]
+    decision = message.response_metadata["steproute"]
+    assert decision["fallback_from"] == "fast" and decision["tier"] == "standard" and what in decision["reason"]
+    assert message.tool_calls and not message.invalid_tool_calls
 
 
 # -- 4. streams their consumer abandons ----------------------------------------------------------
