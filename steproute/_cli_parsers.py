@@ -104,16 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--threads", type=int, default=2, help="CPU threads per server (default 2)")
     local.add_argument("--prepare", action="store_true", help="only build llama-server and fetch the weights")
     local.add_argument("--list", action="store_true", help="list the available models")
-    report = _command(sub, "report", "per-step cost, savings, tier mix and escalation rate of a decision log",
+    report = _command(sub, "report", "per-step cost beside quality, savings, tier mix, escalations, latency, tenants",
                       "Summarise a decision log (StepRouter(decision_log=...) or 'steproute demo --log'): per step, "
-                      "the calls, cost, cost on the baseline tier, savings, tier mix, escalations and errors, and "
-                      "how many decisions have feedback. Bad lines are warnings, never dropped silently.",
+                      "the calls, cost, cost on the baseline tier, savings, tier mix, escalations, what rejected "
+                      "cascade attempts cost, quality (from feedback, and per tier from feedback and shadow results), "
+                      "latency (p50, p95) and errors; quality against the baseline tier; cost per tenant; the "
+                      "escalation rate over time. Bad lines are warnings, never dropped silently.",
                       "steproute report decisions.jsonl",
-                      "steproute report decisions.jsonl --html report.html --config steproute.yaml")
+                      "steproute report decisions.jsonl --html report.html --config steproute.yaml",
+                      "steproute report decisions.jsonl --since 7d --tenant acme --json")
     report.add_argument("log", help="a decision log (JSON lines) written by StepRouter(decision_log=...)")
     report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
     report.add_argument("--config", metavar="FILE",
-                        help="also list configured steps the log never called, and logged steps with no configuration")
+                        help="also list configured steps the log never called, and logged steps with no "
+                             "configuration; the tiers' order and the baseline tier come from it")
+    report.add_argument("--json", action="store_true",
+                        help="print one JSON object (steps, tenants, totals, quality against the baseline tier, "
+                             "escalations over time) instead of the tables")
+    report.add_argument("--since", metavar="WHEN",
+                        help="only decisions from WHEN on: an ISO date or date/time (2025-01-31, 2025-01-31T09:00; "
+                             "UTC unless a zone is given) or a duration back from now (30m, 24h, 7d, 2w)")
+    report.add_argument("--tenant", action="append", metavar="TENANT",
+                        help="only this tenant's decisions (repeatable: any of them)")
     from steproute._cli_feedback import add_parser
 
     add_parser(sub, _command)

@@ -8,8 +8,13 @@ import signal
 import stat
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from steproute.errors import ConfigError
+
+if TYPE_CHECKING:
+    from steproute.config import RouterConfig
+    from steproute.decision_log import LogContents
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -84,12 +89,18 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from steproute._cli_feedback import feedback_summary
     from steproute._cli_kinds import wrong_kind
     from steproute.config import load_config
     from steproute.decision_log import read_log
-    from steproute.report import config_drift, format_drift, format_table, summarise, write_html
+    from steproute.report import parse_since
 
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            print(f"steproute report: {exc}", file=sys.stderr)
+            return 2
     config = None
     if args.config:
         wrong = wrong_kind(args.config, "config", "--config ")
@@ -130,15 +141,35 @@ def _report(args: argparse.Namespace) -> int:
     if not contents.decisions:
         print(f"steproute report: {args.log} holds no decisions", file=sys.stderr)
         return 1
-    print(format_table(summarise(contents)))
-    print(feedback_summary(contents))
-    drift = config_drift(contents, config) if config is not None else None
-    if drift is not None:
-        print()
-        print(format_drift(drift))
+    return _report_out(args, contents, config, since)
+
+
+def _report_out(args: argparse.Namespace, contents: LogContents, config: RouterConfig | None,
+                since: float | None) -> int:
+    import json
+
+    from steproute._cli_feedback import feedback_summary
+    from steproute.report import build_report, config_drift, format_drift, format_report, report_json, write_html
+
+    tenants = tuple(args.tenant or ())
+    report = build_report(contents, since=since, tenants=tenants,
+                          tiers=config.tier_names() if config else (), baseline=config.baseline_tier() if config else None)
+    if not report.contents.decisions:
+        what = " and ".join(w for w, on in (("--since", since is not None), ("--tenant", bool(tenants))) if on)
+        print(f"steproute report: {args.log}: no decisions match {what} ({len(contents.decisions)} in the log)",
+              file=sys.stderr)
+        return 1
+    drift = config_drift(report.contents, config) if config is not None else None
+    if args.json:
+        print(json.dumps(report_json(report, drift), indent=2))
+    else:
+        print(format_report(report, under_table=[feedback_summary(report.contents)]))
+        if drift is not None:
+            print()
+            print(format_drift(drift))
     if args.html:
         try:
-            print(f"wrote {write_html(contents, args.html, drift=drift)}")
+            print(f"wrote {write_html(report, args.html, drift=drift)}", file=sys.stderr if args.json else sys.stdout)
         except OSError as exc:
             print(f"steproute report: cannot write --html {args.html}: {exc.strerror}", file=sys.stderr)
             return 2

@@ -385,6 +385,10 @@ class LogContents:
 
     decisions: list[dict[str, Any]] = field(default_factory=list)
     feedback: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shadows: list[dict[str, Any]] = field(default_factory=list)
+    """Shadow results: ``{"type": "shadow", "id": <decision id>, "tier", "quality"}`` (and
+    optionally ``model``, ``cost_usd``): the same call answered on another tier beside the live
+    one and judged. ``steproute report`` counts them in the quality of that tier."""
     problems: list[str] = field(default_factory=list)
     """One message per line that could not be used, with its line number."""
     too_long: int = 0
@@ -448,6 +452,12 @@ def read_log(path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYT
                 contents.problems.append(f"{path}:{number}: feedback quality must be a number in [0, 1]")
             else:
                 contents.feedback[entry["id"]] = entry
+        elif entry.get("type") == "shadow":
+            problem = _shadow_problem(entry)
+            if problem:
+                contents.problems.append(f"{path}:{number}: {problem}")
+            else:
+                contents.shadows.append(entry)
         elif entry.get("type") == "decision":
             contents.decisions.append(entry)
         else:
@@ -456,6 +466,15 @@ def read_log(path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYT
         logger.warning("decision log %s: %d line(s) longer than %s bytes skipped (line %s%s)", path, len(skipped),
                        f"{max_line_bytes:,}", ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
     return contents
+
+
+def _shadow_problem(entry: dict[str, Any]) -> str | None:
+    quality = entry.get("quality")
+    if not isinstance(entry.get("tier"), str):
+        return "shadow result needs a 'tier' (a string)"
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
+        return "shadow result quality must be a number in [0, 1]"
+    return None
 
 
 def to_evaluation(contents: LogContents) -> Iterable[dict[str, Any]]:

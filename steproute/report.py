@@ -1,72 +1,29 @@
-"""``steproute report``: per-step cost, savings, tier mix and escalation rate from a decision log.
+"""``steproute report``: per-step cost beside quality, savings, tier mix, escalations, latency
+and cost per tenant, from a decision log.
 
-As a text table, or as one self-contained HTML page whose charts are inline SVG (no script,
-no network): cost and savings per step, tier mix per step, and cost over time against the
-baseline.
+As text tables, one JSON object (:func:`report_json`), or one self-contained HTML page whose
+charts are inline SVG (no script, no network; :func:`write_html`).
 """
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steproute._report_html import page
+from steproute._report_stats import Report, StepSummary, bucket_name, build_report, iso, parse_since
 from steproute._text_table import text_table
 from steproute.config import RouterConfig
 from steproute.decision_log import LogContents
 from steproute.errors import shown
 
-__all__ = ["ConfigDrift", "StepSummary", "check_decisions", "config_drift", "format_drift", "format_table", "summarise",
-           "write_html"]
-
-_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D")
-
-
-@dataclass
-class StepSummary:
-    """Totals of one step (or of all steps, for the ``TOTAL`` row)."""
-
-    step: str
-    calls: int = 0
-    errors: int = 0
-    escalations: int = 0
-    cost_usd: float = 0.0
-    baseline_cost_usd: float = 0.0
-    tiers: Counter[str] = field(default_factory=Counter)
-    refused: int = 0
-    """Calls a tenant budget refused before any model call (logged with ``outcome: refused``;
-    not in ``calls``)."""
-    refused_tenants: Counter[str] = field(default_factory=Counter)
-    """The refused calls by tenant."""
-
-    @property
-    def savings_usd(self) -> float:
-        return self.baseline_cost_usd - self.cost_usd
-
-    @property
-    def savings_share(self) -> float:
-        return self.savings_usd / self.baseline_cost_usd if self.baseline_cost_usd else 0.0
-
-    @property
-    def escalation_rate(self) -> float:
-        return self.escalations / self.calls if self.calls else 0.0
-
-    def add(self, decision: dict[str, Any]) -> None:
-        if decision.get("outcome") == "refused":
-            self.refused += 1
-            self.refused_tenants[str(decision.get("tenant"))] += 1
-            return
-        self.calls += 1
-        self.errors += bool(decision.get("error"))
-        self.escalations += bool(decision.get("escalated_from"))
-        self.cost_usd += float(decision.get("cost_usd") or 0.0)
-        self.baseline_cost_usd += float(decision.get("baseline_cost_usd") or 0.0)
-        self.tiers[str(decision.get("tier"))] += 1
+__all__ = ["ConfigDrift", "Report", "StepSummary", "build_report", "check_decisions", "config_drift", "format_drift",
+           "format_report", "format_table", "parse_since", "report_json", "summarise", "write_html"]
 
 
 _LATEST_TS = 253402300799.0
@@ -98,28 +55,31 @@ def check_decisions(contents: LogContents) -> str | None:
 
 
 def summarise(contents: LogContents) -> list[StepSummary]:
-    """One summary per step, in order of first appearance, then a ``TOTAL`` summary."""
-    steps: dict[str, StepSummary] = {}
-    total = StepSummary("TOTAL")
-    for decision in contents.decisions:
-        name = str(decision.get("step"))
-        steps.setdefault(name, StepSummary(name)).add(decision)
-        total.add(decision)
-    return [*steps.values(), total]
+    """One summary per step, in order of first appearance, then a ``TOTAL`` summary (with the
+    log's feedback and shadow results: see :func:`build_report` for the whole report)."""
+    report = build_report(contents)
+    return [*report.steps, report.total]
 
 
 def _mix(tiers: Counter[str], calls: int) -> str:
     return ", ".join(f"{tier} {count / calls:.0%}" for tier, count in tiers.most_common()) if calls else "-"
 
 
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def format_table(summaries: Sequence[StepSummary]) -> str:
-    """The summaries as a plain-text table; with calls refused by a tenant budget, a ``refused``
-    column and a line of the refusals by tenant."""
+    """The summaries as a plain-text table: cost, savings, tier mix, escalations, what rejected
+    cascade attempts cost, mean feedback quality and how many calls are rated, latency (p50,
+    p95) and errors; with calls refused by a tenant budget, a ``refused`` column and a line of
+    the refusals by tenant."""
     header: tuple[str, ...] = ("step", "calls", "cost $", "baseline $", "saved $", "saved", "tier mix", "escalated",
-                               "errors")
+                               "rejected $", "quality", "rated", "p50 s", "p95 s", "errors")
     rows: list[tuple[str, ...]] = [
         (s.step, str(s.calls), f"{s.cost_usd:.6f}", f"{s.baseline_cost_usd:.6f}", f"{s.savings_usd:.6f}",
-         f"{s.savings_share:.0%}", _mix(s.tiers, s.calls), f"{s.escalation_rate:.0%}", str(s.errors))
+         f"{s.savings_share:.0%}", _mix(s.tiers, s.calls), f"{s.escalation_rate:.0%}", f"{s.rejected_cost_usd:.6f}",
+         _num(s.quality), str(s.rated), _num(s.latency_p50_s), _num(s.latency_p95_s), str(s.errors))
         for s in summaries]
     if not any(s.refused for s in summaries):
         return text_table(header, rows)
@@ -128,6 +88,106 @@ def format_table(summaries: Sequence[StepSummary]) -> str:
     tenants = sum((s.refused_tenants for s in steps), Counter[str]())
     said = ", ".join(f"tenant {shown(t)} {n}" for t, n in tenants.most_common())
     return f"{table}\nrefused by budget: {said}"
+
+
+def _rated(value: tuple[float, int] | None) -> str:
+    return "-" if value is None else f"{value[0]:.2f} ({value[1]})"
+
+
+def quality_line(report: Report) -> str:
+    """The quality of the routed calls against the baseline tier's, as one line."""
+    change, base = report.quality_change, report.baseline_tier
+    if change.delta is not None and change.paired:
+        return (f"quality {change.delta:+.2f} against the baseline tier {base!r} (paired on {change.paired} "
+                f"decision{'s' if change.paired != 1 else ''} with a shadow result): {change.routed:.2f} routed, "
+                f"{change.baseline:.2f} on {base!r}")
+    if change.delta is not None:
+        return (f"quality {change.delta:+.2f} against the baseline tier {base!r}: {change.routed:.2f} routed, "
+                f"{change.baseline:.2f} on {base!r} (means of different calls; shadow results on {base!r} pair them)")
+    return (f"quality against the baseline tier {base!r}: not known (needs feedback on routed calls and on "
+            f"{base!r}'s, or shadow results on {base!r})")
+
+
+def _time(ts: float, size: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S" if size < 60 else "%Y-%m-%d %H:%M" if size < 86400 else "%Y-%m-%d",
+                         time.gmtime(ts))
+
+
+_MAX_TIME_ROWS = 24
+
+
+def format_report(report: Report, under_table: Sequence[str] = ()) -> str:
+    """The report as text: the per-step table (:func:`format_table`), the lines ``under_table``,
+    the quality against the baseline tier, quality by tier, cost per tenant and the escalation
+    rate over time."""
+    parts = [format_table([*report.steps, report.total]), *under_table, quality_line(report)]
+    tiers = report.tier_order
+    if any(s.tier_ratings for s in report.steps):
+        rows = [(s.step, *(_rated(s.tier_quality().get(t)) for t in tiers)) for s in [*report.steps, report.total]]
+        parts.append("\nquality by tier (feedback on the calls each tier answered, and shadow results):\n"
+                     + text_table(("step", *tiers), rows))
+    if any(t.step != "-" for t in report.tenants):
+        rows = [(t.step, str(t.calls), f"{t.cost_usd:.6f}", f"{t.baseline_cost_usd:.6f}", f"{t.savings_share:.0%}",
+                 _num(t.quality), str(t.rated), f"{t.rejected_cost_usd:.6f}", _num(t.latency_p50_s),
+                 _num(t.latency_p95_s), str(t.refused)) for t in report.tenants]
+        parts.append("\nper tenant:\n" + text_table(("tenant", "calls", "cost $", "baseline $", "saved", "quality",
+                                                      "rated", "rejected $", "p50 s", "p95 s", "refused"), rows))
+    busy = [b for b in report.escalation if b.calls]
+    if len(busy) > 1:
+        shown_rows = busy[-_MAX_TIME_ROWS:]
+        more = f" (the last {len(shown_rows)} of {len(busy)})" if len(busy) > len(shown_rows) else ""
+        rows = [(_time(b.start, report.bucket_s), str(b.calls), str(b.escalated), f"{b.rate:.0%}") for b in shown_rows]
+        parts.append(f"\nescalation rate by {bucket_name(report.bucket_s)} (UTC){more}:\n"
+                     + text_table(("from", "calls", "escalated", "rate"), rows))
+    return "\n".join(parts)
+
+
+def _figures(s: StepSummary, order: Sequence[str]) -> dict[str, Any]:
+    quality = s.tier_quality()
+    tiers = [t for t in order if s.tiers[t] or t in quality] + [t for t in s.tiers if t not in order]
+    return {"calls": s.calls, "errors": s.errors, "escalations": s.escalations, "cost_usd": s.cost_usd,
+            "baseline_cost_usd": s.baseline_cost_usd, "saved_usd": s.savings_usd, "saving": s.savings_share,
+            "quality": s.quality, "rated": s.rated,
+            "tiers": {t: {"calls": s.tiers[t], "cost_usd": s.tier_cost.get(t, 0.0),
+                          "quality": quality[t][0] if t in quality else None,
+                          "rated": quality[t][1] if t in quality else 0} for t in tiers},
+            "escalation_rate": s.escalation_rate, "rejected_cost_usd": s.rejected_cost_usd,
+            "latency_p50_s": s.latency_p50_s, "latency_p95_s": s.latency_p95_s, "refused": s.refused}
+
+
+def report_json(report: Report, drift: ConfigDrift | None = None) -> dict[str, Any]:
+    """The report as one JSON-serialisable object (the ``--json`` output; docs/telemetry.md
+    lists its fields).
+
+    Example:
+        >>> log = LogContents(decisions=[{"id": "a", "step": "plan", "tier": "fast", "cost_usd": 0.5, "ts": 0}])
+        >>> report_json(build_report(log))["steps"][0]["tiers"]
+        {'fast': {'calls': 1, 'cost_usd': 0.5, 'quality': None, 'rated': 0}}
+    """
+    contents, order = report.contents, report.tier_order
+    ids = {d["id"] for d in contents.decisions}
+    rated = [float(f["quality"]) for i, f in contents.feedback.items() if i in ids]
+    change = report.quality_change
+    out: dict[str, Any] = {
+        "steps": [{"step": s.step, **_figures(s, order)} for s in report.steps],
+        "tenants": [{"tenant": None if t.step == "-" else t.step, **_figures(t, order)} for t in report.tenants],
+        "totals": _figures(report.total, order),
+        "tier_order": order,
+        "baseline_tier": report.baseline_tier,
+        "quality_change": {"routed": change.routed, "baseline": change.baseline, "delta": change.delta,
+                           "paired": change.paired},
+        "feedback": {"rated": len(rated), "decisions": len(ids),
+                     "mean_quality": sum(rated) / len(rated) if rated else None,
+                     "unmatched": len(contents.feedback) - len(rated)},
+        "escalation_bucket_s": report.bucket_s,
+        "escalation_over_time": [{"start": iso(b.start), "end": iso(b.end), "calls": b.calls,
+                                  "escalated": b.escalated, "rate": b.rate} for b in report.escalation],
+        "filters": {"since": None if report.since is None else iso(report.since), "tenant": list(report.tenant_filter)},
+        "problems": len(contents.problems),
+    }
+    if drift is not None:
+        out["config"] = {"not_called": list(drift.not_called), "not_configured": list(drift.not_configured)}
+    return out
 
 
 @dataclass(frozen=True)
@@ -177,157 +237,26 @@ def format_drift(drift: ConfigDrift) -> str:
     return "\n".join(drift.lines())
 
 
-# -- the HTML page ---------------------------------------------------------------------------
 
 
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _bars(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float], str]], unit: str) -> str:
-    """A grouped bar chart as inline SVG."""
-    width, height, left, bottom, top = 720, 300, 70, 60, 30
-    top_value = max([v for _, values, _ in series for v in values] + [1e-12])
-    plot_w, plot_h = width - left - 20, height - bottom - top
-    group = plot_w / max(len(labels), 1)
-    bar = group * 0.8 / max(len(series), 1)
-    parts = [f'<svg class="chart" role="img" aria-label="{_esc(title)}" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             f'<text x="{left}" y="18" class="title">{_esc(title)}</text>',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>']
-    for tick in range(5):
-        value = top_value * tick / 4
-        y = top + plot_h - plot_h * tick / 4
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="axis">{value:.2g}{unit}</text>')
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
-    for i, label in enumerate(labels):
-        x0 = left + i * group + group * 0.1
-        for j, (name, values, color) in enumerate(series):
-            h = plot_h * values[i] / top_value
-            parts.append(f'<rect x="{x0 + j * bar:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{color}"><title>{_esc(label)} {_esc(name)}: {values[i]:.6g}{unit}</title></rect>')
-        parts.append(f'<text x="{x0 + group * 0.4:.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="axis">'
-                     f'{_esc(label)}</text>')
-    for j, (name, _, color) in enumerate(series):
-        x = left + j * 150
-        parts.append(f'<rect x="{x}" y="{height - 18}" width="12" height="12" fill="{color}"/>'
-                     f'<text x="{x + 16}" y="{height - 8}" class="axis">{_esc(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _tier_mix(summaries: Sequence[StepSummary]) -> str:
-    """Stacked horizontal bars: the share of each tier per step."""
-    tiers = sorted({t for s in summaries for t in s.tiers})
-    colors = {t: _PALETTE[i % len(_PALETTE)] for i, t in enumerate(tiers)}
-    width, row, left = 720, 28, 120
-    height = 40 + row * len(summaries) + 30
-    parts = [f'<svg class="chart" role="img" aria-label="Tier mix per step" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             '<text x="10" y="18" class="title">Tier mix per step</text>']
-    for i, s in enumerate(summaries):
-        y = 30 + i * row
-        parts.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end" class="axis">{_esc(s.step)}</text>')
-        x = float(left)
-        for tier in tiers:
-            w = (width - left - 20) * (s.tiers[tier] / s.calls if s.calls else 0)
-            if w > 0:
-                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 6}" fill="{colors[tier]}">'
-                             f'<title>{_esc(s.step)}: {_esc(tier)} {s.tiers[tier]}/{s.calls}</title></rect>')
-            x += w
-    for j, tier in enumerate(tiers):
-        x = left + j * 120
-        parts.append(f'<rect x="{x}" y="{height - 18}" width="12" height="12" fill="{colors[tier]}"/>'
-                     f'<text x="{x + 16}" y="{height - 8}" class="axis">{_esc(tier)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _over_time(decisions: Sequence[dict[str, Any]]) -> str:
-    """Cumulative cost and cumulative baseline cost over the log's time span."""
-    width, height, left, top, bottom = 720, 300, 70, 30, 50
-    points = sorted((float(d.get("ts") or 0.0), float(d.get("cost_usd") or 0.0), float(d.get("baseline_cost_usd") or 0.0))
-                    for d in decisions)
-    parts = [f'<svg class="chart" role="img" aria-label="Cost over time" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
-             '<text x="10" y="18" class="title">Cumulative cost over time</text>']
-    if points:
-        start, end = points[0][0], points[-1][0]
-        span = (end - start) or 1.0
-        cost = base = 0.0
-        routed, baseline = [], []
-        for ts, c, b in points:
-            cost += c
-            base += b
-            routed.append((ts, cost))
-            baseline.append((ts, base))
-        top_value = max(base, cost, 1e-12)
-        plot_w, plot_h = width - left - 20, height - top - bottom
-
-        def path(series: list[tuple[float, float]]) -> str:
-            return " ".join(f"{left + plot_w * (t - start) / span:.1f},{top + plot_h - plot_h * v / top_value:.1f}"
-                            for t, v in series)
-
-        parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>')
-        parts.append(f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" class="axis">${top_value:.2g}</text>')
-        for ts, anchor in ((start, "start"), (end, "end")):
-            x = left + plot_w * (ts - start) / span
-            parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" class="axis">'
-                         f'{time.strftime("%H:%M:%S", time.localtime(ts))}</text>')
-        parts.append(f'<polyline fill="none" stroke="{_PALETTE[1]}" stroke-width="2" points="{path(baseline)}"/>')
-        parts.append(f'<polyline fill="none" stroke="{_PALETTE[0]}" stroke-width="2" points="{path(routed)}"/>')
-        for j, (name, color) in enumerate((("routed", _PALETTE[0]), ("all on baseline tier", _PALETTE[1]))):
-            x = left + j * 150
-            parts.append(f'<rect x="{x}" y="{height - 18}" width="12" height="12" fill="{color}"/>'
-                         f'<text x="{x + 16}" y="{height - 8}" class="axis">{name}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def write_html(contents: LogContents, path: str | Path, *, title: str = "steproute report",
+def write_html(contents: LogContents | Report, path: str | Path, *, title: str = "steproute report",
                drift: ConfigDrift | None = None) -> Path:
-    """Write one self-contained page (inline CSS and SVG, nothing fetched) and return its path;
-    with ``drift`` (:func:`config_drift`), a section on where configuration and log disagree."""
-    summaries = summarise(contents)
-    steps = [s for s in summaries if s.step != "TOTAL"]
-    total = summaries[-1]
-    labels = [s.step for s in steps]
-    cost_chart = _bars("Cost per step (USD)", labels, [
-        ("routed", [s.cost_usd for s in steps], _PALETTE[0]),
-        ("baseline", [s.baseline_cost_usd for s in steps], _PALETTE[1]),
-        ("saved", [max(s.savings_usd, 0.0) for s in steps], _PALETTE[2]),
-    ], "")
-    rows = "".join(
-        f"<tr><td>{_esc(s.step)}</td><td>{s.calls}</td><td>{s.cost_usd:.6f}</td><td>{s.baseline_cost_usd:.6f}</td>"
-        f"<td>{s.savings_usd:.6f}</td><td>{s.savings_share:.0%}</td><td>{_esc(_mix(s.tiers, s.calls))}</td>"
-        f"<td>{s.escalation_rate:.0%}</td><td>{s.errors}</td></tr>"
-        for s in summaries)
-    problems = "".join(f"<li>{_esc(p)}</li>" for p in contents.problems)
-    drifted = "".join(f"<li>{_esc(line)}</li>" for line in drift.lines()) if drift is not None else ""
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; margin: 12px 0 24px; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }}
-th:first-child, td:first-child, th:nth-child(7), td:nth-child(7) {{ text-align: left; }}
-tr:last-child td {{ font-weight: bold; }}
-.chart {{ display: block; margin: 12px 0 24px; max-width: 100%; height: auto; }}
-.chart .title {{ font-weight: bold; font-size: 14px; }}
-.chart .axis {{ font-size: 11px; fill: #444; }}
-</style></head><body>
-<h1>{_esc(title)}</h1>
-<p>{total.calls} routed calls: ${total.cost_usd:.6f} spent, ${total.baseline_cost_usd:.6f} on the baseline tier,
-{total.savings_share:.0%} saved{f"; {total.refused} refused by tenant budgets" if total.refused else ""}.</p>
-<table><thead><tr><th>step</th><th>calls</th><th>cost $</th><th>baseline $</th><th>saved $</th><th>saved</th>
-<th>tier mix</th><th>escalated</th><th>errors</th></tr></thead><tbody>{rows}</tbody></table>
-{cost_chart}
-{_tier_mix(steps)}
-{_over_time(contents.decisions)}
-{f"<h2>Configuration and log</h2><ul>{drifted}</ul>" if drifted else ""}
-{f"<h2>Lines not used</h2><ul>{problems}</ul>" if problems else ""}
-</body></html>
-"""
+    """Write one self-contained page (inline CSS and SVG, no script, nothing fetched) and return
+    its path: a headline (saving, and quality against the baseline tier), the per-step and
+    per-tenant tables, and charts of cost, quality per tier, tier mix, cost over time and the
+    escalation rate over time, each tier in one colour from cheap to strong. With ``drift``
+    (:func:`config_drift`), a section on where configuration and log disagree.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> log = LogContents(decisions=[{"id": "a", "step": "plan", "tier": "fast", "cost_usd": 0.5, "ts": 0}])
+        >>> write_html(log, pathlib.Path(tempfile.mkdtemp()) / "r.html").read_text().count("<svg") >= 5
+        True
+    """
+    report = contents if isinstance(contents, Report) else build_report(contents)
+    drifted = drift.lines() if drift is not None else []
+    text = page(report, title=title, mix=[_mix(s.tiers, s.calls) for s in [*report.steps, report.total]],
+                quality=quality_line(report), drift=drifted)
     out = Path(path)
-    out.write_text(page, encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     return out

@@ -3,8 +3,12 @@ spans in the OpenTelemetry SDK, the decision log on disk, the HTML page in headl
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from PIL import Image
 
 from steproute import RouterConfig, StepRouter
 from steproute._demo import STEPS, build_graph
+from steproute._report_html import tier_colours
 from steproute.decision_log import read_log
 from steproute.report import summarise, write_html
 
@@ -81,10 +86,14 @@ def _chromium() -> str:
 
 def _load(page: Path, shot: Path, profile: Path) -> str:
     """Open the page in headless Chromium, save a screenshot, return its log (console messages)."""
+    return _load_at(page, shot, profile, 900)
+
+
+def _load_at(page: Path, shot: Path, profile: Path, width: int) -> str:
     result = subprocess.run(
         [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--window-size=900,1400",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", f"--window-size={width},2000",
          f"--screenshot={shot}", page.as_uri()],
         capture_output=True, text=True, timeout=90, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -102,13 +111,104 @@ def test_report_page_renders_in_chromium_without_console_errors(llmock, tmp_path
     assert _console_errors(log) == []
     image = Image.open(tmp_path / "report.png").convert("RGB")
     colours = Counter(image.get_flattened_data())
-    # the charts' bar colours cover real area (routed, baseline, saved / tiers)
-    for colour in ((0x4C, 0x78, 0xA8), (0xF5, 0x85, 0x18), (0x54, 0xA2, 0x4B)):
-        assert colours[colour] > 2000, colour
+    # each tier's colour (cheap to strong) covers real area of the charts
+    for tier, colour in tier_colours(["fast", "standard", "advanced"]).items():
+        assert colours[_rgb(colour)] > 2000, tier
     # the detector is live: a page that logs an error is caught
     broken = tmp_path / "broken.html"
     broken.write_text("<html><body><script>console.error('chart failed');</script></body></html>")
     assert any("chart failed" in line for line in _console_errors(_load(broken, tmp_path / "b.png", tmp_path / "p2")))
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    if colour.startswith("#"):
+        return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+    r, g, b = (int(v) for v in re.findall(r"[0-9]+", colour)[:3])
+    return r, g, b
+
+
+_PROBE = """<script>
+const box = e => { const b = e.getBoundingClientRect(); return {left: b.left, width: b.width}; };
+const tiers = {};
+document.querySelectorAll('[data-tier]').forEach(e => {
+  const t = e.getAttribute('data-tier'); (tiers[t] = tiers[t] || []).push(getComputedStyle(e).fill); });
+const charts = [...document.querySelectorAll('svg.chart')].map(s => ({name: s.dataset.chart, x: s.dataset.x,
+  y: s.dataset.y, ...box(s), yticks: [...s.querySelectorAll('.ytick')].map(t => t.textContent),
+  xticks: [...s.querySelectorAll('.xtick')].map(t => t.textContent)}));
+const out = document.createElement('pre');
+out.id = 'probe';
+out.textContent = JSON.stringify({viewport: window.innerWidth, main: box(document.querySelector('main')),
+  headline: box(document.querySelector('.headline')), headline_text: document.querySelector('.headline').textContent,
+  tiers, charts});
+document.body.appendChild(out);
+</script>"""
+
+
+def _measure(page: Path, tmp_path: Path, width: int) -> dict:
+    """Lay the page out in headless Chromium at ``width`` and read sizes, colours and axis labels
+    back from the rendered DOM (a copy of the page with a probe script; the page itself has none)."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    result = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+         "--disable-background-networking", "--disable-component-update", f"--user-data-dir={tmp_path / 'pp'}",
+         f"--window-size={width},1000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=90, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, result.stdout[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_report_page_uses_the_width_one_colour_per_tier_dollar_and_date_axes(llmock, tmp_path):
+    """The page of a real routed run (examples/report_page.py: a cascade, feedback, shadow results,
+    two tenants over llmock) in headless Chromium: read back from the DOM and the screenshot."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        import report_page
+    finally:
+        sys.path.pop(0)
+    log = report_page.write_log(llmock.base_url(), llmock.add, tmp_path / "decisions.jsonl", questions=18)
+    page = write_html(read_log(log), tmp_path / "report.html")
+    width = 1400
+    dom = _measure(page, tmp_path, width)
+    assert dom["viewport"] == width
+    # the content spans the window (not a 720-pixel column), and the charts sit two abreast
+    assert dom["main"]["width"] >= 0.9 * width and dom["headline"]["width"] >= 0.9 * width
+    charts = dom["charts"]
+    assert {c["name"] for c in charts} == {"cost", "quality", "mix", "cost-over-time", "escalation", "tenant-cost"}
+    assert all(c["width"] >= 0.4 * width for c in charts)
+    assert any(c["left"] >= width / 2 for c in charts) and any(c["left"] < width / 4 for c in charts)
+    # one colour per tier in every chart and legend, distinct tiers distinct, darker from cheap to strong
+    fills = {tier: set(values) for tier, values in dom["tiers"].items()}
+    assert set(fills) == {"fast", "standard", "advanced"}
+    assert all(len(f) == 1 for f in fills.values()), fills
+    colour = {tier: _rgb(next(iter(f))) for tier, f in fills.items()}
+    assert len(set(colour.values())) == 3
+    light = [sum(colour[t]) for t in ("fast", "standard", "advanced")]
+    assert light == sorted(light, reverse=True)
+    # cost axes in $, time axes with dates
+    for chart in charts:
+        if chart["y"] == "usd":
+            assert chart["yticks"] and all(t.startswith("$") for t in chart["yticks"]), chart
+        if chart["x"] == "time":
+            assert chart["xticks"] and all(re.match(r"\d{4}-\d{2}-\d{2}\d{2}:\d{2}", t) for t in chart["xticks"]), chart
+    text = " ".join(dom["headline_text"].split())
+    assert "saved against the baseline tier" in text and "quality against the baseline tier" in text
+    assert re.search(r"quality against the baseline tier ?[+-]\d\.\d\d", text), text
+    # the screenshot, read back: every tier's colour drawn on both halves of the window
+    shot = tmp_path / "report.png"
+    assert _console_errors(_load_at(page, shot, tmp_path / "profile", width)) == []
+    image = Image.open(shot).convert("RGB")
+    assert image.width == width
+    pixels = image.load()
+    for tier, rgb in colour.items():
+        xs = [x for y in range(0, image.height, 2) for x in range(0, width, 2) if pixels[x, y] == rgb]
+        assert len(xs) > 300, tier
+        assert min(xs) < width / 2 < max(xs), tier
+    # content reaches across the window: non-white pixels near both edges
+    ink = [x for y in range(0, image.height, 4) for x in range(0, width, 4) if sum(pixels[x, y]) < 600]
+    assert min(ink) < 0.05 * width and max(ink) > 0.95 * width
 
 
 def test_in_tier_fallback_over_http_shows_each_attempt(llmock):

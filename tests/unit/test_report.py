@@ -51,7 +51,7 @@ def test_escalations_and_errors_are_counted(tmp_path):
 
 def test_html_page_is_self_contained_and_escapes_names(log, tmp_path):
     page = write_html(read_log(log), tmp_path / "r.html").read_text()
-    assert page.count("<svg") == 3 and "<table>" in page
+    assert page.count("<svg") == 5 and "<table>" in page  # cost, quality, tier mix, cost and escalations over time
     assert "&lt;b&gt;odd&lt;/b&gt;" in page and "<b>odd</b>" not in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "<script" not in page
 
