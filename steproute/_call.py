@@ -5,6 +5,11 @@ error; sync, async and streaming calls share it, so all of them are observed the
 ``chat`` spans are made once each attempt's outcome is known, with the attempt's own start
 and end: the attempts LiteLLM made and failed inside one dispatch (in-tier fallback), then
 the one that answered.
+
+A step's cost is everything it paid for: its answer, a cascade's rejected attempts, and failed
+attempts that were paid (a malformed answer, ``Attempt.cost_usd``), on the ``route`` span, in
+the log entry and in the budget's settlement alike. A failed call has no baseline (nothing
+answered to price on the baseline tier): its ``route`` span carries its cost and no savings.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ __all__ = ["CallRecord"]
 class CallRecord:
     """Spans, metrics and the log entry of one call, from decision to answer."""
 
-    __slots__ = ("_booked", "_deployment", "_dispatched_ns", "_log", "_route", "_spent", "_started", "_telemetry",
-                 "budget", "decision", "request")
+    __slots__ = ("_booked", "_deployment", "_dispatched_ns", "_failed_cost", "_log", "_route", "_spent", "_started",
+                 "_telemetry", "budget", "decision", "request")
 
     def __init__(self, telemetry: Telemetry, log: DecisionLog | None, request: StepRequest) -> None:
         self._telemetry = telemetry
@@ -46,9 +51,16 @@ class CallRecord:
         """Failed attempts already given a span (tiers that failed before a fallback)."""
         self._spent = 0.0
         """What the calls booked so far cost (a cascade's rejected attempts)."""
+        self._failed_cost = 0.0
+        """What failed attempts that were paid cost (malformed answers), on top of the step's answer."""
         self.budget: Any = None
         """The tenant budget's reservation (a :class:`~steproute.guards.BudgetHold`), settled at the end."""
         self.decision: Decision | None = None
+
+    @property
+    def failed_cost(self) -> float:
+        """What the step's failed attempts that were paid cost so far (malformed answers)."""
+        return self._failed_cost
 
     def decided(self, decision: Decision, deployment: Deployment) -> None:
         self.decision = decision
@@ -71,13 +83,17 @@ class CallRecord:
         return error
 
     def _failed_attempts(self, decision: Decision, attempts: Sequence[Attempt]) -> int:
-        """Spans for the attempts that failed; returns when the last one ended."""
+        """Spans for the attempts that failed, and what the paid ones cost (no span for an
+        attempt that called no deployment: a tier cooling down); returns when the last one ended."""
         last = self._dispatched_ns
         for a in attempts:
+            self._failed_cost += a.cost_usd or 0.0
+            if a.model is None:
+                continue
             started = a.started_ns or last
             ended = a.ended_ns or time.time_ns()
             self._telemetry.chat(self._route, decision, model=a.model, provider=a.provider, started_ns=started,
-                                 ended_ns=ended, error_type=a.error_type)
+                                 ended_ns=ended, cost_usd=a.cost_usd or 0.0, error_type=a.error_type)
             last = max(last, ended)
         return last
 
@@ -85,7 +101,7 @@ class CallRecord:
         self,
         decision: Decision,
         *,
-        model: str,
+        model: str | None,
         provider: str,
         started_ns: int,
         usage: Usage | None = None,
@@ -97,11 +113,17 @@ class CallRecord:
         attributes: dict[str, Any] | None = None,
     ) -> None:
         """A model call of the step that is not its answer: a cascade attempt that was judged
-        not good enough, a signal's extra call, a speculative call cancelled. ``decision.tier``
-        is the attempt's tier."""
+        not good enough, a signal's extra call, a speculative call cancelled, or a failed one
+        (``error_type``; a paid one, a malformed answer, adds ``cost_usd`` to the step's cost;
+        ``model`` ``None``: no deployment was called). ``decision.tier`` is the attempt's tier."""
         self._dispatched_ns = started_ns
-        self._spent += cost_usd
+        if error_type is None:
+            self._spent += cost_usd
+        else:
+            self._failed_cost += cost_usd
         started = self._failed_attempts(decision, failed_attempts)
+        if model is None:
+            return
         self._telemetry.chat(self._route, decision, model=model, provider=provider, started_ns=started,
                              ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
                              finish_reason=finish_reason, error_type=error_type, attributes=attributes)
@@ -128,10 +150,11 @@ class CallRecord:
         failed_attempts: Sequence[Attempt] = (),
         step_cost_usd: float | None = None,
         attributes: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> float:
         """The call succeeded; ``decision.model`` is the deployment that answered.
         ``cost_usd`` is this answer's call; ``step_cost_usd`` (default: the same) the step's,
-        with every earlier attempt of a cascade."""
+        with every earlier attempt of a cascade. Returns the step's cost: that, and every paid
+        failed attempt (a malformed answer before a fallback)."""
         started = self._failed_attempts(decision, failed_attempts)
         self._telemetry.chat(self._route, decision, model=decision.model, provider=provider, started_ns=started,
                              ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
@@ -140,8 +163,7 @@ class CallRecord:
             self._telemetry.cascaded(self._route, decision)
         if decision.fallback_from is not None:
             self._telemetry.fell_back(self._route, decision)
-        if step_cost_usd is not None:
-            cost_usd = step_cost_usd
+        cost_usd = (cost_usd if step_cost_usd is None else step_cost_usd) + self._failed_cost
         if self.budget is not None:  # no usage from the provider: settled at the reservation, never at $0
             self.budget.settle(cost_usd, usage_known=_reported(usage))
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
@@ -155,6 +177,7 @@ class CallRecord:
             if self._log.include_prompts and response is not None:
                 entry["response"] = response
             self._log.write(entry)
+        return cost_usd
 
     def stopped(self, error: BaseException, stream: StreamCollector, decision: Decision, deployment: Deployment,
                 baseline: Price, choices: Any = 1) -> None:
@@ -199,7 +222,7 @@ class CallRecord:
         self._telemetry.chat(self._route, decision, model=decision.model, provider=provider,
                              started_ns=self._dispatched_ns, ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd,
                              finish_reason=finish_reason, attributes=attributes)
-        cost_usd += self._spent
+        cost_usd += self._spent + self._failed_cost
         if self.budget is not None:
             self.budget.settle(cost_usd, usage_known=True)
         if self._route.is_recording():
@@ -213,12 +236,10 @@ class CallRecord:
             self._log.write(entry)
 
     def failed(self, error: BaseException) -> None:
-        """The call failed. What its earlier calls cost (a cascade's rejected attempts) is still
-        spent: the budget, the ``route`` span and the log entry all carry it; the log entry
-        lists every failed attempt, in order. A failed request is not billed."""
-        spent = self._spent
-        if self.budget is not None:
-            self.budget.settle(spent, usage_known=True)
+        """The call failed. What its earlier calls cost (a cascade's rejected attempts, paid
+        failed attempts) is still spent: the budget, the ``route`` span and the log entry all
+        carry it; the log entry lists every failed attempt, in order. A failed request is not
+        billed. The ``route`` span has no baseline and no savings: nothing answered."""
         decision = self.decision
         attempts: Sequence[Attempt] = error.attempts if isinstance(error, DispatchError) else ()
         if decision is not None and self._deployment is not None:
@@ -229,7 +250,12 @@ class CallRecord:
                 self._telemetry.chat(self._route, decision, model=decision.model, provider=self._deployment.provider,
                                      started_ns=self._dispatched_ns, ended_ns=time.time_ns(),
                                      error_type=error_type(error))
-        self._telemetry.end_route(self._route, spent, 0.0, error)
+        elif attempts:
+            self._failed_cost += sum(a.cost_usd or 0.0 for a in attempts[self._booked:])
+        spent = self._spent + self._failed_cost
+        if self.budget is not None:
+            self.budget.settle(spent, usage_known=True)
+        self._telemetry.end_route(self._route, spent, None, error)
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, spent, 0.0)
             entry["error"] = type(error).__name__

@@ -185,7 +185,7 @@ class CascadeRun:
             *earlier, last = attempts
             self.record.attempted(self._attempt_decision(pending.tier), model=last.model, provider=last.provider,
                                   started_ns=pending.started_ns, failed_attempts=earlier, error_type=last.error_type,
-                                  attributes={CASCADE_ROLE: "attempt"})
+                                  cost_usd=last.cost_usd or 0.0, attributes={CASCADE_ROLE: "attempt"})
         else:
             self.record.attempted(self._attempt_decision(pending.tier), model=deployment.model,
                                   provider=deployment.provider, started_ns=pending.started_ns,
@@ -264,7 +264,7 @@ class CascadeRun:
                              finish_reason=completion.finish_reason, response=completion.content,
                              failed_attempts=completion.failed_attempts, step_cost_usd=routed.cost_usd,
                              attributes=attributes)
-        return routed
+        return replace(routed, cost_usd=routed.cost_usd + self.record.failed_cost)
 
     # -- one attempt, sync and async -----------------------------------------------------------
 

@@ -3,12 +3,17 @@
 LiteLLM is heavy to import (about a second) and, unless told otherwise, fetches its model
 price map from the network at import. steproute imports it on first use only, after setting
 ``LITELLM_LOCAL_MODEL_COST_MAP=True`` unless the application chose a value itself.
+
+Also here: the failed attempts LiteLLM makes inside one call (:func:`collecting`), which
+deployments of a ``litellm.Router`` are cooling down (:func:`cooling_down`), and deadlines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from types import ModuleType
 from typing import Any
 
@@ -41,19 +46,6 @@ def supports_response_format(model: str, provider: str, method: str) -> bool:
     return False
 
 
-def provider_stream(stream: object) -> object:
-    """The stream LiteLLM opened with the provider, under a ``litellm.Router``'s fallback wrapper.
-
-    The Router hands back a new stream object that replays the provider's stream; only the
-    provider's own stream knows whether the provider sent a finish reason
-    (``received_finish_reason``). Any other stream is returned as it is.
-    """
-    generator = getattr(stream, "_sync_generator", None) or getattr(stream, "_async_generator", None)
-    frame = getattr(generator, "gi_frame", None) or getattr(generator, "ag_frame", None)
-    inner = frame.f_locals.get("model_response") if frame is not None else None
-    return inner if inner is not None and hasattr(inner, "received_finish_reason") else stream
-
-
 def deadlines(params: Mapping[str, Any], timeout: float, stream_timeout: float | None) -> tuple[float, float]:
     """A deployment's deadlines in seconds, (answer, stream): its own ``timeout`` (and
     ``stream_timeout``) first, then the dispatch settings'. Without one, LiteLLM would wait up
@@ -67,3 +59,79 @@ def deadlines(params: Mapping[str, Any], timeout: float, stream_timeout: float |
     stream = params.get("stream_timeout", own)
     return (own if own is not None else timeout,
             stream if stream is not None else stream_timeout or timeout)
+
+
+# -- failed attempts inside LiteLLM --------------------------------------------------------
+#
+# LiteLLM retries and falls back inside one call. Its failure hook runs synchronously in the
+# caller's context for every failed attempt (sync and async), so a context variable set around
+# the call collects them: (deployment id or None, exception, start, end).
+
+Failure = tuple[Any, Any, Any, Any]
+_FAILURES: ContextVar[list[Failure] | None] = ContextVar("steproute_failures", default=None)
+_recorder_installed = False
+
+
+def install_failure_recorder() -> None:
+    """Register (once) the failure hook that feeds :func:`collecting`; healthy calls pay nothing."""
+    global _recorder_installed
+    if _recorder_installed:
+        return
+    module = litellm()  # first: sets LITELLM_LOCAL_MODEL_COST_MAP before LiteLLM's import
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class _FailureRecorder(CustomLogger):  # type: ignore[misc]
+        def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            failures = _FAILURES.get()
+            if failures is not None:
+                info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
+                failures.append((info.get("id"), kwargs.get("exception"), start_time, end_time))
+
+        async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            self.log_failure_event(kwargs, response_obj, start_time, end_time)
+
+    recorder = _FailureRecorder()
+    module.failure_callback.append(recorder)
+    module._async_failure_callback.append(recorder)
+    _recorder_installed = True
+
+
+@contextlib.contextmanager
+def collecting(into: list[Failure] | None = None) -> Iterator[list[Failure]]:
+    """Collect the failed attempts LiteLLM reports inside the block (into ``into``, or a new list).
+
+    Example:
+        >>> with collecting() as failures:
+        ...     pass
+        >>> failures
+        []
+    """
+    failures: list[Failure] = [] if into is None else into
+    token = _FAILURES.set(failures)
+    try:
+        yield failures
+    finally:
+        _FAILURES.reset(token)
+
+
+def ns(moment: Any) -> int | None:
+    """A LiteLLM start or end time (a ``datetime``) in ns since the epoch; ``None`` if it is not one."""
+    try:
+        return int(moment.timestamp() * 1e9)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def cooling_down(router: Any, ids: Iterable[str]) -> set[str]:
+    """The deployment ids of a ``litellm.Router`` that it is cooling down now (none when the
+    Router's cooldown cache cannot be read).
+
+    Example:
+        >>> cooling_down(None, ["fast/0"])
+        set()
+    """
+    try:
+        active = router.cooldown_cache.get_active_cooldowns(model_ids=list(ids), parent_otel_span=None)
+        return {str(entry[0]) for entry in active or ()}
+    except Exception:
+        return set()

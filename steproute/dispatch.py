@@ -3,24 +3,33 @@
 A tier with one deployment is called directly with ``litellm.completion`` (the healthy path
 costs no more than LiteLLM itself). A tier with several deployments becomes one
 ``litellm.Router`` model group whose deployments keep the config's order (LiteLLM's
-``order``), so in-tier fallback, retries and cooldowns are LiteLLM's. Either way the answer is
-turned into steproute's own :class:`Completion` / :class:`CompletionChunk`, so the layers
-above never see LiteLLM's types.
+``order``), so in-tier fallback, retries and cooldowns are LiteLLM's; its streams are opened
+deployment by deployment (:mod:`steproute._stream_walk`), skipping those the Router cools down.
+Either way the answer is turned into steproute's own :class:`Completion` /
+:class:`CompletionChunk`, so the layers above never see LiteLLM's types.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from steproute._encoding import check_sendable
-from steproute._litellm import deadlines, litellm, provider_stream, supports_response_format
+from steproute._litellm import (
+    Failure,
+    collecting,
+    cooling_down,
+    deadlines,
+    install_failure_recorder,
+    litellm,
+    ns,
+    supports_response_format,
+)
+from steproute._refusals import Refusals
+from steproute._stream_walk import StreamWalk, adrained_usage, drained_usage
 from steproute.config import DispatchConfig, RouterConfig
-from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, Refusals, secret_values
+from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, secret_values
 from steproute.json_tools import MalformedReply, emulated_request, parse_reply
 from steproute.model_output import (
     MalformedResponse,
@@ -128,46 +137,6 @@ class Deployment:
         return supports_response_format(self.model, self.provider, method)
 
 
-# -- failed attempts inside LiteLLM --------------------------------------------------------
-#
-# LiteLLM retries and falls back inside one call. Its failure hook runs synchronously in the
-# caller's context for every failed attempt (sync and async), so a context variable set around
-# the call collects them: each becomes an Attempt on the DispatchError and a span.
-
-_FAILURES: ContextVar[list[tuple[Any, Any, Any, Any]] | None] = ContextVar("steproute_failures", default=None)
-_recorder_installed = False
-
-
-def _install_failure_recorder() -> None:
-    global _recorder_installed
-    if _recorder_installed:
-        return
-    litellm()  # first: sets LITELLM_LOCAL_MODEL_COST_MAP before LiteLLM's import (no network, no warning)
-    from litellm.integrations.custom_logger import CustomLogger
-
-    class _FailureRecorder(CustomLogger):  # type: ignore[misc]
-        def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
-            failures = _FAILURES.get()
-            if failures is not None:
-                info = (kwargs.get("litellm_params") or {}).get("model_info") or {}
-                failures.append((info.get("id"), kwargs.get("exception"), start_time, end_time))
-
-        async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
-            self.log_failure_event(kwargs, response_obj, start_time, end_time)
-
-    recorder = _FailureRecorder()
-    litellm().failure_callback.append(recorder)  # failure hooks only: the healthy path pays nothing
-    litellm()._async_failure_callback.append(recorder)
-    _recorder_installed = True
-
-
-def _ns(moment: Any) -> int | None:
-    try:
-        return int(moment.timestamp() * 1e9)
-    except (AttributeError, TypeError, ValueError, OverflowError):
-        return None
-
-
 class _Tier:
     def __init__(self, name: str, deployments: list[Deployment], settings: DispatchConfig, tool_calling: str) -> None:
         self.name = name
@@ -176,7 +145,6 @@ class _Tier:
         self.json_tools = tool_calling == "json"
         self._router: Any = None
         self._refusals = Refusals(len(deployments), tuple(s for d in deployments for s in secret_values(d.params)))
-        self._deadlines = deadlines(deployments[0].params, settings.timeout, settings.stream_timeout)
         if len(deployments) > 1:
             model_list = []
             for d in deployments:
@@ -194,19 +162,20 @@ class _Tier:
     # -- building the call -------------------------------------------------------------------
 
     def _kwargs(self, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
-        """LiteLLM's arguments; every call has a deadline, the call's own ``timeout`` first."""
-        streaming, own = bool(params.get("stream")), params.get("timeout")
-        if self._router is not None:  # the deployments carry their deadlines (the Router picks one)
-            kwargs = {**params, "model": self.name, "messages": list(messages)}
-            if streaming and own is not None:
-                kwargs["stream_timeout"] = own
-            return kwargs
-        d = self.deployments[0]
-        kwargs = {**d.params, **params, "model": d.model, "messages": list(messages)}
+        """LiteLLM's arguments for an answer (not streamed); the Router's deployments carry their deadlines."""
+        if self._router is not None:
+            return {**params, "model": self.name, "messages": list(messages)}
+        return self._direct(self.deployments[0], messages, params, params.get("num_retries", self.settings.num_retries))
+
+    def _direct(self, d: Deployment, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                retries: int) -> dict[str, Any]:
+        """LiteLLM's arguments to call ``d`` itself; every call has a deadline, the call's own
+        ``timeout`` first; ``num_retries`` 0 too (else the OpenAI client retries twice)."""
+        kwargs = {**d.params, **params, "model": d.model, "messages": list(messages), "num_retries": retries}
         kwargs.pop("stream_timeout", None)
-        kwargs.setdefault("num_retries", self.settings.num_retries)  # 0 too: else the OpenAI client retries twice
-        if own is None:
-            kwargs["timeout"] = self._deadlines[1] if streaming else self._deadlines[0]
+        if params.get("timeout") is None:
+            answer, stream = deadlines(d.params, self.settings.timeout, self.settings.stream_timeout)
+            kwargs["timeout"] = stream if params.get("stream") else answer
         return kwargs
 
     def _answered_by(self, response: Any) -> Deployment:
@@ -218,37 +187,18 @@ class _Tier:
                 return d
         return self.deployments[0]
 
-    def _attempts(self, failures: list[tuple[Any, Any, Any, Any]]) -> tuple[Attempt, ...]:
+    def _attempts(self, failures: list[Failure]) -> tuple[Attempt, ...]:
         by_id = {d.id: d for d in self.deployments}
         first = self.deployments[0]
         return tuple(self._refusals.attempt(model_id if model_id in by_id else None, by_id.get(model_id, first).model,
-                                            by_id.get(model_id, first).provider, error, _ns(started), _ns(ended))
+                                            by_id.get(model_id, first).provider, error, ns(started), ns(ended))
                      for model_id, error, started, ended in failures)
 
-    def _error(self, step: str, exc: Exception, failures: list[tuple[Any, Any, Any, Any]]) -> DispatchError:
+    def _error(self, step: str, exc: Exception, failures: list[Failure]) -> DispatchError:
         """A typed :class:`~steproute.errors.ProviderError` when every attempt was refused (bad
         credentials, a bad request), else a :class:`DispatchError`; messages scrubbed."""
         first = self.deployments[0]
         return self._refusals.error(step, self.name, self._attempts(failures), exc, first.model, first.provider)
-
-    @contextlib.contextmanager
-    def _collecting(self) -> Iterator[list[tuple[Any, Any, Any, Any]]]:
-        failures: list[tuple[Any, Any, Any, Any]] = []
-        token = _FAILURES.set(failures)
-        try:
-            yield failures
-        finally:
-            _FAILURES.reset(token)
-
-    @staticmethod
-    def _broken(failures: list[tuple[Any, Any, Any, Any]], deployment: Deployment | None,
-                exc: Exception) -> list[tuple[Any, Any, Any, Any]]:
-        """The failures of a stream, with the answering deployment's own when its stream broke
-        after it opened (LiteLLM's hook saw only the deployments that failed to open)."""
-        if deployment is None:
-            return failures
-        started = failures[-1][3] if failures else None
-        return [*failures, (deployment.id, exc, started, datetime.datetime.now())]
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -293,7 +243,7 @@ class _Tier:
         check_sendable(step, messages, params)
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
-        with self._collecting() as failures:
+        with collecting() as failures:
             try:
                 response = self._call(kwargs, prefer)
             except Exception as exc:
@@ -305,37 +255,53 @@ class _Tier:
         check_sendable(step, messages, params)
         messages, params, emulated = self._emulating(messages, params)
         kwargs = self._kwargs(messages, params)
-        with self._collecting() as failures:
+        with collecting() as failures:
             try:
                 response = await self._acall(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
         return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
 
+    def _walk(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+              prefer: str | None) -> tuple[StreamWalk[Deployment], Sequence[Mapping[str, Any]], dict[str, Any]]:
+        """A stream's deployments in turn: a pinned one first, none the Router cools down (all
+        cooling down: the tier's error says so, no deployment is called)."""
+        check_sendable(step, messages, params)
+        messages, params, _ = self._emulating(messages, params)
+        order = sorted(self.deployments, key=lambda d: d.model != prefer) if self._preferred_id(prefer) else self.deployments
+        cooling = cooling_down(self._router, [d.id for d in order]) if self._router is not None else set()
+        ready = [d for d in order if d.id not in cooling]
+        if not ready:
+            raise self._refusals.cooled_down(step, self.name)
+        walk = StreamWalk(ready, 1 + self.settings.num_retries, lambda d: d.id, self._attempts,
+                          lambda exc, failures: self._error(step, exc, failures))
+        return walk, messages, {**params, "stream": True, "stream_options": {"include_usage": True}}
+
     def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                prefer: str | None = None) -> Iterator[CompletionChunk]:
+        """The tier's answer, streamed from the first deployment that opens a stream (see :meth:`_walk`)."""
         if self.json_tools and params.get("tools"):
             # An emulated tool call is known only once the whole JSON reply is in.
             yield from chunks_of(self.complete(step, messages, params, prefer))
             return
-        check_sendable(step, messages, params)
-        messages, params, _ = self._emulating(messages, params)
-        kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
-        failures: list[tuple[Any, Any, Any, Any]] = []
-        deployment: Deployment | None = None
-        try:
-            with self._collecting() as failures:  # not held across yields: the context is the consumer's
-                stream = self._call(kwargs, prefer)
-            deployment, opened = self._answered_by(stream), provider_stream(stream)
-            attempts = self._attempts(failures)
-            names = StreamedCallNames(step, deployment, attempts)
-            for raw in stream:
-                yield from names.seen(_to_chunks(raw, deployment, attempts))
-            _check_finished(opened, deployment)
-        except MalformedResponse:
-            raise
-        except Exception as exc:
-            raise self._error(step, exc, self._broken(failures, deployment, exc)) from exc
+        walk, messages, kwargs = self._walk(step, messages, params, prefer)
+        for d in walk:
+            stream: Any = None
+            try:
+                with walk.opening(d):  # not held across yields: the context is the consumer's
+                    stream = litellm().completion(**self._direct(d, messages, kwargs, 0))
+                attempts = walk.attempts
+                names = StreamedCallNames(step, d, attempts)
+                for raw in stream:
+                    for chunk in names.seen(_to_chunks(raw, d, attempts)):
+                        walk.started = True
+                        yield chunk
+                _check_finished(stream, d)
+                return
+            except MalformedResponse as exc:
+                raise _paid(exc, d, drained_usage(stream)) from None
+            except Exception as exc:
+                walk.failed(d, exc)
 
     async def astream(
         self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any], prefer: str | None = None
@@ -344,25 +310,24 @@ class _Tier:
             for chunk in chunks_of(await self.acomplete(step, messages, params, prefer)):
                 yield chunk
             return
-        check_sendable(step, messages, params)
-        messages, params, _ = self._emulating(messages, params)
-        kwargs = self._kwargs(messages, {**params, "stream": True, "stream_options": {"include_usage": True}})
-        failures: list[tuple[Any, Any, Any, Any]] = []
-        deployment: Deployment | None = None
-        try:
-            with self._collecting() as failures:
-                stream = await self._acall(kwargs, prefer)
-            deployment, opened = self._answered_by(stream), provider_stream(stream)
-            attempts = self._attempts(failures)
-            names = StreamedCallNames(step, deployment, attempts)
-            async for raw in stream:
-                for chunk in names.seen(_to_chunks(raw, deployment, attempts)):
-                    yield chunk
-            _check_finished(opened, deployment)
-        except MalformedResponse:
-            raise
-        except Exception as exc:
-            raise self._error(step, exc, self._broken(failures, deployment, exc)) from exc
+        walk, messages, kwargs = self._walk(step, messages, params, prefer)
+        for d in walk:
+            stream: Any = None
+            try:
+                with walk.opening(d):
+                    stream = await litellm().acompletion(**self._direct(d, messages, kwargs, 0))
+                attempts = walk.attempts
+                names = StreamedCallNames(step, d, attempts)
+                async for raw in stream:
+                    for chunk in names.seen(_to_chunks(raw, d, attempts)):
+                        walk.started = True
+                        yield chunk
+                _check_finished(stream, d)
+                return
+            except MalformedResponse as exc:
+                raise _paid(exc, d, await adrained_usage(stream)) from None
+            except Exception as exc:
+                walk.failed(d, exc)
 
 
 class StreamCollector:
@@ -417,7 +382,7 @@ class Dispatcher:
     """
 
     def __init__(self, config: RouterConfig) -> None:
-        _install_failure_recorder()
+        install_failure_recorder()
         problems: list[ConfigProblem] = []
         self._tiers: dict[str, _Tier] = {}
         for name, tier in config.tiers.items():
@@ -495,11 +460,13 @@ def _to_completion(
     choice = response.choices[0]
     message = choice.message
     raw_calls = getattr(message, "tool_calls", None) or ()
+    usage = _usage(getattr(response, "usage", None))
+    paid = call_cost(deployment.price, usage) if getattr(response, "usage", None) is not None else None
     if not all(usable_name(tc.function.name if tc.function else None) for tc in raw_calls):
-        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts)
+        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts, paid)
     problem = next(filter(None, (arguments_problem(tc.function.arguments) for tc in raw_calls)), None)
     if problem is not None:  # LangChain would keep it as an invalid call, which no agent loop runs
-        raise MalformedResponse.at(step, deployment, problem, failed_attempts)
+        raise MalformedResponse.at(step, deployment, problem, failed_attempts, paid)
     tool_calls = tuple(ToolCall(id=tc.id or f"call_{i}", name=tc.function.name, arguments=tc.function.arguments or "")
                        for i, tc in enumerate(raw_calls))
     content = message.content or ""
@@ -508,11 +475,10 @@ def _to_completion(
         try:
             content, calls = parse_reply(content)
         except MalformedReply as exc:
-            raise MalformedResponse.at(step, deployment, str(exc), failed_attempts) from None
+            raise MalformedResponse.at(step, deployment, str(exc), failed_attempts, paid) from None
         if calls:
             tool_calls = tuple(ToolCall(id, name, arguments) for id, name, arguments in calls)
             finish_reason = "tool_calls"
-    usage = _usage(getattr(response, "usage", None))
     return Completion(
         content=content,
         model=deployment.model,
@@ -526,6 +492,11 @@ def _to_completion(
         logprobs=_logprobs(getattr(choice, "logprobs", None)),
         failed_attempts=failed_attempts,
     )
+
+
+def _paid(error: MalformedResponse, deployment: Deployment, usage: Any) -> MalformedResponse:
+    """A malformed stream's error, with what the answer cost when the provider's usage came."""
+    return error.paid(call_cost(deployment.price, _usage(usage))) if usage is not None else error
 
 
 def chunks_of(completion: Completion) -> Iterator[CompletionChunk]:

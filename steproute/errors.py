@@ -31,7 +31,6 @@ __all__ = [
     "ProviderError",
     "ProviderFailure",
     "ProviderRequestError",
-    "Refusals",
     "RoutingError",
     "StepRouteError",
     "escalates",
@@ -112,8 +111,10 @@ class RoutingError(StepRouteError, ValueError):
 class Attempt:
     """One failed model call inside a dispatch."""
 
-    model: str
-    """The configured model string of the deployment that was tried."""
+    model: str | None
+    """The configured model string of the deployment that was tried; ``None`` when no
+    deployment was called (error type ``CooledDown``: every deployment of the tier was cooling
+    down after earlier errors)."""
     error_type: str
     """The class name of the provider error (``RateLimitError``, ``Timeout``, ...)."""
     provider: str = ""
@@ -125,6 +126,14 @@ class Attempt:
     :class:`ProviderError`); ``None`` for a transient error (429, 5xx, a timeout, ...)."""
     message: str = ""
     """What the provider said, credentials scrubbed (see :func:`scrub`)."""
+    cost_usd: float | None = None
+    """What the attempt cost, when the deployment answered and was paid (a
+    :class:`~steproute.model_output.MalformedResponse`): its usage at its price; ``None`` otherwise."""
+
+    @property
+    def who(self) -> str:
+        """The deployment tried, as a message names it."""
+        return self.model if self.model is not None else "no deployment"
 
 
 class DispatchError(StepRouteError, RuntimeError):
@@ -150,7 +159,7 @@ class DispatchError(StepRouteError, RuntimeError):
         return f"tier '{self.tier}'" if len(self.tiers) == 1 else "tiers " + ", ".join(f"'{t}'" for t in self.tiers)
 
     def _tried(self) -> str:
-        return ", ".join(f"{a.model} ({a.error_type})" for a in self.attempts) or "none"
+        return ", ".join(f"{a.who} ({a.error_type})" for a in self.attempts) or "none"
 
     def _text(self) -> str:
         last = f"; last error: {self.detail}" if self.detail else ""
@@ -383,7 +392,7 @@ def tier_error(step: str, tier: str, attempts: Sequence[Attempt], failure: Provi
     :class:`ProviderError` when every attempt was refused, else a :class:`DispatchError`."""
     if failure.kind is not None and attempts and all(a.kind for a in attempts):
         last = attempts[-1]
-        return _ERRORS[failure.kind](step, tier, attempts, deployment=last.model, provider=last.provider,
+        return _ERRORS[failure.kind](step, tier, attempts, deployment=last.who, provider=last.provider,
                                      failure=failure)
     return DispatchError(step, tier, attempts, detail=f"{failure.error_type}: {failure.message}")
 
@@ -409,56 +418,6 @@ class LocalModelError(StepRouteError, RuntimeError):
     command, and where its log is."""
 
 
-class Refusals:
-    """Turns a tier's failed LiteLLM calls into attempts and errors, and keeps what each of its
-    deployments was last refused for. LiteLLM cools a refused deployment down; once every
-    deployment of the tier is cooling down, it fails calls with "no deployments available", a
-    rate-limit error that would fall back as transient: :meth:`error` raises the refusal instead.
-
-    Example:
-        >>> refusals = Refusals(1, secrets=("sk-test-1234",))
-        >>> refusals.error("s", "fast", (), ValueError("bad"), "openai/gpt-4o-mini", "openai").attempts[0].error_type
-        'ValueError'
-    """
-
-    def __init__(self, deployments: int, secrets: Sequence[str] = ()) -> None:
-        self._deployments = deployments
-        self.secrets = tuple(secrets)
-        self._last: dict[str, tuple[Attempt, ProviderFailure]] = {}
-        """Deployment id → its latest refusal (the most recent last)."""
-        self._lock = threading.Lock()
-
-    def attempt(self, deployment_id: str | None, model: str, provider: str, error: object,
-                started_ns: int | None = None, ended_ns: int | None = None) -> Attempt:
-        """One failed attempt of a deployment (``deployment_id``: ``None`` when LiteLLM did not say which)."""
-        said = provider_failure(error, self.secrets)
-        attempt = Attempt(model, said.error_type, provider, started_ns, ended_ns, said.kind, said.message)
-        if deployment_id is not None:
-            with self._lock:
-                self._last.pop(deployment_id, None)
-                if said.kind is not None:
-                    self._last[deployment_id] = (attempt, said)
-        return attempt
-
-    def error(self, step: str, tier: str, attempts: Sequence[Attempt], exc: BaseException, model: str,
-              provider: str) -> DispatchError:
-        """The error of a tier whose call raised ``exc`` after ``attempts`` (``model``/``provider``:
-        the tier's first deployment, named when LiteLLM failed before any attempt)."""
-        said = provider_failure(exc, self.secrets)
-        with self._lock:
-            refused = list(self._last.values())
-        if said.error_type == "RouterRateLimitError" and refused and len(refused) == self._deployments:
-            note = " (every deployment of the tier is cooling down after this error; none was called)"
-            attempts = tuple(Attempt(a.model, a.error_type, a.provider, None, None, a.kind, a.message + note)
-                             for a, _ in refused)
-            last = refused[-1][1]
-            said = ProviderFailure(last.kind, last.error_type, attempts[-1].message, last.status_code,
-                                   last.missing_credentials)
-        elif not attempts:  # failed before LiteLLM's hook ran (bad parameters, ...)
-            attempts = (Attempt(model, said.error_type, provider, kind=said.kind, message=said.message),)
-        return tier_error(step, tier, attempts, said)
-
-
 # -- telling: what a fallback was for, once ---------------------------------------------------
 
 _TOLD: weakref.WeakKeyDictionary[object, set[tuple[str, str, str, str]]] = weakref.WeakKeyDictionary()
@@ -476,7 +435,7 @@ def failure_note(attempts: Sequence[Attempt], limit: int = 120) -> str:
     notes = []
     for a in attempts:
         said = a.message if len(a.message) <= limit else a.message[:limit].rsplit(" ", 1)[0] + " …"
-        notes.append(f"{a.model}: {a.error_type}" + (f" ({said})" if said else ""))
+        notes.append(f"{a.who}: {a.error_type}" + (f" ({said})" if said else ""))
     return "; ".join(dict.fromkeys(notes))
 
 

@@ -474,19 +474,19 @@ class StepRouter:
 
     def _answered(self, record: CallRecord, routed: RoutedCompletion) -> RoutedCompletion:
         completion = routed.completion
-        record.answered(routed.decision, usage=completion.usage, cost_usd=routed.cost_usd,
+        step_cost = record.answered(routed.decision, usage=completion.usage, cost_usd=routed.cost_usd,
                         baseline_cost_usd=routed.baseline_cost_usd, provider=completion.provider,
                         response_model=completion.response_model, response_id=completion.response_id,
                         finish_reason=completion.finish_reason, response=completion.content,
                         failed_attempts=completion.failed_attempts)
-        return routed
+        return replace(routed, cost_usd=step_cost)  # with the paid failed attempts (a malformed answer)
 
     def _summarised(self, record: CallRecord, state: _StreamState, summary: StreamSummary) -> StreamSummary:
-        record.answered(summary.decision, usage=summary.usage, cost_usd=summary.cost_usd,
-                        baseline_cost_usd=summary.baseline_cost_usd, provider=state.provider,
-                        finish_reason=summary.finish_reason, response=summary.content,
-                        failed_attempts=state.failed_attempts)
-        return summary
+        step_cost = record.answered(summary.decision, usage=summary.usage, cost_usd=summary.cost_usd,
+                                    baseline_cost_usd=summary.baseline_cost_usd, provider=state.provider,
+                                    finish_reason=summary.finish_reason, response=summary.content,
+                                    failed_attempts=state.failed_attempts)
+        return replace(summary, cost_usd=step_cost)
 
     def _stream_stopped(self, record: CallRecord, state: _StreamState, params: Mapping[str, Any],
                         error: BaseException) -> None:

@@ -266,11 +266,15 @@ class Telemetry:
         if decision.escalated_from is not None:
             span.set_attribute(ESCALATED_FROM, decision.escalated_from)
 
-    def end_route(self, span: trace.Span, cost_usd: float, baseline_cost_usd: float,
+    def end_route(self, span: trace.Span, cost_usd: float, baseline_cost_usd: float | None,
                   error: BaseException | None = None, *, repinned: bool = False) -> None:
+        """Close a ``route`` span with the step's cost; its baseline and savings only when it
+        has one (``None``: a failed call, nothing answered to price on the baseline tier)."""
         if span.is_recording():
-            span.set_attributes({STEP_COST: cost_usd, STEP_BASELINE_COST: baseline_cost_usd,
-                                 STEP_SAVINGS: baseline_cost_usd - cost_usd, REPINNED: repinned})
+            span.set_attributes({STEP_COST: cost_usd, REPINNED: repinned})
+            if baseline_cost_usd is not None:
+                span.set_attributes({STEP_BASELINE_COST: baseline_cost_usd,
+                                     STEP_SAVINGS: baseline_cost_usd - cost_usd})
             if error is not None:
                 _set_error(span, error)
         span.end()
