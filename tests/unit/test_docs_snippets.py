@@ -431,17 +431,27 @@ class Page:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory, llmock_url: str) -> Iterator[dict[Path, Page]]:
-    import langchain.chat_models.base as chat_models_base
+    from steproute.factories import ModelPatch
 
-    helper = chat_models_base._init_chat_model_helper  # a page's route_init_chat_model() is undone below
+    patches: list[ModelPatch] = []  # a page's route_init_chat_model() / route_factory() is undone below
+    install = ModelPatch.__init__
+
+    def recorded(self: ModelPatch, *args: Any, **kwargs: Any) -> None:
+        install(self, *args, **kwargs)
+        patches.append(self)
+
     env = {"OPENAI_BASE_URL": llmock_url, "OPENAI_API_KEY": "sk-placeholder"}
     saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     made: dict[Path, Page] = {}
+    ModelPatch.__init__ = recorded  # type: ignore[method-assign]
     try:
         yield _PageCache(made, tmp_path_factory)  # type: ignore[misc]
     finally:
-        chat_models_base._init_chat_model_helper = helper
+        ModelPatch.__init__ = install  # type: ignore[method-assign]
+        for patch in patches:
+            if patch.installed:
+                patch.uninstall()
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
