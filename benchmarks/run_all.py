@@ -49,7 +49,7 @@ def profile_lines(runs: int) -> list[str]:
             fixed()
         profiler.stop()
     text = profiler.output_text(unicode=False, color=False, show_all=False, short_mode=True)
-    return ["```", *[line for line in text.splitlines() if line.strip()][:60], "```"]
+    return ["```text", *[line for line in text.splitlines() if line.strip()][:60], "```"]
 
 
 def main() -> int:

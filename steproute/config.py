@@ -94,7 +94,7 @@ __all__ = [
 _LOADING_FROM: ContextVar[str | None] = ContextVar("steproute_config_source", default=None)
 """The file a configuration is being built from, for its errors (set by ``from_dict`` only:
 no key of the data itself can set it)."""
-_SECRET_KEY = re.compile(r"(^|_)(key|secret|password|passwd|credentials?|token)$|secret|password", re.I)
+_SECRET_KEY = re.compile(r"(^|[_-])(key|secret|password|passwd|credentials?|token)$|secret|password|authorization", re.I)
 
 
 def _is_secret_key(name: str) -> bool:
@@ -142,16 +142,37 @@ class DeploymentConfig(BaseModel):
         if wrong:  # LiteLLM parameters of a known type (timeout, max_tokens, ...): checked here, not at the first call
             raise ValueError("; ".join(wrong))
         for name, value in list(extra.items()):
-            if isinstance(value, str) and (isinstance(value, EnvStr) or _is_secret_key(name)):
-                extra[name] = SecretStr(str(value))
+            extra[name] = _hidden(value, _is_secret_key(name))
         return self
 
     def litellm_params(self) -> dict[str, Any]:
         """The LiteLLM parameters of this deployment, secrets revealed (for dispatch only)."""
         params: dict[str, Any] = {"model": self.model}
         for name, value in (self.__pydantic_extra__ or {}).items():
-            params[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+            params[name] = _revealed(value)
         return params
+
+
+def _hidden(value: Any, secret_key: bool) -> Any:
+    """A parameter with every string from the environment, or under a credential-like key, held
+    as a ``SecretStr``, however deep in mappings and lists (``extra_headers: {Authorization: ...}``)."""
+    if isinstance(value, str):
+        return SecretStr(str(value)) if secret_key or isinstance(value, EnvStr) else value
+    if isinstance(value, Mapping):
+        return {k: _hidden(v, secret_key or (isinstance(k, str) and _is_secret_key(k))) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_hidden(v, secret_key) for v in value)
+    return value
+
+
+def _revealed(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Mapping):
+        return {k: _revealed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_revealed(v) for v in value)
+    return value
 
 
 class TierConfig(FrozenConfig):

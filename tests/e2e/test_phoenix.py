@@ -9,7 +9,8 @@ langgraph-supervisor run on llmock, with no application span, shows in Phoenix a
 and so does the same run under OpenInference's LangChain instrumentation.
 
 ``STEPROUTE_PHOENIX_SCREENSHOT=docs/images/phoenix-one-trace.png`` also saves headless
-Chromium's picture of the supervisor run's trace in Phoenix.
+Chromium's picture of the supervisor run's trace in Phoenix, and
+``STEPROUTE_PHOENIX_ROUTE_SCREENSHOT=docs/images/phoenix-route-spans.png`` the quickstart's.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.integration.test_run_trace_supervisor import script, supervisor_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICES = {"smollm2-135m": (0.15, 0.60), "qwen2.5-coder-0.5b": (2.50, 10.00)}  # as in examples/steproute.yaml
-SPANS = """{ projects { edges { node { name spans(first: 200) { edges { node {
+SPANS = """{ projects { edges { node { id name spans(first: 200) { edges { node {
   id name spanKind parentId trace { traceId costSummary { total { cost } } }
   attributes costSummary { total { cost } } cumulativeCostDetailSummaryEntries { value { cost } } } } } } } } }"""
 CREATE_MODEL = "mutation($input: CreateModelMutationInput!) { createModel(input: $input) { model { id } } }"
@@ -135,6 +136,11 @@ def test_each_step_cost_shows_in_phoenix_and_adds_up(phoenix):
         assert attributes["gen_ai"]["usage"]["input_tokens"] > 0 and attributes["llm"]["model_name"] in PRICES
     assert runs[0]["trace"]["costSummary"]["total"]["cost"] == pytest.approx(total, rel=1e-6)
     assert total == pytest.approx(printed_total, abs=1e-7)  # the run's total, as the quickstart printed it
+    shot = os.environ.get("STEPROUTE_PHOENIX_ROUTE_SCREENSHOT")
+    if shot:
+        (project_id,) = [p["node"]["id"] for p in _graphql(url, SPANS)["projects"]["edges"]
+                         if any(e["node"]["trace"]["traceId"] == trace_id for e in p["node"]["spans"]["edges"])]
+        _screenshot(f"{url}/projects/{project_id}/traces/{trace_id}", Path(shot))
 
 
 PROJECT_SPANS = """query($name: String!) { projects(filter: {col: name, value: $name}) { edges { node { id name
