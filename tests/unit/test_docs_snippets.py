@@ -570,6 +570,15 @@ def _sandbox(tmp_path: Path) -> Path:
     return work
 
 
+def _a_decision_id(log: Path) -> str:
+    """The first decision id of a decision log (what a reader copies from the demo's output)."""
+    for line in log.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if entry.get("type") == "decision":
+            return str(entry["id"])
+    raise AssertionError(f"{log} holds no decision")
+
+
 def _run_shell(block: Block, work: Path) -> list[tuple[str, str]]:
     """Run a shell block's commands in ``work``; the ``steproute`` commands that ran, with their
     output (with no local servers' ``STEPROUTE_LOCAL_*_URL`` set, as on a fresh machine)."""
@@ -586,6 +595,8 @@ def _run_shell(block: Block, work: Path) -> list[tuple[str, str]]:
         if block.not_run is not None or serves or not all((work / p).exists() for p in _inputs(argv)):
             _parses(argv)
             continue
+        if "DECISION_ID" in argv:  # the docs' placeholder for an id the reader's own log holds
+            argv[argv.index("DECISION_ID")] = _a_decision_id(work / argv[argv.index("--log") + 1])
         env = {k: v for k, v in os.environ.items() if not k.startswith("STEPROUTE_LOCAL_")}
         env.update(PYTHONPATH=str(ROOT), LITELLM_LOCAL_MODEL_COST_MAP="True")
         done = subprocess.run([sys.executable, "-m", "steproute", *argv], cwd=work, env=env,
@@ -617,6 +628,7 @@ MARKER_GENERATORS = {  # <!-- name:start --> block -> the script that writes it
     "speed": "benchmarks/decision_speed.py",
     "cascade": "benchmarks/cascade.py",
     "matrix": "tests/integration/test_fault_matrix.py",
+    "output-matrix": "tests/integration/test_output_fault_matrix.py",
     "load": "benchmarks/load.py",
 }
 IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it names the file)
@@ -625,6 +637,7 @@ IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it na
     "eval-mt_bench.png": ("benchmarks/evaluation.py", "eval-{folder}.png"),
     "cascade-gsm8k.png": ("benchmarks/cascade.py", "cascade-gsm8k.png"),
     "phoenix-one-trace.png": ("tests/e2e/test_phoenix.py", "phoenix-one-trace.png"),
+    "report-page.png": ("examples/report_page.py", "report-page.png"),
     "phoenix-route-spans.png": ("tests/e2e/test_phoenix.py", "phoenix-route-spans.png"),
 }
 PAGE_GENERATORS = {  # pages written whole by a script
