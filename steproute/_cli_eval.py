@@ -303,6 +303,9 @@ def _eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         return _fail("eval", str(exc))
     if cascade is not None:
+        if args.html:
+            return _fail("eval", f"--html {args.html}: the explorer sweeps a classifier or semantic policy's "
+                                 "threshold over tiers; for a cascade use --plot")
         return _print_cascade(args, cascade)
     try:
         result = evaluate(rows, args.policy, step=args.step, models=_tier_models(args.model),
@@ -311,6 +314,14 @@ def _eval(args: argparse.Namespace) -> int:
         return _fail("eval", one_line(exc))
     except (OSError, ValueError) as exc:
         return _fail("eval", str(exc))
+    if args.html:
+        if len(result.curve.points) < 2:
+            return _fail("eval", f"--html {args.html}: {result.policy} has no threshold to sweep "
+                                 "(classifier or semantic needed)")
+        label = "--threshold" if args.threshold is not None else "the policy's threshold"
+        code = _write_explorer("eval", args, result, result.summary.threshold, label)
+        if code:
+            return code
     if args.plot:
         from steproute.evaluation._plots import plot_evaluations
 
@@ -320,6 +331,24 @@ def _eval(args: argparse.Namespace) -> int:
     _print_figures(f"{result.policy} on {Path(args.data).name} (tiers {', '.join(result.tiers)}):", result.summary)
     if args.plot:
         print(f"wrote {args.plot}")
+    if args.html:
+        print(f"wrote {args.html}")
+    return 0
+
+
+def _write_explorer(command: str, args: argparse.Namespace, result: Any, threshold: float, label: str) -> int:
+    """Write the threshold explorer page for ``--html``; the exit code of a failure, else 0."""
+    from steproute.evaluation._explorer import explorer_data, write_explorer
+
+    s = result.summary
+    data = explorer_data(result.curve, tiers=result.tiers, rows=s.rows, strong_quality=s.strong_quality,
+                         strong_cost_usd=s.strong_cost_usd, weak_quality=s.weak_quality, weak_cost_usd=s.weak_cost_usd,
+                         marked_threshold=threshold, marked_label=label,
+                         title=f"{Path(args.data).name}: {result.policy}")
+    try:
+        write_explorer(data, args.html)
+    except OSError as exc:
+        return _fail(command, f"cannot write --html {args.html}: {exc.strerror or type(exc).__name__}")
     return 0
 
 
@@ -435,6 +464,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         return _fail("calibrate", str(exc))
     out = {"step": args.step, "target": target.describe(), "threshold": point.threshold, "quality": point.quality,
            "strong_share": point.strong_share, "cost_usd": point.cost_usd}
+    if args.html:
+        code = _write_explorer("calibrate", args, result, point.threshold, f"calibrated for {target.describe()}")
+        if code:
+            return code
+        out["html"] = args.html
     if args.write:
         try:
             write_threshold(Path(args.config), args.step, point.threshold)
@@ -447,6 +481,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"step {args.step}: threshold {point.threshold:.6g} for {target.describe()}: quality {point.quality:.4f}, "
               f"{point.strong_share:.1%} on stronger tiers, ${point.cost_usd:.4f}"
               + (f"; written to {args.config}" if args.write else " (use --write to save it)"))
+        if args.html:
+            print(f"wrote {args.html}")
     return 0
 
 

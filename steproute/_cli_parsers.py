@@ -185,7 +185,8 @@ def _add_offline(sub: Any) -> None:
                   "step. Sweeps the threshold and prints quality, strong-tier share, cost, APGR, CPT and AIQ against "
                   "always-cheapest, always-strongest and the oracle.",
                   "steproute eval --data test.jsonl --policy answer.steproute --plot curve.png",
-                  "steproute eval --data test.jsonl --policy steproute.yaml --step answer --json")
+                  "steproute eval --data test.jsonl --policy steproute.yaml --step answer --json",
+                  "steproute eval --data test.jsonl --policy answer.steproute --html explorer.html")
     ev.add_argument("--data", required=True, help="test rows (JSONL, evaluation format)")
     ev.add_argument("--policy", required=True, help="an artefact from 'steproute train', or a steproute.yaml")
     ev.add_argument("--step", help="decide every row as this step (configuration only; default: each row's step)")
@@ -193,18 +194,23 @@ def _add_offline(sub: Any) -> None:
     ev.add_argument("--threshold", type=float, help="override the policy's threshold")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     ev.add_argument("--plot", metavar="PNG", help="write the quality/share and quality/cost curves")
+    ev.add_argument("--html", metavar="OUT", help="write the threshold explorer: a self-contained page whose slider "
+                                                  "moves the threshold over the sweep (classifier or semantic)")
 
     cal = _command(sub, "calibrate", "choose a step's threshold for a target on a calibration set; write it back",
                    "Replay a configured step's learned policy (classifier or semantic) on calibration rows, pick the "
                    "threshold that meets the target at the lowest cost, and with --write set it in the configuration "
                    "(comments and layout kept; the new file is validated before it replaces the old one).",
                    "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --strong-share 0.3",
-                   "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --write")
+                   "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --write",
+                   "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --html explorer.html")
     cal.add_argument("--data", required=True, help="calibration rows (JSONL, evaluation format)")
     cal.add_argument("--config", required=True, help="steproute.yaml whose step to calibrate")
     cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic)")
     cal.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
     cal.add_argument("--write", action="store_true", help="write the threshold into the configuration file")
+    cal.add_argument("--html", metavar="OUT", help="write the threshold explorer, the calibrated point marked: a "
+                                                   "self-contained page whose slider moves the threshold over the sweep")
     cal.add_argument("--json", action="store_true",
                      help="print one JSON object (step, target, threshold, quality, strong_share, cost_usd, written)")
     _add_target(cal)

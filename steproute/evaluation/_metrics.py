@@ -82,10 +82,14 @@ def choose_tiers(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Point:
+    """The policy at one threshold: share of calls off the cheapest tier, mean quality, total cost,
+    and the share of calls on each tier (cheap to strong; empty for a point not from a sweep)."""
+
     threshold: float
     strong_share: float
     quality: float
     cost_usd: float
+    tier_shares: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,12 @@ def sweep(scores: np.ndarray, outcomes: Outcomes, *, max_points: int = 2000) -> 
     exact: queries with equal scores move together, which is what the policy would do.
     """
     points = []
+    tiers = outcomes.quality.shape[1]
     for t in _thresholds(np.asarray(scores, dtype=float), max_points):
-        quality, cost, share = outcomes.at(choose_tiers(scores, float(t)))
-        points.append(Point(float(t), share, quality, cost))
+        choice = choose_tiers(scores, float(t))
+        quality, cost, share = outcomes.at(choice)
+        shares = np.bincount(choice, minlength=tiers) / max(len(choice), 1)
+        points.append(Point(float(t), share, quality, cost, tuple(float(v) for v in shares)))
     points.sort(key=lambda p: (p.strong_share, p.quality))
     return Curve(tuple(points))
 
