@@ -124,7 +124,7 @@ def _svg(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-_SCRIPT = """
+_SCRIPT = """(() => {
 const D = JSON.parse(document.getElementById('sweep').textContent);
 const P = D.points, slider = document.getElementById('slider');
 const pct = v => (100 * v).toFixed(1) + '%';
@@ -134,6 +134,8 @@ function indexAt(t) { let k = 0; P.forEach((p, i) => { if (p.threshold <= t) k =
 function show(i) {
   const p = P[i], perCall = p.cost_usd / D.rows, strongPerCall = D.strong_cost_usd / D.rows;
   put('threshold', p.threshold, p.threshold.toPrecision(4));
+  slider.dataset.index = String(i);
+  slider.setAttribute('aria-valuetext', 'threshold ' + p.threshold.toPrecision(4));
   D.tiers.forEach((t, j) => {
     put('share-' + t, p.tier_shares[j], pct(p.tier_shares[j]));
     document.getElementById('bar-' + t).style.width = (100 * p.tier_shares[j]) + '%';
@@ -159,6 +161,7 @@ function fromAddress() {
 slider.addEventListener('input', () => show(Number(slider.value)));
 window.addEventListener('hashchange', fromAddress);
 fromAddress();
+})();
 """
 
 _STYLE = """
