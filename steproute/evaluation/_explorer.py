@@ -32,7 +32,7 @@ from steproute.evaluation._metrics import Curve
 
 __all__ = ["explorer_data", "index_at", "render_explorer", "write_explorer"]
 
-_W, _H, _LEFT, _TOP, _RIGHT, _BOTTOM = 640, 340, 64, 16, 16, 44
+_W, _H, _LEFT, _TOP, _RIGHT, _BOTTOM = 640, 340, 64, 16, 36, 44
 _TIER_COLOURS = ("#9ecae1", "#4292c6", "#08519c", "#08306b", "#041a3a")
 
 
@@ -111,11 +111,12 @@ def _svg(data: dict[str, Any]) -> str:
     parts.append(f'<text x="14" y="{_TOP + plot["height"] / 2}" text-anchor="middle" '
                  f'transform="rotate(-90 14 {_TOP + plot["height"] / 2})">mean quality</text>')
     parts.append(f'<polyline points="{line}" fill="none" stroke="#4292c6" stroke-width="2"/>')
-    for name, q, c in (("always cheapest", data["weak_quality"], data["weak_cost_usd"]),
-                       ("always strongest", data["strong_quality"], data["strong_cost_usd"])):
+    for name, q, c, anchor in (("always cheapest", data["weak_quality"], data["weak_cost_usd"], "start"),
+                               ("always strongest", data["strong_quality"], data["strong_cost_usd"], "end")):
         x, y = _xy(plot, c / rows, q)
         parts.append(f'<rect class="ref" x="{x - 4}" y="{y - 4}" width="8" height="8" fill="#888"/>'
-                     f'<text x="{x + 7}" y="{y + 14}" font-size="11" fill="#555">{name}</text>')
+                     f'<text x="{x + (7 if anchor == "start" else -7)}" y="{y + 16}" text-anchor="{anchor}" '
+                     f'font-size="11" fill="#555">{name}</text>')
     marked = data["points"][data["marked"]["index"]]
     x, y = _xy(plot, marked["cost_usd"] / rows, marked["quality"])
     parts.append(f'<circle id="marked" cx="{x}" cy="{y}" r="8" fill="none" stroke="#d95f02" stroke-width="3"/>')
@@ -168,6 +169,7 @@ _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #222; }
 main { max-width: 1100px; }
 .row { display: flex; flex-wrap: wrap; gap: 32px; align-items: flex-start; }
+.row > div:first-child { flex: 0 0 380px; }
 input[type=range] { width: 100%; max-width: 640px; }
 table.readout td { padding: 2px 12px 2px 0; } table.readout td.v { font-weight: 600; text-align: right; }
 .bar { display: flex; width: 320px; height: 18px; border: 1px solid #ccc; }

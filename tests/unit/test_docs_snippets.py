@@ -638,6 +638,7 @@ IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it na
     "cascade-gsm8k.png": ("benchmarks/cascade.py", "cascade-gsm8k.png"),
     "phoenix-one-trace.png": ("tests/e2e/test_phoenix.py", "phoenix-one-trace.png"),
     "report-page.png": ("examples/report_page.py", "report-page.png"),
+    "threshold-explorer.png": ("examples/threshold_explorer.py", "threshold-explorer.png"),
     "phoenix-route-spans.png": ("tests/e2e/test_phoenix.py", "phoenix-route-spans.png"),
 }
 PAGE_GENERATORS = {  # pages written whole by a script
