@@ -94,7 +94,7 @@ def _money(value: float) -> str:
 
 def _svg(data: dict[str, Any]) -> str:
     plot, rows = data["plot"], data["rows"]
-    curve = sorted(((p["cost_usd"] / rows, p["quality"]) for p in data["points"]))
+    curve = sorted((p["cost_usd"] / rows, p["quality"]) for p in data["points"])
     line = " ".join(f"{x},{y}" for x, y in (_xy(plot, c, q) for c, q in curve))
     parts = [f'<svg id="curve" class="chart" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img" '
              'aria-label="quality against cost per call over the sweep">',
@@ -190,6 +190,7 @@ def render_explorer(data: dict[str, Any]) -> str:
     bar = "".join(f'<span id="bar-{esc(t)}" data-tier="{esc(t)}" style="background:{colours[t]}"></span>' for t in tiers)
     payload = json.dumps(data, allow_nan=False).replace("<", "\\u003c")
     marked = data["marked"]
+    strong_per_call = esc(_money(data["strong_cost_usd"] / data["rows"]))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'">
@@ -211,7 +212,7 @@ threshold lets more calls stay on cheaper tiers. Figures are the sweep's, replay
 <tr><td>saving against the strongest tier</td><td class="v" id="saving"></td></tr>
 <tr><td>saving per call</td><td class="v" id="saving-per-call"></td></tr>
 </tbody></table>
-<p class="note">Always the strongest tier: quality {data['strong_quality']:.4f}, {esc(_money(data['strong_cost_usd'] / data['rows']))}
+<p class="note">Always the strongest tier: quality {data['strong_quality']:.4f}, {strong_per_call}
 per call.<br><span style="color:#d95f02">&#9711;</span> {esc(marked['label'])} (threshold {marked['threshold']:.4g});
 &#9679; the slider's point.</p>
 </div><div>{_svg(data)}</div></div>
