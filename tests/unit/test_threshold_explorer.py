@@ -141,3 +141,24 @@ def test_tier_names_and_title_are_escaped(files, tmp_path):
     assert "<b>cheap</b>" not in text and "<i>t</i>" not in text
     assert text.count("</script>") == 2  # the data's and the script's: the label cannot close either
     assert html.escape("<b>cheap</b>") in text
+
+
+def test_three_tiers_each_get_their_share_at_every_swept_threshold():
+    from steproute.evaluation import sweep
+    from steproute.evaluation._explorer import explorer_data, render_explorer
+
+    rng = np.random.default_rng(3)
+    quality = rng.random((60, 3)).round(1)
+    outcomes = Outcomes(("a", "b", "c"), quality, np.tile([0.1, 0.5, 2.0], (60, 1)))
+    scores = quality + rng.normal(0, 0.2, quality.shape)
+    curve = sweep(scores, outcomes)
+    for p in curve.points:
+        choice = choose_tiers(scores, p.threshold)
+        assert p.tier_shares == tuple(float(np.mean(choice == i)) for i in range(3))
+        assert p.strong_share == pytest.approx(1 - p.tier_shares[0])
+    assert any(0 < p.tier_shares[1] < 1 for p in curve.points)  # the middle tier is used somewhere
+    data = explorer_data(curve, tiers=("fast", "standard", "advanced"), rows=60, strong_quality=quality[:, 2].mean(),
+                         strong_cost_usd=120.0, weak_quality=quality[:, 0].mean(), weak_cost_usd=6.0,
+                         marked_threshold=0.0, marked_label="here")
+    text = render_explorer(data)
+    assert all(f'id="share-{t}"' in text and f'id="bar-{t}"' in text for t in ("fast", "standard", "advanced"))
