@@ -2,7 +2,7 @@
 
 The ``cascade`` policy (:mod:`steproute.policies.cascade`) says where to start, what comes
 next and whether an answer is good enough; this module makes the attempts, through the
-router's dispatcher, and keeps the books: every attempt is a ``chat`` span under the step's
+call context's dispatcher, and keeps the books: every attempt is a ``chat`` span under the step's
 ``route`` span (rejected attempts carry their verdict), the step's cost is the sum of every
 attempt and of the calls signals made, and the decision records the chain.
 
@@ -29,13 +29,15 @@ from steproute.errors import DispatchError, ProviderError, escalates, failure_no
 from steproute.pinning import Pin
 from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
+from steproute.results import RoutedCompletion
 from steproute.telemetry import CASCADE_ACCEPTED, CASCADE_CONFIDENCE, CASCADE_ROLE, CASCADE_SIGNAL
 from steproute.types import CascadeAttempt, Decision, StepRequest
 
 if TYPE_CHECKING:
     from steproute._call import CallRecord
+    from steproute._call_context import CallContext
+    from steproute._plan import StepPlan
     from steproute.pinning import PinAction
-    from steproute.router import RoutedCompletion, StepRouter, _StepPlan
 
 __all__ = ["CascadeRun", "answer_of"]
 
@@ -62,7 +64,7 @@ class _Probe:
         answers = []
         for _ in range(n):
             started = time.time_ns()
-            completion = self._run.router._dispatcher.tier(self._tier).complete(
+            completion = self._run.ctx.dispatcher.tier(self._tier).complete(
                 self._run.request.step, self._messages, {**self._params, "temperature": temperature})
             self.calls.append(("sample", self._tier, completion, started))
             answers.append(answer_of(completion))
@@ -70,7 +72,7 @@ class _Probe:
 
     def ask(self, tier: str, messages: Sequence[Any], max_tokens: int) -> str:
         started = time.time_ns()
-        completion = self._run.router._dispatcher.tier(tier).complete(
+        completion = self._run.ctx.dispatcher.tier(tier).complete(
             self._run.request.step, messages, {"max_tokens": max_tokens, "temperature": 0})
         self.calls.append(("judge", tier, completion, started))
         return completion.content or ""
@@ -90,10 +92,10 @@ class _Pending:
 class CascadeRun:
     """The attempts of one routed call under a ``cascade`` policy."""
 
-    def __init__(self, router: StepRouter, record: CallRecord, plan: _StepPlan, request: StepRequest,
+    def __init__(self, ctx: CallContext, record: CallRecord, plan: StepPlan, request: StepRequest,
                  decision: Decision, action: PinAction | None, params: dict[str, Any], prefer: str | None) -> None:
         assert isinstance(plan.policy, CascadePolicy)
-        self.router, self.record, self.plan, self.request = router, record, plan, request
+        self.ctx, self.record, self.plan, self.request = ctx, record, plan, request
         self.policy: CascadePolicy = plan.policy
         self.decision, self.action, self.params, self._prefer = decision, action, params, prefer
         self.attempts: list[CascadeAttempt] = []
@@ -108,7 +110,7 @@ class CascadeRun:
     def _chain_from(self, tier: str) -> list[str]:
         if self.decision.guard is not None:  # a guard set the tier (personal data) or capped it (budget)
             return [tier]
-        rank = self.router._rank
+        rank = self.ctx.rank
         high = self.plan.high
         return [tier, *(t for t in self.policy.tiers if rank[tier] < rank[t] <= high)]
 
@@ -123,7 +125,7 @@ class CascadeRun:
     def pending(self) -> _Pending:
         tier = self.tier
         decision = replace(self.decision, tier=tier)
-        messages, params = self.router._styled(self.plan, self.request, decision, self.params)
+        messages, params = self.ctx.style(self.plan, self.request, decision, self.params)
         if self.policy.needs_logprobs and not self.is_last:
             params = {**params, "logprobs": True}
         return _Pending(tier, messages, params, self._prefer if self.index == 0 else None, time.time_ns())
@@ -132,7 +134,7 @@ class CascadeRun:
         """Begin the chain at ``tier`` instead (speculative routing picked a stronger tier)."""
         self.chain = self._chain_from(tier)
         self.index = 0
-        self.decision = replace(self.decision, tier=tier, model=self.router._dispatcher.first_deployment(tier).model)
+        self.decision = replace(self.decision, tier=tier, model=self.ctx.dispatcher.first_deployment(tier).model)
         self.notes.append(note)
 
     # -- outcomes of one attempt --------------------------------------------------------------
@@ -177,9 +179,9 @@ class CascadeRun:
         provider's refusal (bad credentials, a bad request) is raised instead, unless the step's
         ``fallback_on`` lists its kind."""
         kind = error.kind if isinstance(error, ProviderError) else None
-        if not escalates(kind, self.router.config.policy_for(self.request.step, self.plan.kind).fallback_on):
+        if not escalates(kind, self.ctx.config.policy_for(self.request.step, self.plan.kind).fallback_on):
             raise error
-        deployment = self.router._dispatcher.first_deployment(pending.tier)
+        deployment = self.ctx.dispatcher.first_deployment(pending.tier)
         attempts = error.attempts
         if attempts:
             *earlier, last = attempts
@@ -194,7 +196,7 @@ class CascadeRun:
         self.attempts.append(CascadeAttempt(pending.tier, deployment.model, None,
                                             reason=f"failed: {failure_note(attempts)}{allowed}"))
         self.fallback_from = self.fallback_from or pending.tier
-        tell_once(self.router, self.request.step, pending.tier, attempts,
+        tell_once(self.ctx, self.request.step, pending.tier, attempts,
                   f"the cascade escalated to tier {self.chain[self.index + 1]!r}"
                   + (f" (fallback_on lists '{kind}')" if kind is not None else ""))
         self.index += 1
@@ -205,7 +207,6 @@ class CascadeRun:
                                                 reason="last tier: not judged"), 0.0)
 
     def _finish(self, completion: Completion, attempt: CascadeAttempt, extra_cost: float) -> None:
-        from steproute.router import RoutedCompletion
 
         chain = [*self.attempts, attempt]
         first = self.chain[0]
@@ -220,7 +221,7 @@ class CascadeRun:
                            attempts=len(chain), cascade=tuple(chain),
                            score=attempt.confidence if attempt.confidence is not None else self.decision.score)
         total = self.cost_usd + completion.cost_usd + extra_cost
-        self.result = RoutedCompletion(decision, completion, total, self.router._baseline_cost(completion.usage))
+        self.result = RoutedCompletion(decision, completion, total, self.ctx.baseline_cost(completion.usage))
 
     # -- pins and the books, once answered ----------------------------------------------------
 
@@ -235,9 +236,9 @@ class CascadeRun:
         routed = self.result
         pin = self._pin(routed.decision)
         if pin is not None and self.action is not None:
-            self.router.pin_store.put(self.action.thread, self.action.settings.group, pin)
+            self.ctx.pins.move(self.action, pin)
         else:
-            routed = replace(routed, decision=self.router._repin(self.action, routed.decision))
+            routed = replace(routed, decision=self.ctx.pins.settle(self.action, routed.decision))
         return self._book(routed)
 
     async def aclose(self) -> RoutedCompletion:
@@ -245,9 +246,9 @@ class CascadeRun:
         routed = self.result
         pin = self._pin(routed.decision)
         if pin is not None and self.action is not None:
-            await self.router.pin_store.aput(self.action.thread, self.action.settings.group, pin)
+            await self.ctx.pins.amove(self.action, pin)
         else:
-            routed = replace(routed, decision=await self.router._arepin(self.action, routed.decision))
+            routed = replace(routed, decision=await self.ctx.pins.asettle(self.action, routed.decision))
         return self._book(routed)
 
     def _book(self, routed: RoutedCompletion) -> RoutedCompletion:
@@ -272,7 +273,7 @@ class CascadeRun:
         """Make the current attempt and judge it; ``True`` once the run has its answer."""
         pending = self.pending()
         try:
-            completion = self.router._dispatcher.tier(pending.tier).complete(
+            completion = self.ctx.dispatcher.tier(pending.tier).complete(
                 self.request.step, pending.messages, pending.params, pending.prefer)
         except DispatchError as exc:
             if self.is_last:
@@ -295,7 +296,7 @@ class CascadeRun:
             if first is not None:
                 completion = await first
             else:
-                completion = await self.router._dispatcher.tier(pending.tier).acomplete(
+                completion = await self.ctx.dispatcher.tier(pending.tier).acomplete(
                     self.request.step, pending.messages, pending.params, pending.prefer)
         except DispatchError as exc:
             if self.is_last:
@@ -319,7 +320,7 @@ class CascadeRun:
         policy, start = self.policy, self.policy.start
         assert start is not None
         pending = self.pending()
-        task = asyncio.create_task(self.router._dispatcher.tier(pending.tier).acomplete(
+        task = asyncio.create_task(self.ctx.dispatcher.tier(pending.tier).acomplete(
             self.request.step, pending.messages, pending.params, pending.prefer))
         try:
             picked = await asyncio.to_thread(start.choose, self.request) if policy.blocking else start.choose(self.request)
@@ -327,15 +328,15 @@ class CascadeRun:
             task.cancel()
             raise
         choice = policy.from_start(picked)
-        rank = self.router._rank
-        tier = self.router.tiers[min(max(rank[choice.tier], self.plan.low), self.plan.high)]
+        rank = self.ctx.rank
+        tier = self.ctx.tiers[min(max(rank[choice.tier], self.plan.low), self.plan.high)]
         if rank[tier] <= rank[pending.tier]:
             self.notes.append(f"speculative: {start.name} agreed ({choice.reason})")
             return task
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, DispatchError):
             await task
-        deployment = self.router._dispatcher.first_deployment(pending.tier)
+        deployment = self.ctx.dispatcher.first_deployment(pending.tier)
         self.record.attempted(self._attempt_decision(pending.tier), model=deployment.model, provider=deployment.provider,
                               started_ns=pending.started_ns, error_type="cancelled",
                               attributes={CASCADE_ROLE: "speculative"})
@@ -370,7 +371,7 @@ def stream_sync(run: CascadeRun) -> Iterator[CompletionChunk | RoutedCompletion]
     while not run.is_last:
         pending = run.pending()
         try:
-            completion = run.router._dispatcher.tier(pending.tier).complete(
+            completion = run.ctx.dispatcher.tier(pending.tier).complete(
                 run.request.step, pending.messages, pending.params, pending.prefer)
         except DispatchError as exc:
             run.failed(pending, exc)
@@ -380,8 +381,8 @@ def stream_sync(run: CascadeRun) -> Iterator[CompletionChunk | RoutedCompletion]
             yield run.close()
             return
     pending = run.pending()
-    collected = StreamCollector(run.router._dispatcher.first_deployment(pending.tier).model)
-    for chunk in run.router._dispatcher.tier(pending.tier).stream(run.request.step, pending.messages, pending.params,
+    collected = StreamCollector(run.ctx.dispatcher.first_deployment(pending.tier).model)
+    for chunk in run.ctx.dispatcher.tier(pending.tier).stream(run.request.step, pending.messages, pending.params,
                                                                    pending.prefer):
         collected.see(chunk)
         if chunk.usage is None:
@@ -411,8 +412,8 @@ async def stream_async(run: CascadeRun) -> AsyncIterator[CompletionChunk | Route
         yield await run.aclose()
         return
     pending = run.pending()
-    collected = StreamCollector(run.router._dispatcher.first_deployment(pending.tier).model)
-    async for chunk in run.router._dispatcher.tier(pending.tier).astream(run.request.step, pending.messages,
+    collected = StreamCollector(run.ctx.dispatcher.first_deployment(pending.tier).model)
+    async for chunk in run.ctx.dispatcher.tier(pending.tier).astream(run.request.step, pending.messages,
                                                                           pending.params, pending.prefer):
         collected.see(chunk)
         if chunk.usage is None:

@@ -29,8 +29,9 @@ from steproute.errors import Attempt, DispatchError, ProviderError, escalates, f
 
 if TYPE_CHECKING:
     from steproute._call import CallRecord
+    from steproute._call_context import CallContext
+    from steproute._plan import StepPlan
     from steproute.dispatch import Completion, CompletionChunk
-    from steproute.router import StepRouter, _StepPlan
     from steproute.types import Decision, StepRequest
 
 __all__ = ["Fallback"]
@@ -39,19 +40,19 @@ __all__ = ["Fallback"]
 class Fallback:
     """The tiers one call may use, in order, and the bookkeeping when one of them fails."""
 
-    def __init__(self, router: StepRouter, record: CallRecord, plan: _StepPlan, request: StepRequest,
+    def __init__(self, ctx: CallContext, record: CallRecord, plan: StepPlan, request: StepRequest,
                  decision: Decision, params: Mapping[str, Any]) -> None:
-        self.router, self.record, self.plan, self.request, self.params = router, record, plan, request, params
+        self.ctx, self.record, self.plan, self.request, self.params = ctx, record, plan, request, params
         self.decision = decision
         self.tiers = self._tiers(plan, decision)
         self.failed: list[str] = []
         self.attempts: list[Attempt] = []
-        self.fallback_on: tuple[str, ...] = tuple(router.config.policy_for(request.step, plan.kind).fallback_on)
+        self.fallback_on: tuple[str, ...] = tuple(ctx.config.policy_for(request.step, plan.kind).fallback_on)
         self.allowed: list[str] = []
         """The ``fallback_on`` kinds that let this call fall back."""
 
-    def _tiers(self, plan: _StepPlan, decision: Decision) -> list[str]:
-        names, rank = self.router.tiers, self.router._rank
+    def _tiers(self, plan: StepPlan, decision: Decision) -> list[str]:
+        names, rank = self.ctx.tiers, self.ctx.rank
         mode = plan.tier_fallback
         if plan.fixed is not None or decision.guard is not None or mode == "none":  # a guard set or capped the tier
             return [decision.tier]
@@ -61,8 +62,8 @@ class Fallback:
     def call_for(self, tier: str) -> tuple[Decision, Sequence[Any], dict[str, Any]]:
         """The decision and the styled request of the attempt at ``tier``."""
         decision = self.decision if tier == self.decision.tier else replace(
-            self.decision, tier=tier, model=self.router._dispatcher.first_deployment(tier).model)
-        messages, params = self.router._styled(self.plan, self.request, decision, dict(self.params))
+            self.decision, tier=tier, model=self.ctx.dispatcher.first_deployment(tier).model)
+        messages, params = self.ctx.style(self.plan, self.request, decision, dict(self.params))
         return decision, messages, params
 
     def tier_failed(self, tier: str, error: DispatchError) -> None:
@@ -79,7 +80,7 @@ class Fallback:
             self.allowed.append(kind)
         self.record.tier_failed(replace(self.decision, tier=tier), error.attempts)
         allowed = f" (fallback_on lists '{kind}')" if kind is not None else ""
-        tell_once(self.router, self.request.step, tier, error.attempts,
+        tell_once(self.ctx, self.request.step, tier, error.attempts,
                   f"fell back to tier {self.tiers[len(self.failed)]!r}{allowed}")
 
     def answered(self, decision: Decision) -> Decision:
@@ -97,7 +98,7 @@ class Fallback:
         credentials, ...): LiteLLM's in-tier fallback hid it; say so once."""
         refused = [a for a in failed_attempts if a.kind is not None]
         if refused:
-            tell_once(self.router, self.request.step, tier, refused, "the tier's next deployment answered")
+            tell_once(self.ctx, self.request.step, tier, refused, "the tier's next deployment answered")
 
     # -- the calls ---------------------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class Fallback:
         for tier in self.tiers:
             decision, messages, params = self.call_for(tier)
             try:
-                completion = self.router._dispatcher.tier(tier).complete(
+                completion = self.ctx.dispatcher.tier(tier).complete(
                     self.request.step, messages, params, prefer if tier == self.decision.tier else None)
             except DispatchError as exc:
                 self.tier_failed(tier, exc)
@@ -118,7 +119,7 @@ class Fallback:
         for tier in self.tiers:
             decision, messages, params = self.call_for(tier)
             try:
-                completion = await self.router._dispatcher.tier(tier).acomplete(
+                completion = await self.ctx.dispatcher.tier(tier).acomplete(
                     self.request.step, messages, params, prefer if tier == self.decision.tier else None)
             except DispatchError as exc:
                 self.tier_failed(tier, exc)
@@ -133,7 +134,7 @@ class Fallback:
             decision, messages, params = self.call_for(tier)
             started = False
             try:
-                for chunk in self.router._dispatcher.tier(tier).stream(
+                for chunk in self.ctx.dispatcher.tier(tier).stream(
                         self.request.step, messages, params, prefer if tier == self.decision.tier else None):
                     if not started:
                         started = True
@@ -152,7 +153,7 @@ class Fallback:
             decision, messages, params = self.call_for(tier)
             started = False
             try:
-                async for chunk in self.router._dispatcher.tier(tier).astream(
+                async for chunk in self.ctx.dispatcher.tier(tier).astream(
                         self.request.step, messages, params, prefer if tier == self.decision.tier else None):
                     if not started:
                         started = True

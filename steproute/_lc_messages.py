@@ -18,7 +18,7 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call
 from steproute._step_identity import HINT_KEY
 from steproute.dispatch import Completion, CompletionChunk
 from steproute.json_tools import MAX_DEPTH, too_deep
-from steproute.router import RoutedCompletion, StreamSummary
+from steproute.results import RoutedCompletion, StreamSummary
 from steproute.types import Usage
 
 __all__ = ["logprobs_metadata", "routing_metadata", "to_chunk", "to_message", "tool_choice_of", "usage_metadata"]

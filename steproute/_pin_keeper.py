@@ -1,0 +1,85 @@
+"""The one writer of conversation pins: what a call follows, and where the pin moves after it.
+
+A call on a thread follows the thread's pin for its step group (``apply_pin``); the thread's
+first pin is written before the call is dispatched, and when two calls race, the one stored
+first wins and the other follows it. After the answer the pin may move: a re-pin
+(``reevaluate``, ``upgrade_only``), or a cascade's escalation. A tier that answered only as a
+fallback never moves the pin.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from steproute._plan import StepPlan
+from steproute.pinning import Pin, PinAction, PinStore, apply_pin, pin_after
+from steproute.types import Decision
+
+__all__ = ["PinKeeper"]
+
+
+class PinKeeper:
+    """Reads and writes one router's pin store (sync and async)."""
+
+    def __init__(self, store: PinStore, rank: dict[str, int]) -> None:
+        self.store = store
+        self.rank = rank
+
+    def _pinned(self, plan: StepPlan, decision: Decision, held: Any) -> tuple[Decision, PinAction]:
+        assert plan.pinning is not None and decision.thread is not None
+        return apply_pin(decision, held, plan.pinning, decision.thread, self.rank, plan.low, plan.high, time.time())
+
+    def follow(self, plan: StepPlan, decided: Decision) -> tuple[Decision, PinAction | None]:
+        """The decision a call follows on its thread, and the pin it follows or has just made
+        (``None``: no thread, or the step is not pinned)."""
+        if plan.pinning is None or decided.thread is None:
+            return decided, None
+        group, thread = plan.pinning.group, decided.thread
+        decision, action = self._pinned(plan, decided, self.store.get(thread, group))
+        if action.write == "absent" and action.held is not None:
+            winner = self.store.put_if_absent(thread, group, action.held)
+            if winner.decision_id != decision.id:  # another call made the thread's first pin: follow it
+                decision, action = self._pinned(plan, decided, winner)
+        elif action.write == "replace" and action.held is not None:
+            self.store.put(thread, group, action.held)
+        return decision, action
+
+    async def afollow(self, plan: StepPlan, decided: Decision) -> tuple[Decision, PinAction | None]:
+        """Async :meth:`follow` (the store's async API)."""
+        if plan.pinning is None or decided.thread is None:
+            return decided, None
+        group, thread = plan.pinning.group, decided.thread
+        decision, action = self._pinned(plan, decided, await self.store.aget(thread, group))
+        if action.write == "absent" and action.held is not None:
+            winner = await self.store.aput_if_absent(thread, group, action.held)
+            if winner.decision_id != decision.id:
+                decision, action = self._pinned(plan, decided, winner)
+        elif action.write == "replace" and action.held is not None:
+            await self.store.aput(thread, group, action.held)
+        return decision, action
+
+    def settle(self, action: PinAction | None, decision: Decision) -> Decision:
+        """After the answer: re-pin when the pin's mode says so (a fallback tier never moves it)."""
+        if action is None or decision.fallback_from is not None:
+            return decision
+        pin, repinned = pin_after(action, decision)
+        if pin is not None:
+            self.store.put(action.thread, action.settings.group, pin)
+        return replace(decision, repinned=True) if repinned else decision
+
+    async def asettle(self, action: PinAction | None, decision: Decision) -> Decision:
+        if action is None or decision.fallback_from is not None:
+            return decision
+        pin, repinned = pin_after(action, decision)
+        if pin is not None:
+            await self.store.aput(action.thread, action.settings.group, pin)
+        return replace(decision, repinned=True) if repinned else decision
+
+    def move(self, action: PinAction, pin: Pin) -> None:
+        """A cascade escalated: the conversation moves to the tier that answered."""
+        self.store.put(action.thread, action.settings.group, pin)
+
+    async def amove(self, action: PinAction, pin: Pin) -> None:
+        await self.store.aput(action.thread, action.settings.group, pin)

@@ -1,0 +1,202 @@
+"""Planning and deciding: a step's policy and bounds, and the tier its call goes to. Pure.
+
+:class:`Planner` resolves each (step, kind, hint) once into a :class:`StepPlan` (its policy by
+step name, then kind, then ``default``; the configuration's and the hint's ``min_tier``/
+``max_tier`` combined; its pinning, style and ``tier_fallback``), then decides a request: the
+PII guard's forced tier, else the ``tier`` hint, else the policy's choice (the default policy's
+when the step's has none), clamped to the bounds, with the reason saying each step of the way.
+No I/O, no model call, no pin: :mod:`steproute._pin_keeper` adds the conversation's pin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from steproute.config import RouterConfig
+from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
+from steproute.guards import PiiGuard
+from steproute.pinning import PinSettings
+from steproute.policies import Choice, Policy, PolicyContext, build_policy
+from steproute.policy_config import StyleConfig
+from steproute.step_coverage import StepCoverage
+from steproute.types import Decision, Hint, StepRequest
+
+__all__ = ["Planner", "StepPlan"]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """A step's policy and bounds, resolved once per (step, kind, hint)."""
+
+    kind: str | None
+    """The step's kind: declared in code, else from its config entry."""
+    policy: Policy
+    policy_is_default: bool
+    low: int
+    high: int
+    fixed: Choice | None
+    pinning: PinSettings | None
+    """``None``: this step is not pinned (mode ``off``, or a tier hint fixes it)."""
+    style: StyleConfig | None
+    """The step's system-prompt addition and output settings."""
+    tier_fallback: str = "next"
+    """When the tier's every deployment fails: ``next``, ``stronger`` or ``none``."""
+    unconfigured: bool = False
+    """The step matches no ``steps:`` entry while the configuration has some (said in the reason)."""
+
+
+Ask = Callable[[str, Sequence[Mapping[str, Any]], int], str]
+
+
+class Planner:
+    """Every policy of a configuration, the plans of the steps, and the pure decision.
+
+    ``model_of(tier)`` names the model a decision for ``tier`` records (the tier's first
+    deployment); ``ask`` is the short model call an ``llm`` policy routes with.
+    """
+
+    def __init__(self, config: RouterConfig, model_of: Callable[[str], str], ask: Ask) -> None:
+        self.config = config
+        self.tiers: tuple[str, ...] = config.tier_names()
+        self.rank: dict[str, int] = {name: i for i, name in enumerate(self.tiers)}
+        self.model_of = model_of
+        self.default, self.policies = self._build_policies(config, ask)
+        self.coverage = StepCoverage(config.steps)
+        pii = config.guards.pii
+        self.pii = PiiGuard.from_config(pii) if pii is not None else None
+        self.plan = lru_cache(maxsize=4096)(self._make_plan)
+        """``plan(step, kind, hint)``: the :class:`StepPlan`, made once per key."""
+
+    def plan_of(self, request: StepRequest) -> StepPlan:
+        return self.plan(request.step, request.kind, request.hint)
+
+    def _build_policies(self, config: RouterConfig, ask: Ask) -> tuple[Policy, dict[str, Policy]]:
+        """Every policy of the config; one :class:`ConfigError` lists each that cannot be built
+        (a missing or mismatched artefact) with its config path."""
+        source = config._source
+        context = PolicyContext(self.tiers, Path(source).parent if source else Path("."), ask)
+        problems: list[ConfigProblem] = []
+        built: dict[str, Policy] = {}
+        for path, cfg in [("default", config.default), *((f"steps.{n}", c) for n, c in config.steps.items())]:
+            try:
+                built[path] = build_policy(cfg, context)
+            except (ValueError, ImportError) as exc:
+                field = "artefact" if getattr(cfg, "artefact", None) else "policy"
+                problems.append(ConfigProblem(f"{path}.{field}", str(exc)))
+        if problems:
+            raise ConfigError(problems, source=source)
+        return built.pop("default"), {path.removeprefix("steps."): p for path, p in built.items()}
+
+    # -- plans -------------------------------------------------------------------------------
+
+    def tier_rank(self, step: str, what: str, tier: str | None) -> int | None:
+        if tier is None:
+            return None
+        try:
+            return self.rank[tier]
+        except KeyError:
+            raise RoutingError(
+                f"step {shown(step)}: {what} {shown(tier)} is not a tier (known: {', '.join(self.tiers)})") from None
+
+    def _make_plan(self, step: str, declared_kind: str | None, hint: Hint) -> StepPlan:
+        kind = self.config.kind_of(step, declared_kind)
+        entry = self.config.step_entry(step, kind)
+        cfg = self.config.default if entry is None else self.config.steps[entry]
+        policy = self.default if entry is None else self.policies[entry]
+        low, high = 0, len(self.tiers) - 1
+        for what, bound in (("config min_tier", cfg.min_tier), ("min_tier hint", hint.min_tier)):
+            rank = self.tier_rank(step, what, bound)
+            if rank is not None:
+                low = max(low, rank)
+        for what, bound in (("config max_tier", cfg.max_tier), ("max_tier hint", hint.max_tier)):
+            rank = self.tier_rank(step, what, bound)
+            if rank is not None:
+                high = min(high, rank)
+        if low > high:
+            raise RoutingError(
+                f"step {step!r}: min_tier {self.tiers[low]!r} is above max_tier {self.tiers[high]!r}")
+        fixed = None
+        if hint.tier is not None:
+            self.tier_rank(step, "tier hint", hint.tier)
+            fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
+        self.coverage.planned(step, entry)
+        return StepPlan(kind, policy, entry is None, low, high, fixed,
+                        None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style,
+                        cfg.tier_fallback, entry is None and bool(self.config.steps))
+
+    def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
+        base = self.config.pinning
+        mode = hint.pin or (own.mode if own and own.mode else None) or base.mode or "sticky"
+        if mode == "off":
+            return None
+        group = hint.pin_group or (own.group if own and own.group else None) or base.group or step
+        after_turns = own.after_turns if own and own.after_turns is not None else base.after_turns
+        after_seconds = own.after_seconds if own and own.after_seconds is not None else base.after_seconds
+        if mode == "reevaluate" and after_turns is None and after_seconds is None:
+            raise RoutingError(f"step {step!r}: pin mode 'reevaluate' needs after_turns or after_seconds in the config")
+        return PinSettings(mode, group, after_turns, after_seconds)
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def pii_decision(self, plan: StepPlan, request: StepRequest) -> Decision | None:
+        """The decision the PII guard forces (``None``: no personal data, or no guard)."""
+        if self.pii is None:
+            return None
+        fired = self.pii.detect(request)
+        if not fired:
+            return None
+        tier = self.pii.tier
+        rank = self.rank[tier]
+        if (plan.fixed is not None and plan.fixed.tier != tier) or not plan.low <= rank <= plan.high:
+            raise RoutingError(f"step {request.step!r}: the PII guard ({', '.join(fired)}) requires tier {tier!r}, "
+                               f"which the step's hints or bounds do not allow")
+        return Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier),
+                        policy="guard", reason=f"pii guard: {', '.join(fired)} detected; tier {tier!r}",
+                        guard="pii:" + ",".join(fired), thread=request.thread)
+
+    def decide(self, plan: StepPlan, request: StepRequest, *, speculative: bool = False) -> Decision:
+        """The tier hint, else the policy's choice (the default policy's when the step's has
+        none; ``speculative``: the cascade's first tier, decided before its start policy),
+        clamped to the plan's bounds; the reason says each step."""
+        choice: Choice | None
+        if plan.fixed is not None:
+            choice, policy_name = plan.fixed, "hint"
+        else:
+            choice = plan.policy.first_choice() if speculative else plan.policy.choose(request)  # type: ignore[attr-defined]
+            policy_name = plan.policy.name
+            if choice is None and not plan.policy_is_default:
+                choice = self.default.choose(request)
+                policy_name = self.default.name
+                if choice is not None:
+                    choice = replace(choice, reason=f"step policy had no match; default: {choice.reason}")
+        if choice is None:
+            choice = Choice(self.tiers[plan.low], "no policy matched; cheapest allowed tier")
+        rank = self.rank[choice.tier]
+        reason = choice.reason
+        if rank < plan.low:
+            rank = plan.low
+            reason += f"; raised to min_tier {self.tiers[rank]!r}"
+        elif rank > plan.high:
+            rank = plan.high
+            reason += f"; lowered to max_tier {self.tiers[rank]!r}"
+        if plan.unconfigured and plan.fixed is None:
+            came = f" ({request.origin})" if request.origin else ""
+            reason = f"step {shown(request.step)}{came} matches no steps: entry; default policy: {reason}"
+        elif request.origin in ("agent", "subgraph"):
+            reason = f"step from the {request.origin} {shown(request.step)}: {reason}"
+        tier = self.tiers[rank]
+        return Decision(
+            step=request.step,
+            kind=plan.kind,
+            tier=tier,
+            model=self.model_of(tier),
+            policy=policy_name,
+            reason=reason,
+            score=choice.score,
+            thread=request.thread,
+            agent=request.agent,
+        )
