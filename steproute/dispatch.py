@@ -12,7 +12,6 @@ Either way the answer is turned into steproute's own :class:`Completion` /
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from steproute._encoding import check_sendable
@@ -24,21 +23,19 @@ from steproute._litellm import (
     install_failure_recorder,
     litellm,
     ns,
-    supports_response_format,
 )
 from steproute._refusals import Refusals
+from steproute._responses import chunks_of, paid, to_chunks, to_completion
 from steproute._stream_walk import StreamWalk, adrained_usage, drained_usage
+from steproute.completions import Completion, CompletionChunk, Deployment, TokenLogprob, ToolCall, ToolCallChunk
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, secret_values
-from steproute.json_tools import MalformedReply, emulated_request, parse_reply
+from steproute.json_tools import emulated_request
 from steproute.model_output import (
     MalformedResponse,
     StreamedCallNames,
-    arguments_problem,
-    first_choice_only,
-    usable_name,
 )
-from steproute.pricing import Price, call_cost, price_of
+from steproute.pricing import price_of
 from steproute.types import Usage
 
 __all__ = [
@@ -52,89 +49,6 @@ __all__ = [
     "ToolCallChunk",
     "chunks_of",
 ]
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
-    """JSON text, as the provider sent it."""
-
-
-@dataclass(frozen=True)
-class ToolCallChunk:
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """The log-probability of one generated token (``logprobs=True``), with the runner-up
-    tokens when ``top_logprobs=k`` was asked for."""
-
-    token: str
-    logprob: float
-    top: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A finished answer from one deployment."""
-
-    content: str
-    model: str
-    """The configured model string of the deployment that answered."""
-    provider: str
-    usage: Usage
-    cost_usd: float
-    """The call's cost, at the price of the deployment that answered."""
-    tool_calls: tuple[ToolCall, ...] = ()
-    finish_reason: str | None = None
-    response_model: str | None = None
-    """The model name the provider reported."""
-    response_id: str | None = None
-    logprobs: tuple[TokenLogprob, ...] | None = None
-    """Per-token log-probabilities, when the call asked for them and the provider sent them."""
-    failed_attempts: tuple[Attempt, ...] = ()
-    """Deployments tried before the one that answered (in-tier fallback), in order."""
-
-
-@dataclass(frozen=True)
-class CompletionChunk:
-    """One streamed piece. The last chunk of a stream carries ``usage`` and ``cost_usd``."""
-
-    content: str = ""
-    tool_call_chunks: tuple[ToolCallChunk, ...] = ()
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    model: str | None = None
-    provider: str | None = None
-    failed_attempts: tuple[Attempt, ...] = ()
-    """On the usage chunk: deployments tried before the one that answered."""
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """A deployment ready to call: its LiteLLM parameters, provider and price."""
-
-    tier: str
-    index: int
-    model: str
-    provider: str
-    price: Price
-    params: Mapping[str, Any] = field(repr=False)
-
-    @property
-    def id(self) -> str:
-        return f"{self.tier}/{self.index}"
-
-    def takes_response_format(self, method: str) -> bool:
-        """Whether the model takes ``method``'s response format (``json_schema``, ``json_mode``)."""
-        return supports_response_format(self.model, self.provider, method)
 
 
 class _Tier:
@@ -248,7 +162,7 @@ class _Tier:
                 response = self._call(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
-        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
+        return to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
 
     async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                         prefer: str | None = None) -> Completion:
@@ -260,7 +174,7 @@ class _Tier:
                 response = await self._acall(kwargs, prefer)
             except Exception as exc:
                 raise self._error(step, exc, failures) from exc
-        return _to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
+        return to_completion(response, self._answered_by(response), emulated, self._attempts(failures), step)
 
     def _walk(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
               prefer: str | None) -> tuple[StreamWalk[Deployment], Sequence[Mapping[str, Any]], dict[str, Any]]:
@@ -293,13 +207,13 @@ class _Tier:
                 attempts = walk.attempts
                 names = StreamedCallNames(step, d, attempts)
                 for raw in stream:
-                    for chunk in names.seen(_to_chunks(raw, d, attempts)):
+                    for chunk in names.seen(to_chunks(raw, d, attempts)):
                         walk.started = True
                         yield chunk
                 _check_finished(stream, d)
                 return
             except MalformedResponse as exc:
-                raise _paid(exc, d, drained_usage(stream)) from None
+                raise paid(exc, d, drained_usage(stream)) from None
             except Exception as exc:
                 walk.failed(d, exc)
 
@@ -319,13 +233,13 @@ class _Tier:
                 attempts = walk.attempts
                 names = StreamedCallNames(step, d, attempts)
                 async for raw in stream:
-                    for chunk in names.seen(_to_chunks(raw, d, attempts)):
+                    for chunk in names.seen(to_chunks(raw, d, attempts)):
                         walk.started = True
                         yield chunk
                 _check_finished(stream, d)
                 return
             except MalformedResponse as exc:
-                raise _paid(exc, d, await adrained_usage(stream)) from None
+                raise paid(exc, d, await adrained_usage(stream)) from None
             except Exception as exc:
                 walk.failed(d, exc)
 
@@ -418,117 +332,3 @@ class Dispatcher:
 # -- LiteLLM → steproute types -------------------------------------------------------------
 
 
-def _usage(raw: Any) -> Usage:
-    if raw is None:
-        return Usage()
-    details = getattr(raw, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
-    return Usage(
-        input_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
-        output_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
-        cache_read_tokens=int(cached or 0),
-    )
-
-
-def _logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
-    content = getattr(raw, "content", None) if raw is not None else None
-    if content is None and isinstance(raw, Mapping):
-        content = raw.get("content")
-    if content is None:
-        return None
-
-    def get(item: Any, name: str) -> Any:
-        return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
-
-    return tuple(
-        TokenLogprob(
-            token=str(get(t, "token")),
-            logprob=float(get(t, "logprob")),
-            top=tuple((str(get(c, "token")), float(get(c, "logprob"))) for c in get(t, "top_logprobs") or ()),
-        )
-        for t in content
-    )
-
-
-def _to_completion(
-    response: Any, deployment: Deployment, emulated: bool = False, failed_attempts: tuple[Attempt, ...] = (),
-    step: str = "",
-) -> Completion:
-    """The first choice (said once when there were more); :class:`MalformedResponse` if unusable."""
-    if len(response.choices) > 1:
-        first_choice_only(len(response.choices))
-    choice = response.choices[0]
-    message = choice.message
-    raw_calls = getattr(message, "tool_calls", None) or ()
-    usage = _usage(getattr(response, "usage", None))
-    paid = call_cost(deployment.price, usage) if getattr(response, "usage", None) is not None else None
-    if not all(usable_name(tc.function.name if tc.function else None) for tc in raw_calls):
-        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts, paid)
-    problem = next(filter(None, (arguments_problem(tc.function.arguments) for tc in raw_calls)), None)
-    if problem is not None:  # LangChain would keep it as an invalid call, which no agent loop runs
-        raise MalformedResponse.at(step, deployment, problem, failed_attempts, paid)
-    tool_calls = tuple(ToolCall(id=tc.id or f"call_{i}", name=tc.function.name, arguments=tc.function.arguments or "")
-                       for i, tc in enumerate(raw_calls))
-    content = message.content or ""
-    finish_reason = choice.finish_reason
-    if emulated:
-        try:
-            content, calls = parse_reply(content)
-        except MalformedReply as exc:
-            raise MalformedResponse.at(step, deployment, str(exc), failed_attempts, paid) from None
-        if calls:
-            tool_calls = tuple(ToolCall(id, name, arguments) for id, name, arguments in calls)
-            finish_reason = "tool_calls"
-    return Completion(
-        content=content,
-        model=deployment.model,
-        provider=deployment.provider,
-        usage=usage,
-        cost_usd=call_cost(deployment.price, usage),
-        tool_calls=tool_calls,
-        finish_reason=finish_reason,
-        response_model=getattr(response, "model", None),
-        response_id=getattr(response, "id", None),
-        logprobs=_logprobs(getattr(choice, "logprobs", None)),
-        failed_attempts=failed_attempts,
-    )
-
-
-def _paid(error: MalformedResponse, deployment: Deployment, usage: Any) -> MalformedResponse:
-    """A malformed stream's error, with what the answer cost when the provider's usage came."""
-    return error.paid(call_cost(deployment.price, _usage(usage))) if usage is not None else error
-
-
-def chunks_of(completion: Completion) -> Iterator[CompletionChunk]:
-    """A finished completion replayed as a stream: its content and tool calls, then usage."""
-    chunk_calls = tuple(ToolCallChunk(i, c.id, c.name, c.arguments) for i, c in enumerate(completion.tool_calls))
-    yield CompletionChunk(content=completion.content, tool_call_chunks=chunk_calls, finish_reason=completion.finish_reason,
-                          model=completion.model, provider=completion.provider)
-    yield CompletionChunk(usage=completion.usage, cost_usd=completion.cost_usd, model=completion.model,
-                          provider=completion.provider, failed_attempts=completion.failed_attempts)
-
-
-def _to_chunks(raw: Any, deployment: Deployment, attempts: tuple[Attempt, ...] = ()) -> Iterator[CompletionChunk]:
-    usage = getattr(raw, "usage", None)
-    for choice in getattr(raw, "choices", None) or ():
-        if choice.index:  # the first choice only, as a non-streamed call answers (said once)
-            first_choice_only(choice.index + 1)
-            continue
-        delta = choice.delta
-        tool_chunks = tuple(
-            ToolCallChunk(
-                index=tc.index if tc.index is not None else i,
-                id=tc.id,
-                name=tc.function.name if tc.function else None,
-                arguments=tc.function.arguments if tc.function else None,
-            )
-            for i, tc in enumerate(getattr(delta, "tool_calls", None) or ())
-        )
-        content = getattr(delta, "content", None) or ""
-        if content or tool_chunks or choice.finish_reason:
-            yield CompletionChunk(content=content, tool_call_chunks=tool_chunks, finish_reason=choice.finish_reason,
-                                  model=deployment.model, provider=deployment.provider)
-    if usage is not None:
-        counted = _usage(usage)
-        yield CompletionChunk(usage=counted, cost_usd=call_cost(deployment.price, counted),
-                              model=deployment.model, provider=deployment.provider, failed_attempts=attempts)
