@@ -185,13 +185,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.otlp:
         from steproute.telemetry import configure
 
+        # service and Phoenix project "steproute-quickstart"
         tracer_provider, _ = configure(service_name="steproute-quickstart", endpoint=args.otlp, export_metrics=False)
         try:
-            with tracer_provider.get_tracer("quickstart").start_as_current_span("quickstart run"):
-                return _main(args)
+            with tracer_provider.get_tracer("quickstart").start_as_current_span("quickstart run") as span:
+                code = _main(args)
+                print(f"trace: {args.otlp.rstrip('/')}/redirects/traces/{span.get_span_context().trace_id:032x}")
+                return code
         finally:
             tracer_provider.shutdown()  # flush the spans before exit
     return _main(args)
+
+
+def _router(args: argparse.Namespace) -> StepRouter:
+    router = load_router(args.provider, args.log)
+    if args.otlp:  # Phoenix prices the spans itself: give it the prices steproute uses
+        from steproute.phoenix import register_prices
+
+        try:
+            register_prices(args.otlp, router.config)
+        except RuntimeError as exc:  # not Phoenix (an OpenTelemetry Collector): no prices to give
+            print(f"(no prices registered at {args.otlp}: {exc})")
+    return router
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -204,9 +219,9 @@ def _main(args: argparse.Namespace) -> int:
               flush=True)
         with LocalServers() as local:
             os.environ.update(local.env())
-            state, tracker = run(load_router("local", args.log), args.question)
+            state, tracker = run(_router(args), args.question)
     else:
-        state, tracker = run(load_router(args.provider, args.log), args.question, logprobs=False)
+        state, tracker = run(_router(args), args.question, logprobs=False)
     print()
     for label, key in (("rewrite", "query"), ("extract", "order"), ("plan", "plan"), ("calculate", "result")):
         print(f"{label:>9} | " + "\n          | ".join(state[key].splitlines()))  # type: ignore[literal-required]

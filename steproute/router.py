@@ -128,6 +128,8 @@ class StepRouter:
     one JSON line per call. Calls on a thread are pinned per step group (``pinning:`` in the
     config); pins live in ``pin_store`` (default: bounded, in memory; see
     :class:`~steproute.pinning.BaseStorePinStore` to share them across replicas).
+    ``record_content=True`` puts prompts and answers on the ``chat`` spans, redacted by the
+    PII guard when one is configured.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class StepRouter:
         decision_log: DecisionLog | str | os.PathLike[str] | None = None,
         pin_store: PinStore | None = None,
         budget_store: BudgetStore | None = None,
+        record_content: bool = False,
     ) -> None:
         self.config = config
         self.tiers: tuple[str, ...] = config.tier_names()
@@ -150,14 +153,16 @@ class StepRouter:
         self._plan = lru_cache(maxsize=4096)(self._make_plan)
         self.coverage = StepCoverage(config.steps)
         """Which ``steps:`` entries calls have matched (:class:`~steproute.step_coverage.StepCoverage`)."""
-        self._telemetry = Telemetry(tracer_provider, meter_provider)
+        pii = config.guards.pii
+        self._pii = PiiGuard.from_config(pii) if pii is not None else None
+        self._telemetry = Telemetry(tracer_provider, meter_provider, record_content=record_content,
+                                    redact=self._pii.redact if self._pii is not None else None)
         if decision_log is not None and not isinstance(decision_log, DecisionLog):
             decision_log = JsonlDecisionLog(decision_log)
         self.decision_log: DecisionLog | None = decision_log
         self.pin_store: PinStore = pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds)
         guards = config.guards
-        self._pii = PiiGuard.from_config(guards.pii) if guards.pii is not None else None
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
 
