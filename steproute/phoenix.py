@@ -46,7 +46,7 @@ def model_prices(config: RouterConfig) -> dict[str, Price]:
         >>> from steproute import RouterConfig
         >>> config = RouterConfig.from_dict({"tiers": {"fast": {"models": [{"model": "openai/m",
         ...     "input_cost_per_token": 1e-7, "output_cost_per_token": 4e-7}]}},
-        ...     "default": {"policy": "static", "tier": "fast"}})
+        ...     "default": "fast"})
         >>> model_prices(config)
         {'openai/m': Price(input=1e-07, output=4e-07, cache_read=None, known=True)}
     """
