@@ -353,3 +353,17 @@ def test_configure_names_the_phoenix_project(monkeypatch):
     assert tracer_provider.resource.attributes["openinference.project.name"] == "proj"
     tracer_provider.shutdown()
     meter_provider.shutdown()
+
+
+def test_a_price_registration_phoenix_does_not_answer_names_only_the_error_type():
+    import socket
+
+    from steproute.phoenix import register_prices
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = RouterConfig(tiers=mock_tiers(), default="fast")
+    with pytest.raises(RuntimeError) as caught:
+        register_prices(f"http://127.0.0.1:{port}", config, headers={"api_key": "sk-secret-123"}, wait=False)
+    assert str(caught.value) == "Phoenix did not answer a price registration (ConnectError)"
