@@ -155,14 +155,15 @@ def build_graph(router: StepRouter, **model_kwargs: Any) -> Any:
     return builder.compile()
 
 
-def load_router(provider: str = "local", log: str | None = None) -> StepRouter:
+def load_router(provider: str = "local", log: str | None = None, *, record_content: bool = False) -> StepRouter:
     """The router of ``steproute.yaml``; for a provider, its tiers swapped for hosted models.
 
-    With ``log``, every decision is appended to that decision log (prompts not included)."""
+    With ``log``, every decision is appended to that decision log (prompts not included);
+    ``record_content`` puts prompts and answers on the ``chat`` spans."""
     raw = yaml.safe_load(CONFIG.read_text())
     if provider != "local":
         raw["tiers"] = PROVIDER_TIERS[provider]
-    return StepRouter(RouterConfig.from_dict(raw, source=str(CONFIG)), decision_log=log)
+    return StepRouter(RouterConfig.from_dict(raw, source=str(CONFIG)), decision_log=log, record_content=record_content)
 
 
 def run(router: StepRouter, question: str = QUESTION, *, logprobs: bool = True) -> tuple[State, StepCostTracker]:
@@ -181,17 +182,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", metavar="PATH",
                         help="append every decision to this decision log, for steproute report and steproute feedback")
     parser.add_argument("--otlp", metavar="URL", help="export spans over OTLP/HTTP to this base URL (e.g. Phoenix)")
+    parser.add_argument("--record-content", action="store_true",
+                        help="with --otlp: put each call's prompt and answer on its chat span")
     args = parser.parse_args(argv)
     if args.otlp:
         from steproute.telemetry import configure
 
+        # service and Phoenix project "steproute-quickstart"
         tracer_provider, _ = configure(service_name="steproute-quickstart", endpoint=args.otlp, export_metrics=False)
         try:
-            with tracer_provider.get_tracer("quickstart").start_as_current_span("quickstart run"):
-                return _main(args)
+            with tracer_provider.get_tracer("quickstart").start_as_current_span("quickstart run") as span:
+                code = _main(args)
+                print(f"trace: {args.otlp.rstrip('/')}/redirects/traces/{span.get_span_context().trace_id:032x}")
+                return code
         finally:
             tracer_provider.shutdown()  # flush the spans before exit
     return _main(args)
+
+
+def _router(args: argparse.Namespace) -> StepRouter:
+    router = load_router(args.provider, args.log, record_content=args.record_content)
+    if args.otlp:  # Phoenix prices the spans itself: give it the prices steproute uses
+        from steproute.phoenix import register_prices
+
+        try:
+            register_prices(args.otlp, router.config)
+        except RuntimeError as exc:  # not Phoenix (an OpenTelemetry Collector): no prices to give
+            print(f"(no prices registered at {args.otlp}: {exc})")
+    return router
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -204,9 +222,9 @@ def _main(args: argparse.Namespace) -> int:
               flush=True)
         with LocalServers() as local:
             os.environ.update(local.env())
-            state, tracker = run(load_router("local", args.log), args.question)
+            state, tracker = run(_router(args), args.question)
     else:
-        state, tracker = run(load_router(args.provider, args.log), args.question, logprobs=False)
+        state, tracker = run(_router(args), args.question, logprobs=False)
     print()
     for label, key in (("rewrite", "query"), ("extract", "order"), ("plan", "plan"), ("calculate", "result")):
         print(f"{label:>9} | " + "\n          | ".join(state[key].splitlines()))  # type: ignore[literal-required]

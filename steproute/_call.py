@@ -158,7 +158,8 @@ class CallRecord:
         started = self._failed_attempts(decision, failed_attempts)
         self._telemetry.chat(self._route, decision, model=decision.model, provider=provider, started_ns=started,
                              ended_ns=time.time_ns(), usage=usage, cost_usd=cost_usd, response_model=response_model,
-                             response_id=response_id, finish_reason=finish_reason, attributes=attributes)
+                             response_id=response_id, finish_reason=finish_reason, attributes=attributes,
+                             messages=self.request.messages, response=response)
         if decision.cascade:
             self._telemetry.cascaded(self._route, decision)
         if decision.fallback_from is not None:
@@ -166,7 +167,8 @@ class CallRecord:
         cost_usd = (cost_usd if step_cost_usd is None else step_cost_usd) + self._failed_cost
         if self.budget is not None:  # no usage from the provider: settled at the reservation, never at $0
             self.budget.settle(cost_usd, usage_known=_reported(usage))
-        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
+        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned,
+                                  tier=decision.tier)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
             if decision.cascade:
@@ -227,7 +229,8 @@ class CallRecord:
             self.budget.settle(cost_usd, usage_known=True)
         if self._route.is_recording():
             self._route.set_attributes(attributes)
-        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned)
+        self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned,
+                                  tier=decision.tier)
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
             entry.update(abandoned=True, usage_estimated=estimated)
@@ -255,7 +258,7 @@ class CallRecord:
         spent = self._spent + self._failed_cost
         if self.budget is not None:
             self.budget.settle(spent, usage_known=True)
-        self._telemetry.end_route(self._route, spent, None, error)
+        self._telemetry.end_route(self._route, spent, None, error, tier=decision.tier if decision else None)
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, spent, 0.0)
             entry["error"] = type(error).__name__

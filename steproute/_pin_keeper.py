@@ -17,7 +17,7 @@ from steproute._plan import StepPlan
 from steproute.pinning import Pin, PinAction, PinStore, apply_pin, pin_after
 from steproute.types import Decision
 
-__all__ = ["PinKeeper"]
+__all__ = ["PinKeeper", "preferred_model"]
 
 
 class PinKeeper:
@@ -83,3 +83,8 @@ class PinKeeper:
 
     async def amove(self, action: PinAction, pin: Pin) -> None:
         await self.store.aput(action.thread, action.settings.group, pin)
+
+
+def preferred_model(action: PinAction | None) -> str | None:
+    """The pinned model, for a call that follows a pin (dispatch tries it first)."""
+    return action.held.model if action is not None and not action.made and action.held is not None else None

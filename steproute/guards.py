@@ -217,6 +217,17 @@ class PiiGuard:
         fired += [name for name, pattern in self.patterns if pattern.search(text)]
         return tuple(fired)
 
+    def redact(self, text: str) -> str:
+        """``text``, or in its place the names of the detectors that fire on it (never a match):
+        what a span may record of a prompt or an answer.
+
+        Example:
+            >>> PiiGuard("onprem").redact("Mail me at ann@example.org")
+            '[redacted by the PII guard: email]'
+        """
+        fired = self.detect(StepRequest("redact", [{"role": "user", "content": text}]))
+        return f"[redacted by the PII guard: {', '.join(fired)}]" if fired else text
+
 
 # -- budgets -------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from steproute._call import CallRecord
 from steproute._call_context import CallContext
 from steproute._fallback import Fallback
 from steproute._feedback import feedback_entry
-from steproute._pin_keeper import PinKeeper
+from steproute._pin_keeper import PinKeeper, preferred_model
 from steproute._plan import Planner, StepPlan
 from steproute.config import RouterConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
@@ -73,6 +73,8 @@ class StepRouter:
     one JSON line per call. Calls on a thread are pinned per step group (``pinning:`` in the
     config); pins live in ``pin_store`` (default: bounded, in memory; see
     :class:`~steproute.pinning.BaseStorePinStore` to share them across replicas).
+    ``record_content=True`` puts prompts and answers on the ``chat`` spans, redacted by the
+    PII guard when one is configured.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class StepRouter:
         decision_log: DecisionLog | str | os.PathLike[str] | None = None,
         pin_store: PinStore | None = None,
         budget_store: BudgetStore | None = None,
+        record_content: bool = False,
     ) -> None:
         self.config = config
         self.baseline = config.baseline_tier()
@@ -95,7 +98,9 @@ class StepRouter:
         self._plan = self._planner.plan
         self.coverage: StepCoverage = self._planner.coverage
         """Which ``steps:`` entries calls have matched (:class:`~steproute.step_coverage.StepCoverage`)."""
-        self._telemetry = Telemetry(tracer_provider, meter_provider)
+        self._pii = self._planner.pii
+        self._telemetry = Telemetry(tracer_provider, meter_provider, record_content=record_content,
+                                    redact=self._pii.redact if self._pii is not None else None)
         if decision_log is not None and not isinstance(decision_log, DecisionLog):
             decision_log = JsonlDecisionLog(decision_log)
         self.decision_log: DecisionLog | None = decision_log
@@ -103,7 +108,6 @@ class StepRouter:
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds), self._rank)
         self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price)
         guards = config.guards
-        self._pii = self._planner.pii
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
 
@@ -269,7 +273,7 @@ class StepRouter:
         tier hint fixed the tier)."""
         if plan.fixed is not None or not isinstance(plan.policy, CascadePolicy):
             return None
-        return _cascade.CascadeRun(self._calls, record, plan, request, decision, action, params, _prefer(action))
+        return _cascade.CascadeRun(self._calls, record, plan, request, decision, action, params, preferred_model(action))
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
@@ -284,7 +288,7 @@ class StepRouter:
             run = self._cascade(record, plan, request, decision, action, params)
             if run is not None:
                 return _cascade.run_sync(run)
-            decision, completion = Fallback(self._calls, record, plan, request, decision, params).complete(_prefer(action))
+            decision, completion = Fallback(self._calls, record, plan, request, decision, params).complete(preferred_model(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=self._pins.settle(action, routed.decision))
         except BaseException as exc:
@@ -300,7 +304,7 @@ class StepRouter:
             if run is not None:
                 return await _cascade.run_async(run)
             fallback = Fallback(self._calls, record, plan, request, decision, params)
-            decision, completion = await fallback.acomplete(_prefer(action))
+            decision, completion = await fallback.acomplete(preferred_model(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=await self._pins.asettle(action, routed.decision))
         except BaseException as exc:
@@ -321,7 +325,7 @@ class StepRouter:
                 return
             state.live = True
             fallback = Fallback(self._calls, record, plan, request, decision, params)
-            for chunk in fallback.stream(_prefer(action), state.follow):
+            for chunk in fallback.stream(preferred_model(action), state.follow):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -345,7 +349,7 @@ class StepRouter:
                 return
             state.live = True
             fallback = Fallback(self._calls, record, plan, request, decision, params)
-            async for chunk in fallback.astream(_prefer(action), state.follow):
+            async for chunk in fallback.astream(preferred_model(action), state.follow):
                 state.see(chunk)
                 if chunk.usage is None:
                     yield chunk
@@ -375,7 +379,7 @@ class StepRouter:
                 if self._is_cascade(request):
                     record, plan, decision, action = self._start(request, params)
                     runs[i] = _cascade.CascadeRun(self._calls, record, plan, request, decision, action, dict(params),
-                                                  _prefer(action))
+                                                  preferred_model(action))
                 else:
                     plain.append(i)
             except Exception as exc:
@@ -406,7 +410,7 @@ class StepRouter:
                 if self._is_cascade(request):
                     record, plan, decision, action = await self._astart(request, params)
                     runs[i] = _cascade.CascadeRun(self._calls, record, plan, request, decision, action, dict(params),
-                                                  _prefer(action))
+                                                  preferred_model(action))
                 else:
                     plain.append(i)
             except Exception as exc:
@@ -493,8 +497,3 @@ class StepRouter:
 
 def _book_failure(run: _cascade.CascadeRun, error: BaseException) -> None:
     run.record.failed(error)
-
-
-def _prefer(action: PinAction | None) -> str | None:
-    """The pinned model, for a call that follows a pin (dispatch tries it first)."""
-    return action.held.model if action is not None and not action.made and action.held is not None else None

@@ -15,8 +15,10 @@ Example:
 
 from __future__ import annotations
 
+import json
+import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -81,6 +83,8 @@ AGENT_NAME = "gen_ai.agent.name"
 ERROR_TYPE = "error.type"
 # -- mirrors read by tracing backends ----------------------------------------------------------
 LANGFUSE_COST = "gen_ai.usage.cost"
+LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
+LANGSMITH_SPAN_KIND = "langsmith.span.kind"
 OPENINFERENCE_COST = "llm.cost.total"
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 OPENINFERENCE_MODEL = "llm.model_name"
@@ -88,6 +92,12 @@ OPENINFERENCE_PROVIDER = "llm.provider"
 OPENINFERENCE_PROMPT_TOKENS = "llm.token_count.prompt"
 OPENINFERENCE_COMPLETION_TOKENS = "llm.token_count.completion"
 OPENINFERENCE_TOTAL_TOKENS = "llm.token_count.total"
+OPENINFERENCE_CACHE_READ_TOKENS = "llm.token_count.prompt_details.cache_read"
+OPENINFERENCE_INPUT = "input.value"
+OPENINFERENCE_OUTPUT = "output.value"
+OPENINFERENCE_OUTPUT_MIME = "output.mime_type"
+OPENINFERENCE_PROJECT = "openinference.project.name"
+ROUTE_SUMMARY = "steproute.summary"
 
 ROUTE_SPAN_PREFIX = "route"
 CHAT_SPAN_PREFIX = "chat"
@@ -189,12 +199,21 @@ class RunRoot:
 class Telemetry:
     """Makes the spans and records the metrics of routed calls.
 
+    ``record_content`` (off by default) puts each answered call's prompt (its messages, as
+    JSON) and answer on its ``chat`` span as OpenInference's ``input.value``/``output.value``,
+    each passed through ``redact`` first when given.
+
     ``tracer_provider``/``meter_provider`` default to the global ones (set by the application
     or :func:`configure`), looked up on each use, so a provider installed after the router was
     built is still used.
     """
 
-    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None, *, record_content: bool = False,
+                 redact: Callable[[str], str] | None = None) -> None:
+        self.record_content = record_content
+        """Whether ``chat`` spans carry the prompt and the answer (``input.value``/``output.value``)."""
+        self.redact = redact
+        """Applied to recorded text first (the PII guard's :meth:`~steproute.guards.PiiGuard.redact`)."""
         version = _version()
         self.tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_SCOPE, version, meter_provider=meter_provider)
@@ -267,11 +286,15 @@ class Telemetry:
             span.set_attribute(ESCALATED_FROM, decision.escalated_from)
 
     def end_route(self, span: trace.Span, cost_usd: float, baseline_cost_usd: float | None,
-                  error: BaseException | None = None, *, repinned: bool = False) -> None:
+                  error: BaseException | None = None, *, repinned: bool = False, tier: str | None = None) -> None:
         """Close a ``route`` span with the step's cost; its baseline and savings only when it
-        has one (``None``: a failed call, nothing answered to price on the baseline tier)."""
+        has one (``None``: a failed call, nothing answered to price on the baseline tier).
+        A one-line summary (tier and cost, readable at fractions of a cent) is its
+        ``output.value``, the first thing a tracing UI shows of a span."""
         if span.is_recording():
-            span.set_attributes({STEP_COST: cost_usd, REPINNED: repinned})
+            summary = route_summary(tier, cost_usd, baseline_cost_usd, failed=error is not None)
+            span.set_attributes({STEP_COST: cost_usd, REPINNED: repinned, ROUTE_SUMMARY: summary,
+                                 OPENINFERENCE_OUTPUT: summary, OPENINFERENCE_OUTPUT_MIME: "text/plain"})
             if baseline_cost_usd is not None:
                 span.set_attributes({STEP_BASELINE_COST: baseline_cost_usd,
                                      STEP_SAVINGS: baseline_cost_usd - cost_usd})
@@ -297,9 +320,12 @@ class Telemetry:
         finish_reason: str | None = None,
         error_type: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        messages: Any = None,
+        response: str | None = None,
     ) -> None:
         """Record one model call: a ``chat {model}`` span under ``route`` and its metrics;
-        ``attributes`` are added to the span (a cascade attempt's verdict)."""
+        ``attributes`` are added to the span (a cascade attempt's verdict); ``messages`` and
+        ``response``, the call's prompt and answer, only when content is recorded."""
         base: dict[str, str] = {OPERATION_NAME: "chat", PROVIDER_NAME: provider, REQUEST_MODEL: model}
         if response_model:
             base[RESPONSE_MODEL] = response_model
@@ -320,8 +346,9 @@ class Telemetry:
                                       kind=SpanKind.CLIENT, start_time=started_ns)
         if span.is_recording():
             span_attributes: dict[str, Any] = {**base, COST: cost_usd, LANGFUSE_COST: cost_usd, OPENINFERENCE_COST: cost_usd,
+                                          LANGFUSE_COST_DETAILS: json.dumps({"total": cost_usd}), LANGSMITH_SPAN_KIND: "llm",
                                           OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: provider,
-                                          OPENINFERENCE_MODEL: response_model or model}
+                                          OPENINFERENCE_MODEL: model}
             if usage is not None:
                 span_attributes.update({
                     INPUT_TOKENS: usage.input_tokens, OUTPUT_TOKENS: usage.output_tokens,
@@ -331,22 +358,65 @@ class Telemetry:
                 })
                 if usage.cache_read_tokens:
                     span_attributes[CACHE_READ_TOKENS] = usage.cache_read_tokens
+                    span_attributes[OPENINFERENCE_CACHE_READ_TOKENS] = min(usage.cache_read_tokens,
+                                                                           usage.input_tokens)
             if response_id:
                 span_attributes[RESPONSE_ID] = response_id
             if finish_reason:
                 span_attributes[FINISH_REASONS] = [finish_reason]
             if attributes:
                 span_attributes.update(attributes)
+            if self.record_content:
+                span_attributes.update(self._content(messages, response))
             span.set_attributes(span_attributes)
             if error_type is not None:
                 span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=ended_ns)
+
+    def _content(self, messages: Any, response: str | None) -> dict[str, str]:
+        content: dict[str, str] = {}
+        for key, value in ((OPENINFERENCE_INPUT, messages), (OPENINFERENCE_OUTPUT, response)):
+            if value is None:
+                continue
+            text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+            content[key] = self.redact(text) if self.redact is not None else text
+        if OPENINFERENCE_INPUT in content and not isinstance(messages, str):
+            content["input.mime_type"] = "application/json" if content[OPENINFERENCE_INPUT].startswith("[{") else "text/plain"
+        return content
 
     @staticmethod
     def trace_id(span: trace.Span) -> str | None:
         """The span's trace id as 32 hex digits, or ``None`` when it is not sampled."""
         context = span.get_span_context()
         return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def usd(amount: float) -> str:
+    """A cost in dollars, readable at fractions of a cent: two significant digits below $0.01.
+
+    Example:
+        >>> usd(0.0017), usd(0.000012345), usd(1.5), usd(0.0)
+        ('$0.0017', '$0.000012', '$1.50', '$0')
+    """
+    if amount == 0:
+        return "$0"
+    if abs(amount) >= 0.01:
+        return f"${amount:.2f}"
+    decimals = min(12, 1 - math.floor(math.log10(abs(amount))))
+    return f"${amount:.{decimals}f}"
+
+
+def route_summary(tier: str | None, cost_usd: float, baseline_cost_usd: float | None, *, failed: bool = False) -> str:
+    """The ``route`` span's one-line summary: tier, cost, and the saving on the baseline tier.
+
+    Example:
+        >>> route_summary("fast", 0.0017, 0.0100)
+        'tier fast · $0.0017 (baseline $0.01, saved $0.0083)'
+    """
+    text = f"tier {tier or '?'} · {usd(cost_usd)}"
+    if baseline_cost_usd is not None:
+        text += f" (baseline {usd(baseline_cost_usd)}, saved {usd(baseline_cost_usd - cost_usd)})"
+    return text + (" · failed" if failed else "")
 
 
 def error_type(error: BaseException) -> str:
@@ -363,6 +433,7 @@ def _set_error(span: trace.Span, error: BaseException) -> None:
 def configure(
     *,
     service_name: str = "steproute",
+    project_name: str | None = None,
     endpoint: str | None = None,
     headers: Mapping[str, str] | None = None,
     export_metrics: bool = True,
@@ -374,7 +445,9 @@ def configure(
     ``endpoint`` is the collector's base URL (``http://127.0.0.1:6006`` for Phoenix,
     ``http://127.0.0.1:4318`` for an OpenTelemetry Collector); without it the standard
     ``OTEL_EXPORTER_OTLP_*`` variables apply. ``export_metrics=False`` for backends that take
-    only traces (Phoenix answers 405 to metrics). Returns ``(tracer_provider, meter_provider)``;
+    only traces (Phoenix answers 405 to metrics). ``project_name`` (default: ``service_name``)
+    is the ``openinference.project.name`` resource attribute: the Phoenix project the traces
+    land in (without it, Phoenix's "default"). Returns ``(tracer_provider, meter_provider)``;
     call their ``shutdown()`` to flush before exit.
 
     Raises:
@@ -390,7 +463,7 @@ def configure(
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise ImportError(f"steproute.telemetry.configure needs the otel extra: pip install 'steproute[otel]' ({exc})") from None
-    resource = Resource.create({"service.name": service_name})
+    resource = Resource.create({"service.name": service_name, OPENINFERENCE_PROJECT: project_name or service_name})
     base = endpoint.rstrip("/") if endpoint else None
     span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None, headers=dict(headers or {}))
     tracer_provider = TracerProvider(resource=resource)

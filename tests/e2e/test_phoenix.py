@@ -4,7 +4,7 @@ Phoenix runs from its own virtual environment (``make test`` creates ``.venv-pho
 its gRPC receiver disabled; the test checks with ``ss`` that it listens on loopback only, runs
 the quickstart on the local models with ``--otlp``, and reads the spans back through Phoenix's
 GraphQL API. Phoenix prices the ``chat`` spans itself from the model name and token counts,
-after the test registers the local models' (illustrative) prices through that API. A
+at the prices the quickstart registers through that API (:func:`steproute.phoenix.register_prices`). A
 langgraph-supervisor run on llmock, with no application span, shows in Phoenix as one trace,
 and so does the same run under OpenInference's LangChain instrumentation.
 
@@ -36,7 +36,6 @@ PRICES = {"smollm2-135m": (0.15, 0.60), "qwen2.5-coder-0.5b": (2.50, 10.00)}  # 
 SPANS = """{ projects { edges { node { id name spans(first: 200) { edges { node {
   id name spanKind parentId trace { traceId costSummary { total { cost } } }
   attributes costSummary { total { cost } } cumulativeCostDetailSummaryEntries { value { cost } } } } } } } } }"""
-CREATE_MODEL = "mutation($input: CreateModelMutationInput!) { createModel(input: $input) { model { id } } }"
 
 
 def _free_port() -> int:
@@ -99,24 +98,30 @@ def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
 
 
 def test_each_step_cost_shows_in_phoenix_and_adds_up(phoenix):
+    """No manual step: the quickstart registers its tiers' prices with Phoenix itself, sends its
+    trace to its own project and prints the trace's link; the trace total Phoenix reads is
+    steproute's."""
     url, _, _ = phoenix
-    for name, (per_m_in, per_m_out) in PRICES.items():  # local models have no list price: register ours
-        _graphql(url, CREATE_MODEL, {"input": {
-            "name": name, "namePattern": f"^{re.escape(name)}$",
-            "costs": [{"tokenType": "input", "costPerMillionTokens": per_m_in, "kind": "PROMPT"},
-                      {"tokenType": "output", "costPerMillionTokens": per_m_out, "kind": "COMPLETION"}]}})
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py"), "--otlp", url],
                          capture_output=True, text=True, timeout=600, check=True).stdout
     printed_total = float(re.search(r"routed: \$([0-9.]+)", out).group(1))
+    link = re.search(r"trace: (\S+)", out)
+    assert link, out
 
     deadline = time.monotonic() + 60
     while True:  # Phoenix ingests asynchronously
-        spans = [e["node"] for p in _graphql(url, SPANS)["projects"]["edges"] for e in p["node"]["spans"]["edges"]]
+        projects = _graphql(url, SPANS)["projects"]["edges"]
+        spans = [e["node"] for p in projects for e in p["node"]["spans"]["edges"]]
         runs = [s for s in spans if s["name"] == "quickstart run"]
         if runs and len([s for s in spans if s["trace"]["traceId"] == runs[0]["trace"]["traceId"]]) == 11:
             break
         assert time.monotonic() < deadline, [s["name"] for s in spans]
         time.sleep(1)
+    (project,) = [p["node"]["name"] for p in projects if any(e["node"]["name"] == "quickstart run"
+                                                            for e in p["node"]["spans"]["edges"])]
+    assert project == "steproute-quickstart"  # not Phoenix's "default"
+    assert link.group(1) == f"{url}/redirects/traces/{runs[0]['trace']['traceId']}"
+    assert httpx.get(link.group(1), timeout=30).status_code == 200  # the UI's route to the trace
     trace_id = runs[0]["trace"]["traceId"]
     in_run = [s for s in spans if s["trace"]["traceId"] == trace_id]
     routes = {s["name"]: s for s in in_run if s["name"].startswith("route ")}
@@ -129,13 +134,15 @@ def test_each_step_cost_shows_in_phoenix_and_adds_up(phoenix):
         phoenix_cumulative = sum(e["value"]["cost"] or 0.0 for e in route["cumulativeCostDetailSummaryEntries"])
         assert ours > 0 and phoenix_cumulative == pytest.approx(ours, rel=1e-6), name  # Phoenix priced it the same
         assert route["spanKind"] == "chain"
+        summary = json.loads(route["attributes"])["output"]["value"]  # what Phoenix shows first
+        assert re.fullmatch(r"tier \w+ · \$0\.0*[1-9]\d(?: .*)?", summary), summary  # the cost, readable
         total += ours
     for chat in chats:
         attributes = json.loads(chat["attributes"])
         assert chat["costSummary"]["total"]["cost"] == pytest.approx(attributes["steproute"]["cost"]["usd"], rel=1e-6)
-        assert attributes["gen_ai"]["usage"]["input_tokens"] > 0 and attributes["llm"]["model_name"] in PRICES
+        assert attributes["gen_ai"]["usage"]["input_tokens"] > 0 and attributes["llm"]["model_name"] in {f"openai/{m}" for m in PRICES}
     assert runs[0]["trace"]["costSummary"]["total"]["cost"] == pytest.approx(total, rel=1e-6)
-    assert total == pytest.approx(printed_total, abs=1e-7)  # the run's total, as the quickstart printed it
+    assert runs[0]["trace"]["costSummary"]["total"]["cost"] == pytest.approx(printed_total, abs=1e-7)  # the run's total, as the quickstart printed it
     shot = os.environ.get("STEPROUTE_PHOENIX_ROUTE_SCREENSHOT")
     if shot:
         (project_id,) = [p["node"]["id"] for p in _graphql(url, SPANS)["projects"]["edges"]

@@ -290,3 +290,80 @@ def test_the_log_writer_queue_is_bounded_and_loses_nothing(tmp_path):
     log.close()
     assert [d["id"] for d in read_log(tmp_path / "d.jsonl").decisions] == [f"d-{i}" for i in range(300)]
     assert log.dropped == 0
+
+
+def test_the_route_span_summary_shows_tier_and_cost_readable_at_fractions_of_a_cent(otel):
+    router = otel.router(baseline="advanced")
+    result = router.complete(StepRequest("extract", [{"role": "user", "content": "x"}]))
+    (route,) = otel.spans("route")
+    summary = route.attributes["output.value"]
+    assert route.attributes["steproute.summary"] == summary and route.attributes["output.mime_type"] == "text/plain"
+    assert summary.startswith("tier fast · $0.0") and "<" not in summary
+    from steproute.telemetry import usd
+
+    assert usd(result.cost_usd) in summary and usd(result.baseline_cost_usd) in summary
+    assert (usd(0.0017), usd(0.000012345), usd(2.5), usd(0)) == ("$0.0017", "$0.000012", "$2.50", "$0")
+
+
+def test_chat_spans_name_the_priced_model_for_phoenix_and_carry_no_content_by_default(otel):
+    router = otel.router()
+    router.complete(StepRequest("extract", [{"role": "user", "content": "Mail ann@example.org"}]))
+    (chat,) = otel.spans("chat")
+    assert chat.attributes["llm.model_name"] == "openai/gpt-4o-mini"  # the model steproute priced the call at
+    cost = chat.attributes["steproute.cost.usd"]
+    assert json.loads(chat.attributes["langfuse.observation.cost_details"]) == {"total": cost}  # Langfuse's cost
+    (route,) = otel.spans("route")  # the step's total under steproute's names only: a backend never adds it twice
+    assert not {"llm.cost.total", "gen_ai.usage.cost", "langfuse.observation.cost_details"} & set(route.attributes)
+    assert "input.value" not in chat.attributes and "output.value" not in chat.attributes
+
+
+def test_recorded_content_is_opt_in_and_redacted_by_the_pii_guard(otel):
+    from opentelemetry.sdk.trace import TracerProvider as Provider
+
+    exporter = InMemorySpanExporter()
+    provider = Provider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    config = RouterConfig(tiers=mock_tiers(), default="fast", guards={"pii": {"tier": "advanced"}})
+    router = StepRouter(config, tracer_provider=provider, record_content=True)
+    router.complete(StepRequest("a", [{"role": "user", "content": "What is 12 + 30?"}]))
+    router.complete(StepRequest("b", [{"role": "user", "content": "Mail me at ann@example.org"}]))
+    chats = {s.parent.span_id: s for s in exporter.get_finished_spans() if s.name.startswith("chat ")}
+    routes = {s.attributes["steproute.step"]: s for s in exporter.get_finished_spans() if s.name.startswith("route ")}
+    plain, personal = chats[routes["a"].context.span_id], chats[routes["b"].context.span_id]
+    assert "What is 12 + 30?" in plain.attributes["input.value"] and plain.attributes["output.value"]
+    assert "ann@example.org" not in json.dumps(dict(personal.attributes))
+    assert personal.attributes["input.value"] == "[redacted by the PII guard: email]"
+
+
+def test_configure_names_the_phoenix_project(monkeypatch):
+    from steproute import telemetry
+    from steproute.telemetry import configure
+
+    monkeypatch.setattr(telemetry.trace, "set_tracer_provider", lambda provider: None)  # no global change
+    monkeypatch.setattr(telemetry.metrics, "set_meter_provider", lambda provider: None)
+
+    tracer_provider, meter_provider = configure(service_name="svc", endpoint="http://127.0.0.1:9", export_metrics=False)
+    try:
+        assert tracer_provider.resource.attributes["openinference.project.name"] == "svc"
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+    tracer_provider, meter_provider = configure(service_name="svc", project_name="proj", endpoint="http://127.0.0.1:9",
+                                                export_metrics=False)
+    assert tracer_provider.resource.attributes["openinference.project.name"] == "proj"
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+def test_a_price_registration_phoenix_does_not_answer_names_only_the_error_type():
+    import socket
+
+    from steproute.phoenix import register_prices
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = RouterConfig(tiers=mock_tiers(), default="fast")
+    with pytest.raises(RuntimeError) as caught:
+        register_prices(f"http://127.0.0.1:{port}", config, headers={"api_key": "sk-secret-123"}, wait=False)
+    assert str(caught.value) == "Phoenix did not answer a price registration (ConnectError)"
