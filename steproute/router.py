@@ -288,7 +288,8 @@ class StepRouter:
             run = self._cascade(record, plan, request, decision, action, params)
             if run is not None:
                 return _cascade.run_sync(run)
-            decision, completion = Fallback(self._calls, record, plan, request, decision, params).complete(preferred_model(action))
+            fallback = Fallback(self._calls, record, plan, request, decision, params)
+            decision, completion = fallback.complete(preferred_model(action))
             routed = self._routed(decision, completion)
             routed = replace(routed, decision=self._pins.settle(action, routed.decision))
         except BaseException as exc:
