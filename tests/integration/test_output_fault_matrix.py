@@ -78,8 +78,9 @@ class Expected:
 def expected(fault: str, scenario: str) -> Expected:
     if fault == "a tool never offered":
         return Expected("fast", "passed on")  # the agent's tool loop answers it, as for any model
-    # a held first chunk: httpx's read timeout, which LiteLLM calls an APIConnectionError mid-stream
-    kind = "APIConnectionError" if fault.startswith("first token") else "MalformedResponse"
+    # a held first chunk: httpx's read timeout, a Timeout (LiteLLM before 1.110 called it an
+    # APIConnectionError mid-stream)
+    kind = "Timeout|APIConnectionError" if fault.startswith("first token") else "MalformedResponse"
     return Expected(None, kind=kind) if SCENARIOS[scenario] == "fast" else Expected("strong", "fell back")
 
 
@@ -159,7 +160,7 @@ def test_output_fault_matrix(llmock, fault: str, surface: str, scenario: str) ->
         assert want.tier is None, f"expected {want}, got a typed error: {[a.error_type for a in err.attempts]}"
         assert err.step == "answer" and err.tier == "fast" and err.attempts
         kinds = sorted({a.error_type for a in err.attempts})
-        assert kinds == [want.kind], kinds
+        assert len(kinds) == 1 and kinds[0] in want.kind.split("|"), kinds
         assert "step 'answer'" in str(err) and "'fast'" in str(err)
         assert STRONG not in {r.model for r in llmock.requests}, "a call held to the cheap tier reached the strong one"
         RESULTS[(fault, surface, scenario)] = f"typed error ({', '.join(kinds)})"
