@@ -90,3 +90,17 @@ def test_the_config_names_a_bad_fallback_mode():
 
     with pytest.raises(ConfigError, match=r"default\.tier_fallback"):
         RouterConfig(tiers=mock_tiers(), default={"policy": "fixed", "tier": "fast", "tier_fallback": "down"})
+
+
+@pytest.mark.parametrize("mode", ["upgrade_only", "reevaluate"])
+def test_a_fallback_tier_never_moves_the_pin_even_where_the_pin_mode_would(mode):
+    """Under ``upgrade_only`` and ``reevaluate`` too, an answer that came from a fallback tier
+    leaves the pin on the conversation's own tier, sync and async."""
+    pinning = {"mode": mode, **({"after_turns": 1} if mode == "reevaluate" else {})}
+    router = StepRouter(RouterConfig(tiers=tiers("fast"), default="fast", pinning=pinning))
+    first = router.complete(ask(thread="t")).decision
+    assert (first.tier, first.fallback_from, first.repinned) == ("standard", "fast", False)
+    assert router.pin_store.get("t", "s").tier == "fast"
+    second = asyncio.run(router.acomplete(ask(thread="t"))).decision
+    assert (second.fallback_from, second.repinned) == ("fast", False)
+    assert router.pin_store.get("t", "s").tier == "fast"
