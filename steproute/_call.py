@@ -82,7 +82,8 @@ class CallRecord:
         self._telemetry.decided(self._route, self.decision, time.perf_counter() - self._started)
         return error
 
-    def _failed_attempts(self, decision: Decision, attempts: Sequence[Attempt]) -> int:
+    def _failed_attempts(self, decision: Decision, attempts: Sequence[Attempt],
+                         attributes: dict[str, Any] | None = None) -> int:
         """Spans for the attempts that failed, and what the paid ones cost (no span for an
         attempt that called no deployment: a tier cooling down); returns when the last one ended."""
         last = self._dispatched_ns
@@ -93,7 +94,8 @@ class CallRecord:
             started = a.started_ns or last
             ended = a.ended_ns or time.time_ns()
             self._telemetry.chat(self._route, decision, model=a.model, provider=a.provider, started_ns=started,
-                                 ended_ns=ended, cost_usd=a.cost_usd or 0.0, error_type=a.error_type)
+                                 ended_ns=ended, cost_usd=a.cost_usd or 0.0, error_type=a.error_type,
+                                 attributes=attributes)
             last = max(last, ended)
         return last
 
@@ -129,11 +131,19 @@ class CallRecord:
                              finish_reason=finish_reason, error_type=error_type, attributes=attributes)
         self._dispatched_ns = time.time_ns()
 
-    def tier_failed(self, decision: Decision, attempts: Sequence[Attempt]) -> None:
-        """Every deployment of ``decision.tier`` failed and the step falls back to another tier:
-        a span for each failed attempt."""
-        self._dispatched_ns = self._failed_attempts(decision, attempts)
-        self._booked += len(attempts)
+    def tier_failed(self, decision: Decision, attempts: Sequence[Attempt], *, error_type: str,
+                    deployment: Deployment, attributes: dict[str, Any] | None = None) -> None:
+        """Every deployment of ``decision.tier`` failed and the call moves to another tier: a
+        span for each failed attempt (one at ``deployment`` with ``error_type`` when the
+        error carries none)."""
+        if attempts:
+            self._dispatched_ns = self._failed_attempts(decision, attempts, attributes)
+            self._booked += len(attempts)
+            return
+        self._telemetry.chat(self._route, decision, model=deployment.model, provider=deployment.provider,
+                             started_ns=self._dispatched_ns, ended_ns=time.time_ns(), error_type=error_type,
+                             attributes=attributes)
+        self._dispatched_ns = time.time_ns()
 
     def answered(
         self,

@@ -43,8 +43,9 @@ class StepPlan:
     """``None``: this step is not pinned (mode ``off``, or a tier hint fixes it)."""
     style: StyleConfig | None
     """The step's system-prompt addition and output settings."""
-    tier_fallback: str = "next"
-    """When the tier's every deployment fails: ``next``, ``stronger`` or ``none``."""
+    tier_fallback: str | None = None
+    """When the tier's every deployment fails: ``next``, ``stronger`` or ``none`` (``None``:
+    unset, see :func:`steproute.tier_walk.walk_rules`)."""
     unconfigured: bool = False
     """The step matches no ``steps:`` entry while the configuration has some (said in the reason)."""
 

@@ -36,6 +36,7 @@ from steproute.model_output import (
     StreamedCallNames,
 )
 from steproute.pricing import price_of
+from steproute.tier_client import TierClient, Transport
 from steproute.types import Usage
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "CompletionChunk",
     "Deployment",
     "Dispatcher",
+    "LiteLLMTransport",
     "StreamCollector",
     "TokenLogprob",
     "ToolCall",
@@ -295,10 +297,12 @@ class Dispatcher:
     :class:`~steproute.ConfigError` for deployments LiteLLM cannot place (unknown provider).
     """
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, transport: Transport | None = None) -> None:
         install_failure_recorder()
+        transport = transport if transport is not None else LiteLLMTransport()
         problems: list[ConfigProblem] = []
-        self._tiers: dict[str, _Tier] = {}
+        self._tiers: dict[str, TierClient] = {}
+        self._deployments: dict[str, tuple[Deployment, ...]] = {}
         for name, tier in config.tiers.items():
             deployments = []
             for i, model in enumerate(tier.models):
@@ -313,19 +317,29 @@ class Dispatcher:
                 price = price_of(model, f"tiers.{name}.models[{i}]")
                 deployments.append(Deployment(name, i, model.model, provider, price, model.litellm_params()))
             if deployments:
-                self._tiers[name] = _Tier(name, deployments, config.dispatch, tier.tool_calling)
+                self._deployments[name] = tuple(deployments)
+                self._tiers[name] = transport.client(name, deployments, config.dispatch, tier.tool_calling)
         if problems:
             raise ConfigError(problems)
 
-    def tier(self, name: str) -> _Tier:
+    def tier(self, name: str) -> TierClient:
         return self._tiers[name]
 
     def deployments(self, tier: str) -> tuple[Deployment, ...]:
         """The tier's deployments, in fallback order."""
-        return tuple(self._tiers[tier].deployments)
+        return self._deployments[tier]
 
     def first_deployment(self, tier: str) -> Deployment:
-        return self._tiers[tier].deployments[0]
+        return self._deployments[tier][0]
+
+
+class LiteLLMTransport:
+    """The default :class:`~steproute.tier_client.Transport`: each tier through LiteLLM (one
+    deployment: ``litellm.completion``; several: a ``litellm.Router`` model group)."""
+
+    def client(self, tier: str, deployments: Sequence[Deployment], settings: DispatchConfig,
+               tool_calling: str) -> TierClient:
+        return _Tier(tier, list(deployments), settings, tool_calling)
 
 
 

@@ -134,10 +134,12 @@ class StepSettings(FrozenConfig):
     """This step's pinning (fields given here override the global ``pinning``)."""
     style: StyleConfig | None = None
     """This step's system-prompt addition and output settings, after the tier's."""
-    tier_fallback: Literal["next", "stronger", "none"] = "next"
-    """When every deployment of the chosen tier fails: try the ``next`` stronger tier (default),
-    every ``stronger`` tier in turn, or ``none``. Never above the step's ``max_tier``; a
-    ``tier`` hint fixes the tier, so it never falls back."""
+    tier_fallback: Literal["next", "stronger", "none"] | None = None
+    """When every deployment of the chosen tier fails: try the ``next`` stronger tier (the
+    default), every ``stronger`` tier in turn, or ``none``. Never above the step's
+    ``max_tier``; a ``tier`` hint fixes the tier, so it never falls back. On a ``cascade``
+    step it counts the escalations errors may cause: ``none`` (an error ends the call; rejected
+    answers still escalate), ``next`` (one), ``stronger`` (the default there: any)."""
     fallback_on: list[Literal["auth", "bad_request", "context_window"]] = Field(default_factory=list)
     """Errors from providers that, besides transient ones (429, 5xx, timeouts, connection
     errors), move the call to a stronger tier (``tier_fallback``) or up a cascade: ``auth``

@@ -13,33 +13,26 @@ import asyncio
 import os
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from steproute import _cascade
+from steproute import _walk_drivers as drivers
+from steproute._budget_gate import BudgetGate
 from steproute._call import CallRecord
 from steproute._call_context import CallContext
-from steproute._fallback import Fallback
 from steproute._feedback import feedback_entry
 from steproute._pin_keeper import PinKeeper, preferred_model
 from steproute._plan import Planner, StepPlan
+from steproute._walk_run import WalkRun
 from steproute.config import RouterConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
-from steproute.dispatch import Completion, CompletionChunk, Deployment, Dispatcher
-from steproute.errors import BudgetExceeded, RoutingError, shown
-from steproute.guards import (
-    PII_THREAD_CHARS,
-    BudgetGuard,
-    BudgetStore,
-    InMemoryBudgetStore,
-    estimate_cost,
-    max_output_tokens,
-)
+from steproute.dispatch import CompletionChunk, Deployment, Dispatcher
+from steproute.guards import PII_THREAD_CHARS, BudgetGuard, BudgetStore, InMemoryBudgetStore
 from steproute.pinning import InMemoryPinStore, PinAction, PinStore
 from steproute.policies import CascadePolicy, Policy
-from steproute.results import RoutedCompletion, StreamState, StreamSummary, batch_results, summary_of
+from steproute.results import RoutedCompletion, StreamSummary, batch_results
 from steproute.step_coverage import StepCoverage
 from steproute.telemetry import Telemetry
+from steproute.tier_client import Transport
 from steproute.types import Decision, Hint, StepRequest
 
 if TYPE_CHECKING:
@@ -74,7 +67,8 @@ class StepRouter:
     config); pins live in ``pin_store`` (default: bounded, in memory; see
     :class:`~steproute.pinning.BaseStorePinStore` to share them across replicas).
     ``record_content=True`` puts prompts and answers on the ``chat`` spans, redacted by the
-    PII guard when one is configured.
+    PII guard when one is configured. ``transport`` answers the tiers (default: LiteLLM;
+    :class:`steproute.testing.FunctionTransport` answers from a function, for tests).
     """
 
     def __init__(
@@ -87,10 +81,11 @@ class StepRouter:
         pin_store: PinStore | None = None,
         budget_store: BudgetStore | None = None,
         record_content: bool = False,
+        transport: Transport | None = None,
     ) -> None:
         self.config = config
         self.baseline = config.baseline_tier()
-        self._dispatcher = Dispatcher(config)
+        self._dispatcher = Dispatcher(config, transport)
         self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
         self._planner = Planner(config, lambda tier: self._dispatcher.first_deployment(tier).model, self._ask)
         self.tiers: tuple[str, ...] = self._planner.tiers
@@ -110,6 +105,7 @@ class StepRouter:
         guards = config.guards
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
+        self._gate = BudgetGate(self._budget, self._dispatcher, self._rank)
 
     @property
     def pin_store(self) -> PinStore:
@@ -166,7 +162,7 @@ class StepRouter:
         if guarded is not None:
             return guarded, None
         if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
-            # the start policy decides while the first tier's call runs (steproute._cascade)
+            # the start policy decides while the first tier's call runs (steproute._walk_drivers)
             policy_decision = self._planner.decide(plan, request, speculative=True)
         elif getattr(plan.policy, "blocking", False):  # a policy that calls a model: keep the loop free
             policy_decision = await asyncio.to_thread(self._planner.decide, plan, request)
@@ -174,192 +170,79 @@ class StepRouter:
             policy_decision = self._planner.decide(plan, request)
         return await self._pins.afollow(plan, policy_decision)
 
-    # -- calling -----------------------------------------------------------------------------
+    # -- calling: plan → route (decide, pin) → budget → walk → record -----------------------
 
-    def _routed(self, decision: Decision, completion: Completion) -> RoutedCompletion:
-        return RoutedCompletion(replace(decision, model=completion.model), completion, completion.cost_usd,
-                                self._calls.baseline_cost(completion.usage))
-
-    def _start(self, request: StepRequest, params: Mapping[str, Any] | None = None
-               ) -> tuple[CallRecord, StepPlan, Decision, PinAction | None]:
+    def _start(self, request: StepRequest, params: Mapping[str, Any]) -> WalkRun:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
             plan = self._plan(request.step, request.kind, request.hint)
             decision, action = self._route(plan, request)
-            decision = self._budgeted(record, plan, request, decision, params or {})
+            decision = self._gate.admit(record, plan, request, decision, params)
         except BaseException as exc:
             record.failed(exc)
             raise
-        record.decided(decision, self._dispatcher.first_deployment(decision.tier))
-        return record, plan, decision, action
+        return self._walk(record, plan, request, decision, action, params)
 
-    async def _astart(self, request: StepRequest, params: Mapping[str, Any] | None = None
-                      ) -> tuple[CallRecord, StepPlan, Decision, PinAction | None]:
+    async def _astart(self, request: StepRequest, params: Mapping[str, Any]) -> WalkRun:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
             plan = self._plan(request.step, request.kind, request.hint)
             decision, action = await self._aroute(plan, request)
             if self._budget is not None and not isinstance(self.budget_store, InMemoryBudgetStore):
-                decision = await asyncio.to_thread(self._budgeted, record, plan, request, decision, params or {})
+                decision = await asyncio.to_thread(self._gate.admit, record, plan, request, decision, params)
             else:
-                decision = self._budgeted(record, plan, request, decision, params or {})
+                decision = self._gate.admit(record, plan, request, decision, params)
         except BaseException as exc:
             record.failed(exc)
             raise
+        return self._walk(record, plan, request, decision, action, params)
+
+    def _walk(self, record: CallRecord, plan: StepPlan, request: StepRequest, decision: Decision,
+              action: PinAction | None, params: Mapping[str, Any]) -> WalkRun:
         record.decided(decision, self._dispatcher.first_deployment(decision.tier))
-        return record, plan, decision, action
-
-    def _budgeted(self, record: CallRecord, plan: StepPlan, request: StepRequest, decision: Decision,
-                  params: Mapping[str, Any]) -> Decision:
-        """The tenant's budget: reserve the call's estimated cost, or cap its tier, or refuse it
-        (:class:`~steproute.errors.BudgetExceeded`)."""
-        if self._budget is None:
-            return decision
-        deployment = self._dispatcher.first_deployment(decision.tier)
-        # reserve the most the call can cost: max_tokens, else the model's most, for each of n choices
-        estimate = estimate_cost(deployment.price, request, params, max_output_tokens(deployment.model))
-        try:
-            verdict = self._budget.admit(request, estimate)
-        except BudgetExceeded as exc:
-            record.refused(decision, exc)  # logged and on the span, as a decision refused by the budget
-            raise
-        record.budget = verdict.hold
-        cap = verdict.cap_tier
-        if cap is None:
-            return decision
-        if self._rank[decision.tier] > self._rank[cap] and (plan.fixed is not None or decision.policy == "guard"):
-            raise record.refused(decision, RoutingError(
-                f"step {request.step!r}: tenant {shown(request.tenant)} is over its budget, which holds it "
-                f"to tier {cap!r}; the step's tier is fixed at {decision.tier!r}"), held_to=cap)
-        tier = cap if self._rank[decision.tier] > self._rank[cap] else decision.tier
-        # held at or below the cap for the whole call: no cascade escalation, no fallback above it
-        return replace(decision, tier=tier, model=self._dispatcher.first_deployment(tier).model,
-                       guard=decision.guard or "budget:capped",
-                       reason=f"{decision.reason}; budget: tenant {shown(request.tenant)} spent "
-                              f"${verdict.spent_usd:.6g} of ${verdict.limit_usd:.6g}, held to {cap!r}")
-
-    def _answered(self, record: CallRecord, routed: RoutedCompletion) -> RoutedCompletion:
-        completion = routed.completion
-        step_cost = record.answered(routed.decision, usage=completion.usage, cost_usd=routed.cost_usd,
-                        baseline_cost_usd=routed.baseline_cost_usd, provider=completion.provider,
-                        response_model=completion.response_model, response_id=completion.response_id,
-                        finish_reason=completion.finish_reason, response=completion.content,
-                        failed_attempts=completion.failed_attempts)
-        return replace(routed, cost_usd=step_cost)  # with the paid failed attempts (a malformed answer)
-
-    def _summarised(self, record: CallRecord, state: StreamState, summary: StreamSummary) -> StreamSummary:
-        step_cost = record.answered(summary.decision, usage=summary.usage, cost_usd=summary.cost_usd,
-                                    baseline_cost_usd=summary.baseline_cost_usd, provider=state.provider,
-                                    finish_reason=summary.finish_reason, response=summary.content,
-                                    failed_attempts=state.failed_attempts)
-        return replace(summary, cost_usd=step_cost)
-
-    def _stream_stopped(self, record: CallRecord, state: StreamState, params: Mapping[str, Any],
-                        error: BaseException) -> None:
-        """A stream that ended early: abandoned by its consumer (booked at what was generated so
-        far, see :meth:`CallRecord.stopped`), or failed."""
-        if not state.live:  # a cascade's stream books its own attempts
-            record.failed(error)
-            return
-        tier = state.decision.tier
-        deployment = next((d for d in self._dispatcher.deployments(tier) if d.model == state.model),
-                          self._dispatcher.first_deployment(tier))
-        record.stopped(error, state, replace(state.decision, model=state.model), deployment, self._baseline_price,
-                       params.get("n"))
-
-    def _cascade(self, record: CallRecord, plan: StepPlan, request: StepRequest, decision: Decision,
-                 action: PinAction | None, params: dict[str, Any]) -> _cascade.CascadeRun | None:
-        """The cascade run of a call whose step policy is a cascade (``None``: not one, or a
-        tier hint fixed the tier)."""
-        if plan.fixed is not None or not isinstance(plan.policy, CascadePolicy):
-            return None
-        return _cascade.CascadeRun(self._calls, record, plan, request, decision, action, params, preferred_model(action))
+        return WalkRun(self._calls, record, plan, request, decision, action, params, preferred_model(action))
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
-        Under a ``cascade`` policy, the call is made tier after tier until an answer is
-        accepted (see :mod:`steproute.policies.cascade`).
+        When every deployment of the tier fails, a stronger tier may answer (``tier_fallback``);
+        under a ``cascade`` policy, the call is made tier after tier until an answer is accepted
+        (see :mod:`steproute.tier_walk`).
 
         Raises:
-            DispatchError: every deployment of the chosen tier failed.
+            DispatchError: every tier the call could use failed.
         """
-        record, plan, decision, action = self._start(request, params)
+        call = self._start(request, params)
         try:
-            run = self._cascade(record, plan, request, decision, action, params)
-            if run is not None:
-                return _cascade.run_sync(run)
-            fallback = Fallback(self._calls, record, plan, request, decision, params)
-            decision, completion = fallback.complete(preferred_model(action))
-            routed = self._routed(decision, completion)
-            routed = replace(routed, decision=self._pins.settle(action, routed.decision))
+            return drivers.run(call)
         except BaseException as exc:
-            record.failed(exc)
+            call.record.failed(exc)
             raise
-        return self._answered(record, routed)
 
     async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Async :meth:`complete`."""
-        record, plan, decision, action = await self._astart(request, params)
+        call = await self._astart(request, params)
         try:
-            run = self._cascade(record, plan, request, decision, action, params)
-            if run is not None:
-                return await _cascade.run_async(run)
-            fallback = Fallback(self._calls, record, plan, request, decision, params)
-            decision, completion = await fallback.acomplete(preferred_model(action))
-            routed = self._routed(decision, completion)
-            routed = replace(routed, decision=await self._pins.asettle(action, routed.decision))
+            return await drivers.arun(call)
         except BaseException as exc:
-            record.failed(exc)
+            call.record.failed(exc)
             raise
-        return self._answered(record, routed)
 
     def stream(self, request: StepRequest, **params: Any) -> Generator[CompletionChunk | StreamSummary, None, None]:
         """Decide and stream: chunks, then one :class:`StreamSummary` last. Under a
         ``cascade``, attempts that may be rejected are buffered; the last tier streams live."""
-        record, plan, decision, action = self._start(request, params)
-        state = StreamState(decision)
-        try:
-            run = self._cascade(record, plan, request, decision, action, params)
-            if run is not None:
-                for item in _cascade.stream_sync(run):
-                    yield item if isinstance(item, CompletionChunk) else summary_of(item)
-                return
-            state.live = True
-            fallback = Fallback(self._calls, record, plan, request, decision, params)
-            for chunk in fallback.stream(preferred_model(action), state.follow):
-                state.see(chunk)
-                if chunk.usage is None:
-                    yield chunk
-            summary = state.summary(self._calls.baseline_cost)
-            summary = replace(summary, decision=self._pins.settle(action, summary.decision))
-        except BaseException as exc:  # GeneratorExit too: the consumer stopped early
-            self._stream_stopped(record, state, params, exc)
-            raise
-        yield self._summarised(record, state, summary)
+        call = self._start(request, params)
+        yield from drivers.stream(call)
 
     async def astream(self, request: StepRequest, **params: Any
                       ) -> AsyncGenerator[CompletionChunk | StreamSummary, None]:
         """Async :meth:`stream`."""
-        record, plan, decision, action = await self._astart(request, params)
-        state = StreamState(decision)
+        call = await self._astart(request, params)
+        items = drivers.astream(call)
         try:
-            run = self._cascade(record, plan, request, decision, action, params)
-            if run is not None:
-                async for item in _cascade.stream_async(run):
-                    yield item if isinstance(item, CompletionChunk) else summary_of(item)
-                return
-            state.live = True
-            fallback = Fallback(self._calls, record, plan, request, decision, params)
-            async for chunk in fallback.astream(preferred_model(action), state.follow):
-                state.see(chunk)
-                if chunk.usage is None:
-                    yield chunk
-            summary = state.summary(self._calls.baseline_cost)
-            summary = replace(summary, decision=await self._pins.asettle(action, summary.decision))
-        except BaseException as exc:  # CancelledError, GeneratorExit (aclose): the consumer stopped
-            self._stream_stopped(record, state, params, exc)
-            raise
-        yield self._summarised(record, state, summary)
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()
 
     def complete_batch(self, requests: Sequence[StepRequest], *, max_concurrency: int | None = None,
                        return_exceptions: bool = False, **params: Any) -> list[Any]:
@@ -373,19 +256,17 @@ class StepRouter:
         is finished, answered or booked as failed, first.
         """
         results: list[Any] = [None] * len(requests)
-        runs: dict[int, _cascade.CascadeRun] = {}
+        runs: dict[int, WalkRun] = {}
         plain: list[int] = []
         for i, request in enumerate(requests):
             try:
                 if self._is_cascade(request):
-                    record, plan, decision, action = self._start(request, params)
-                    runs[i] = _cascade.CascadeRun(self._calls, record, plan, request, decision, action, dict(params),
-                                                  preferred_model(action))
+                    runs[i] = self._start(request, params)
                 else:
                     plain.append(i)
             except Exception as exc:
                 results[i] = exc
-        bound = max_concurrency or self._batch_bound(runs.values())
+        bound = max_concurrency or drivers.bound(list(runs.values()))
 
         def call(i: int) -> Any:
             try:
@@ -396,7 +277,7 @@ class StepRouter:
         with ThreadPoolExecutor(max_workers=max(1, min(bound, len(plain) or 1))) as pool:
             for i, result in zip(plain, pool.map(call, plain), strict=True):
                 results[i] = result
-        for i, result in zip(runs, _cascade.batch_sync(list(runs.values()), bound, _book_failure), strict=True):
+        for i, result in zip(runs, drivers.batch(list(runs.values()), bound), strict=True):
             results[i] = result
         return batch_results(results, return_exceptions)
 
@@ -404,19 +285,17 @@ class StepRouter:
                               return_exceptions: bool = False, **params: Any) -> list[Any]:
         """Async :meth:`complete_batch`."""
         results: list[Any] = [None] * len(requests)
-        runs: dict[int, _cascade.CascadeRun] = {}
+        runs: dict[int, WalkRun] = {}
         plain: list[int] = []
         for i, request in enumerate(requests):
             try:
                 if self._is_cascade(request):
-                    record, plan, decision, action = await self._astart(request, params)
-                    runs[i] = _cascade.CascadeRun(self._calls, record, plan, request, decision, action, dict(params),
-                                                  preferred_model(action))
+                    runs[i] = await self._astart(request, params)
                 else:
                     plain.append(i)
             except Exception as exc:
                 results[i] = exc
-        bound = max_concurrency or self._batch_bound(runs.values())
+        bound = max_concurrency or drivers.bound(list(runs.values()))
         gate = asyncio.Semaphore(bound)
 
         async def call(i: int) -> Any:
@@ -427,8 +306,7 @@ class StepRouter:
                     return exc
 
         plain_results, cascaded = await asyncio.gather(
-            asyncio.gather(*(call(i) for i in plain)),
-            _cascade.batch_async(list(runs.values()), bound, _book_failure))
+            asyncio.gather(*(call(i) for i in plain)), drivers.abatch(list(runs.values()), bound))
         for i, result in zip(plain, plain_results, strict=True):
             results[i] = result
         for i, result in zip(runs, cascaded, strict=True):
@@ -438,10 +316,6 @@ class StepRouter:
     def _is_cascade(self, request: StepRequest) -> bool:
         plan = self._plan(request.step, request.kind, request.hint)
         return plan.fixed is None and isinstance(plan.policy, CascadePolicy)
-
-    @staticmethod
-    def _batch_bound(runs: Any) -> int:
-        return min((r.policy.max_concurrency for r in runs), default=8)
 
     def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
@@ -495,6 +369,3 @@ class StepRouter:
     def __repr__(self) -> str:
         return f"StepRouter(tiers={list(self.tiers)}, baseline={self.baseline!r}, steps={list(self.config.steps)})"
 
-
-def _book_failure(run: _cascade.CascadeRun, error: BaseException) -> None:
-    run.record.failed(error)

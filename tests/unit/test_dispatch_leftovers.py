@@ -124,7 +124,7 @@ def test_a_paid_failed_attempt_is_on_the_steps_cost_span_and_budget():
     record.decided(decision(), Where())  # type: ignore[arg-type]
     malformed = Attempt("openai/gpt-4o-mini", "MalformedResponse", "openai", cost_usd=0.003)
     cooled = Attempt(None, COOLED_DOWN)
-    record.tier_failed(decision(), [cooled, malformed])
+    record.tier_failed(decision(), [cooled, malformed], error_type="DispatchError", deployment=Where())  # type: ignore[arg-type]
     total = record.answered(decision(tier="strong", model="openai/gpt-4o"), usage=Usage(10, 5), cost_usd=0.01,
                             baseline_cost_usd=0.01, provider="openai")
     assert total == pytest.approx(0.013)

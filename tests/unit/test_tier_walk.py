@@ -1,0 +1,138 @@
+"""The tier walk's one rule set, with no model call: chains, error moves, rejections, the
+decision it writes. (The drivers' paths over LiteLLM are in test_fault_paths, test_cascade and
+the fault matrices; the cascade/`tier_fallback` contract over real calls is at the end.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from steproute import RouterConfig, StepRequest, StepRouter
+from steproute.errors import Attempt, DispatchError, ProviderAuthError, ProviderFailure
+from steproute.tier_walk import TierWalk, walk_rules
+from steproute.types import CascadeAttempt, Decision
+
+TIERS = ("fast", "standard", "strong")
+
+
+def _error(tier: str, kind_error: type[DispatchError] = DispatchError) -> DispatchError:
+    return DispatchError("plan", tier, (Attempt(f"m/{tier}", "RateLimitError", "openai"),))
+
+
+def _decision(tier: str = "fast") -> Decision:
+    return Decision(step="plan", kind=None, tier=tier, model=f"m/{tier}", policy="rules", reason="rules: short")
+
+
+@pytest.mark.parametrize(("fallback", "high", "cascade", "fixed", "chain", "moves"), [
+    (None, 2, None, False, ("fast", "standard"), 1),                       # default: the next tier only
+    ("next", 2, None, False, ("fast", "standard"), 1),
+    ("stronger", 2, None, False, ("fast", "standard", "strong"), 3),       # every stronger tier, cheapest first
+    ("none", 2, None, False, ("fast",), 0),
+    ("stronger", 1, None, False, ("fast", "standard"), 2),                 # never above max_tier
+    ("stronger", 2, None, True, ("fast",), 0),                             # a hint or a guard fixed the tier
+    (None, 2, ("fast", "strong"), False, ("fast", "strong"), 2),           # a cascade: its tiers, errors move on
+    ("none", 2, ("fast", "strong"), False, ("fast", "strong"), 0),         # ... unless tier_fallback: none
+    ("next", 2, ("fast", "standard", "strong"), False, ("fast", "standard", "strong"), 1),
+    (None, 1, ("fast", "standard", "strong"), False, ("fast", "standard"), 2),
+])
+def test_the_chain_and_how_far_errors_may_move_it(fallback, high, cascade, fixed, chain, moves):
+    rules = walk_rules("fast", TIERS, high, fallback=fallback, cascade=cascade, fixed=fixed)
+    assert (rules.chain, rules.error_moves, rules.judged) == (chain, moves, cascade is not None)
+
+
+def test_a_chain_starts_at_the_decided_tier_and_never_goes_below_it():
+    assert walk_rules("standard", TIERS, 2, fallback="stronger").chain == ("standard", "strong")
+    assert walk_rules("strong", TIERS, 2, fallback="stronger").chain == ("strong",)
+
+
+def test_errors_move_on_once_under_next_and_name_every_failed_tier_at_the_end():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="next", cascade=TIERS), TIERS)
+    assert walk.failed_over(_error("fast"), "m/fast") == "standard"
+    with pytest.raises(DispatchError) as raised:
+        walk.failed_over(_error("standard"), "m/standard")
+    assert raised.value.tiers == ("fast", "standard")
+    assert [a.model for a in raised.value.attempts] == ["m/fast", "m/standard"]
+
+
+def test_a_single_failed_tier_raises_its_own_error_unchanged():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="none"), TIERS)
+    error = _error("fast")
+    with pytest.raises(DispatchError) as raised:
+        walk.failed_over(error, "m/fast")
+    assert raised.value is error
+
+
+def test_a_refusal_moves_on_only_when_fallback_on_lists_it():
+    failure = ProviderFailure("auth", "AuthenticationError", "Incorrect API key provided.")
+    refusal = ProviderAuthError("plan", "fast", (Attempt("m/fast", "AuthenticationError", "openai", kind="auth"),),
+                                deployment="m/fast", provider="openai", failure=failure)
+    strict = TierWalk(walk_rules("fast", TIERS, 2), TIERS)
+    with pytest.raises(ProviderAuthError):
+        strict.failed_over(refusal, "m/fast")
+    lenient = TierWalk(walk_rules("fast", TIERS, 2, fallback_on=("auth",)), TIERS)
+    assert lenient.failed_over(refusal, "m/fast") == "standard"
+    decided = lenient.answered(_decision(), "m/standard")
+    assert decided.fallback_from == "fast" and "fallback_on lists 'auth'" in decided.reason
+
+
+def test_rejections_carry_their_cost_forward_and_never_use_up_error_moves():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="next", cascade=TIERS), TIERS)
+    assert walk.judges
+    walk.rejected(CascadeAttempt("fast", "m/fast", False, 0.2, cost_usd=0.001, reason="low confidence"))
+    assert walk.failed_over(_error("standard"), "m/standard") == "strong"  # the one error move is still there
+    assert walk.is_last and not walk.judges
+    assert walk.carried_usd == pytest.approx(0.001)
+    decided = walk.answered(_decision(), "m/strong")
+    assert (decided.tier, decided.escalated_from, decided.fallback_from, decided.attempts) == (
+        "strong", "fast", "standard", 3)
+    assert [a.accepted for a in decided.cascade] == [False, None, None]
+    assert walk.escalated  # a verdict rejected an answer: the pin may move
+
+
+def test_an_error_only_escalation_is_no_reason_to_move_the_pin():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS)
+    walk.failed_over(_error("fast"), "m/fast")
+    assert not walk.escalated
+
+
+def test_a_plain_walk_writes_the_fallback_into_the_reason():
+    walk = TierWalk(walk_rules("fast", TIERS, 2), TIERS)
+    walk.failed_over(_error("fast"), "m/fast")
+    decided = walk.answered(_decision(), "m/standard")
+    assert (decided.tier, decided.model, decided.fallback_from, decided.cascade) == ("standard", "m/standard", "fast", ())
+    assert "tier 'fast' failed (RateLimitError), fell back to 'standard'" in decided.reason
+
+
+def test_a_speculative_restart_is_not_an_escalation():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS)
+    walk.cancelled("m/fast", "speculative: rules picked 'strong'")
+    walk.restart_at("strong")
+    assert walk.chain == ("strong",) and walk.is_last
+    decided = walk.answered(_decision(), "m/strong")
+    assert (decided.tier, decided.escalated_from, decided.attempts) == ("strong", None, 2)
+    assert "speculative: rules picked 'strong'" in decided.reason
+
+
+# -- the cascade's `tier_fallback`, over real LiteLLM calls ---------------------------------
+
+def _cascade_router(tier_fallback: str | None) -> StepRouter:
+    step: dict = {"policy": "cascade", "tiers": ["fast", "strong"], "signals": [{"signal": "hedging"}]}
+    if tier_fallback is not None:
+        step["tier_fallback"] = tier_fallback
+    return StepRouter(RouterConfig.model_validate({
+        "tiers": {"fast": {"models": [{"model": "openai/m-fast", "api_key": "sk-test",
+                                       "mock_response": "litellm.InternalServerError"}]},
+                  "strong": {"models": [{"model": "openai/m-strong", "api_key": "sk-test", "mock_response": "42"}]}},
+        "default": "fast", "steps": {"calc": step}}))
+
+
+def test_a_cascade_with_tier_fallback_none_raises_when_its_tier_fails_like_a_fixed_step():
+    router = _cascade_router("none")
+    with pytest.raises(DispatchError) as raised:
+        router.complete(StepRequest("calc", [{"role": "user", "content": "6*7?"}]))
+    assert raised.value.tiers == ("fast",)
+
+
+@pytest.mark.parametrize("tier_fallback", [None, "next", "stronger"])
+def test_a_cascade_escalates_on_errors_unless_told_not_to(tier_fallback):
+    result = _cascade_router(tier_fallback).complete(StepRequest("calc", [{"role": "user", "content": "6*7?"}]))
+    assert (result.decision.tier, result.decision.fallback_from, result.completion.content) == ("strong", "fast", "42")
