@@ -10,6 +10,7 @@ No I/O, no model call, no pin: :mod:`steproute._pin_keeper` adds the conversatio
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -18,9 +19,9 @@ from typing import Any
 
 from steproute.config import RouterConfig
 from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
-from steproute.guards import PiiGuard
+from steproute.guards import PII_THREAD_CHARS, PiiGuard
 from steproute.pinning import PinSettings
-from steproute.policies import Choice, Policy, PolicyContext, build_policy
+from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.policy_config import StyleConfig
 from steproute.step_coverage import StepCoverage
 from steproute.types import Decision, Hint, StepRequest
@@ -201,3 +202,19 @@ class Planner:
             thread=request.thread,
             agent=request.agent,
         )
+
+    async def apii_decision(self, plan: StepPlan, request: StepRequest) -> Decision | None:
+        """Async :meth:`pii_decision`: a long scan runs off the event loop."""
+        if self.pii is not None and request.input_chars > PII_THREAD_CHARS:
+            return await asyncio.to_thread(self.pii_decision, plan, request)
+        return self.pii_decision(plan, request)
+
+    async def adecide(self, plan: StepPlan, request: StepRequest) -> Decision:
+        """Async :meth:`decide`: a policy that calls a model runs off the event loop; a
+        speculative cascade decides at its first tier (its ``start`` policy runs beside that
+        tier's call, see :mod:`steproute._walk_drivers`)."""
+        if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
+            return self.decide(plan, request, speculative=True)
+        if getattr(plan.policy, "blocking", False):
+            return await asyncio.to_thread(self.decide, plan, request)
+        return self.decide(plan, request)

@@ -1,4 +1,5 @@
-"""The drivers of a tier walk: one call, one stream, one batch, sync and async.
+"""The drivers of a tier walk: one call, one stream, sync and async (batches:
+:mod:`steproute._batch`).
 
 Each makes the calls a :class:`~steproute._walk_run.WalkRun` asks for and feeds the outcomes
 back; none decides anything (that is :mod:`steproute.tier_walk`'s job).
@@ -8,16 +9,14 @@ fetched whole and replayed as a stream once accepted; any other attempt streams 
 to the next tier only when it failed before its first chunk — text already shown cannot be
 taken back. A stream its consumer stops is booked at what was generated so far. Speculative
 routing (async calls to a cascade with a ``start`` policy): the first tier's call starts while
-``start`` decides, and is cancelled when it picks a stronger tier. Batches: every item's
-current attempt runs, bounded by ``max_concurrency``, then only the items that must go on.
+``start`` decides, and is cancelled when it picks a stronger tier.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import replace
 
 from steproute._walk_run import Pending, WalkRun, answer_of
@@ -25,7 +24,7 @@ from steproute.dispatch import Completion, CompletionChunk, chunks_of
 from steproute.errors import DispatchError
 from steproute.results import RoutedCompletion, StreamState, StreamSummary, summary_of
 
-__all__ = ["abatch", "arun", "astep", "astream", "batch", "run", "step", "stream"]
+__all__ = ["arun", "astep", "astream", "run", "step", "stream"]
 
 
 # -- one attempt -----------------------------------------------------------------------------
@@ -227,61 +226,3 @@ async def astream(call: WalkRun) -> AsyncGenerator[CompletionChunk | StreamSumma
     except BaseException as exc:  # CancelledError, GeneratorExit (aclose): the consumer stopped
         _stopped(call, state, exc)
         raise
-
-
-# -- one batch -------------------------------------------------------------------------------
-
-
-def batch(runs: Sequence[WalkRun], max_concurrency: int) -> list[RoutedCompletion | BaseException]:
-    """Phase by phase: every run's current attempt (bounded by ``max_concurrency``), then only
-    the runs that must go on make their next one. A run that fails is booked and its error
-    takes its place."""
-    results: dict[int, RoutedCompletion | BaseException] = {}
-
-    def one(index: int) -> bool:
-        try:
-            if step(runs[index]):
-                results[index] = runs[index].close()
-                return True
-            return False
-        except Exception as exc:
-            runs[index].record.failed(exc)
-            results[index] = exc
-            return True
-
-    pending = list(range(len(runs)))
-    with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(runs)))) as pool:
-        while pending:
-            done = list(pool.map(one, pending))
-            pending = [i for i, finished in zip(pending, done, strict=True) if not finished]
-    return [results[i] for i in range(len(runs))]
-
-
-async def abatch(runs: Sequence[WalkRun], max_concurrency: int) -> list[RoutedCompletion | BaseException]:
-    """Async :func:`batch`."""
-    results: dict[int, RoutedCompletion | BaseException] = {}
-    gate = asyncio.Semaphore(max_concurrency)
-
-    async def one(index: int) -> bool:
-        async with gate:
-            try:
-                if await astep(runs[index]):
-                    results[index] = await runs[index].aclose()
-                    return True
-                return False
-            except Exception as exc:
-                runs[index].record.failed(exc)
-                results[index] = exc
-                return True
-
-    pending = list(range(len(runs)))
-    while pending:
-        done = await asyncio.gather(*(one(i) for i in pending))
-        pending = [i for i, finished in zip(pending, done, strict=True) if not finished]
-    return [results[i] for i in range(len(runs))]
-
-
-def bound(runs: Sequence[WalkRun], default: int = 8) -> int:
-    """A batch's concurrency: the cascades' own ``max_concurrency``, else ``default``."""
-    return min((r.cascade.max_concurrency for r in runs if r.cascade is not None), default=default)
-

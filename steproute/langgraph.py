@@ -312,7 +312,7 @@ class RoutedChatModel(BaseChatModel):
         for c in configs:
             metadata = {**self.metadata, **(c.get("metadata") or {})} if self.metadata else (c.get("metadata") or {})
             request = _request_from_run([], metadata, self, None, None)
-            if self.router._is_cascade(request):
+            if self.router.runs_in_phases(request):
                 return configs
         return None
 

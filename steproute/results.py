@@ -10,8 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from steproute.dispatch import Completion, StreamCollector
@@ -61,22 +60,11 @@ def summary_of(routed: RoutedCompletion) -> StreamSummary:
 
 
 class StreamState(StreamCollector):
-    """A routed stream's chunks, and the decision of the tier that streams them."""
+    """A tier's live stream: its chunks so far, and the decision of the tier that streams them."""
 
     def __init__(self, decision: Decision) -> None:
         super().__init__(decision.model)
         self.decision = decision
-        self.live = False
-        """Streaming from a tier (not a cascade's buffered attempts)."""
-
-    def follow(self, decision: Decision) -> None:
-        """The decision of the tier that streams (another one after a cross-tier fallback)."""
-        self.decision = decision
-        self.model = decision.model
-
-    def summary(self, baseline_cost: Callable[[Usage], float]) -> StreamSummary:
-        return StreamSummary(replace(self.decision, model=self.model), self.usage, self.cost_usd,
-                             baseline_cost(self.usage), self.finish_reason, "".join(self.parts))
 
 
 def batch_results(results: list[Any], return_exceptions: bool) -> list[Any]:

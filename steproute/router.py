@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from steproute import _batch
 from steproute import _walk_drivers as drivers
 from steproute._budget_gate import BudgetGate
 from steproute._call import CallRecord
@@ -26,7 +26,7 @@ from steproute._walk_run import WalkRun
 from steproute.config import RouterConfig, load_config
 from steproute.decision_log import DecisionLog, JsonlDecisionLog
 from steproute.dispatch import CompletionChunk, Deployment, Dispatcher
-from steproute.guards import PII_THREAD_CHARS, BudgetGuard, BudgetStore, InMemoryBudgetStore
+from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore
 from steproute.pinning import InMemoryPinStore, PinAction, PinStore
 from steproute.policies import CascadePolicy, Policy
 from steproute.results import RoutedCompletion, StreamSummary, batch_results
@@ -155,20 +155,10 @@ class StepRouter:
         return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
 
     async def _aroute(self, plan: StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        if self._pii is not None and request.input_chars > PII_THREAD_CHARS:  # a long scan: off the event loop
-            guarded = await asyncio.to_thread(self._planner.pii_decision, plan, request)
-        else:
-            guarded = self._planner.pii_decision(plan, request)
+        guarded = await self._planner.apii_decision(plan, request)
         if guarded is not None:
             return guarded, None
-        if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
-            # the start policy decides while the first tier's call runs (steproute._walk_drivers)
-            policy_decision = self._planner.decide(plan, request, speculative=True)
-        elif getattr(plan.policy, "blocking", False):  # a policy that calls a model: keep the loop free
-            policy_decision = await asyncio.to_thread(self._planner.decide, plan, request)
-        else:
-            policy_decision = self._planner.decide(plan, request)
-        return await self._pins.afollow(plan, policy_decision)
+        return await self._pins.afollow(plan, await self._planner.adecide(plan, request))
 
     # -- calling: plan → route (decide, pin) → budget → walk → record -----------------------
 
@@ -255,67 +245,23 @@ class StepRouter:
         error unless ``return_exceptions`` (then the error takes the item's place); every item
         is finished, answered or booked as failed, first.
         """
-        results: list[Any] = [None] * len(requests)
-        runs: dict[int, WalkRun] = {}
-        plain: list[int] = []
-        for i, request in enumerate(requests):
-            try:
-                if self._is_cascade(request):
-                    runs[i] = self._start(request, params)
-                else:
-                    plain.append(i)
-            except Exception as exc:
-                results[i] = exc
-        bound = max_concurrency or drivers.bound(list(runs.values()))
-
-        def call(i: int) -> Any:
-            try:
-                return self.complete(requests[i], **params)
-            except Exception as exc:
-                return exc
-
-        with ThreadPoolExecutor(max_workers=max(1, min(bound, len(plain) or 1))) as pool:
-            for i, result in zip(plain, pool.map(call, plain), strict=True):
-                results[i] = result
-        for i, result in zip(runs, drivers.batch(list(runs.values()), bound), strict=True):
-            results[i] = result
-        return batch_results(results, return_exceptions)
+        return batch_results(_batch.run(self._batch_calls(params), requests, max_concurrency), return_exceptions)
 
     async def acomplete_batch(self, requests: Sequence[StepRequest], *, max_concurrency: int | None = None,
                               return_exceptions: bool = False, **params: Any) -> list[Any]:
         """Async :meth:`complete_batch`."""
-        results: list[Any] = [None] * len(requests)
-        runs: dict[int, WalkRun] = {}
-        plain: list[int] = []
-        for i, request in enumerate(requests):
-            try:
-                if self._is_cascade(request):
-                    runs[i] = await self._astart(request, params)
-                else:
-                    plain.append(i)
-            except Exception as exc:
-                results[i] = exc
-        bound = max_concurrency or drivers.bound(list(runs.values()))
-        gate = asyncio.Semaphore(bound)
-
-        async def call(i: int) -> Any:
-            async with gate:
-                try:
-                    return await self.acomplete(requests[i], **params)
-                except Exception as exc:
-                    return exc
-
-        plain_results, cascaded = await asyncio.gather(
-            asyncio.gather(*(call(i) for i in plain)), drivers.abatch(list(runs.values()), bound))
-        for i, result in zip(plain, plain_results, strict=True):
-            results[i] = result
-        for i, result in zip(runs, cascaded, strict=True):
-            results[i] = result
+        results = await _batch.arun(self._batch_calls(params), requests, max_concurrency)
         return batch_results(results, return_exceptions)
 
-    def _is_cascade(self, request: StepRequest) -> bool:
+    def runs_in_phases(self, request: StepRequest) -> bool:
+        """Whether a batch runs ``request`` phase by phase: its step is a cascade (no tier hint)."""
         plan = self._plan(request.step, request.kind, request.hint)
         return plan.fixed is None and isinstance(plan.policy, CascadePolicy)
+
+    def _batch_calls(self, params: Mapping[str, Any]) -> _batch.BatchCalls:
+        return _batch.BatchCalls(self.runs_in_phases, lambda r: self._start(r, params),
+                                 lambda r: self._astart(r, params), lambda r: self.complete(r, **params),
+                                 lambda r: self.acomplete(r, **params))
 
     def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
