@@ -94,7 +94,7 @@ class CallRecord:
             started = a.started_ns or last
             ended = a.ended_ns or time.time_ns()
             self._telemetry.chat(self._route, decision, model=a.model, provider=a.provider, started_ns=started,
-                                 ended_ns=ended, cost_usd=a.cost_usd or 0.0, error_type=a.error_type,
+                                 ended_ns=ended, usage=a.usage, cost_usd=a.cost_usd or 0.0, error_type=a.error_type,
                                  attributes=attributes)
             last = max(last, ended)
         return last

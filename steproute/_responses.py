@@ -63,11 +63,12 @@ def to_completion(
     raw_calls = getattr(message, "tool_calls", None) or ()
     usage = usage_of(getattr(response, "usage", None))
     paid = call_cost(deployment.price, usage) if getattr(response, "usage", None) is not None else None
+    paid_usage = usage if paid is not None else None
     if not all(usable_name(tc.function.name if tc.function else None) for tc in raw_calls):
-        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts, paid)
+        raise MalformedResponse.at(step, deployment, "a tool call without a usable name", failed_attempts, paid, paid_usage)
     problem = next(filter(None, (arguments_problem(tc.function.arguments) for tc in raw_calls)), None)
     if problem is not None:  # LangChain would keep it as an invalid call, which no agent loop runs
-        raise MalformedResponse.at(step, deployment, problem, failed_attempts, paid)
+        raise MalformedResponse.at(step, deployment, problem, failed_attempts, paid, paid_usage)
     tool_calls = tuple(ToolCall(id=tc.id or f"call_{i}", name=tc.function.name, arguments=tc.function.arguments or "")
                        for i, tc in enumerate(raw_calls))
     content = message.content or ""
@@ -76,7 +77,7 @@ def to_completion(
         try:
             content, calls = parse_reply(content)
         except MalformedReply as exc:
-            raise MalformedResponse.at(step, deployment, str(exc), failed_attempts, paid) from None
+            raise MalformedResponse.at(step, deployment, str(exc), failed_attempts, paid, paid_usage) from None
         if calls:
             tool_calls = tuple(ToolCall(id, name, arguments) for id, name, arguments in calls)
             finish_reason = "tool_calls"
@@ -97,7 +98,10 @@ def to_completion(
 
 def paid(error: MalformedResponse, deployment: Deployment, usage: Any) -> MalformedResponse:
     """A malformed stream's error, with what the answer cost when the provider's usage came."""
-    return error.paid(call_cost(deployment.price, usage_of(usage))) if usage is not None else error
+    if usage is None:
+        return error
+    counted = usage_of(usage)
+    return error.paid(call_cost(deployment.price, counted), counted)
 
 
 def chunks_of(completion: Completion) -> Iterator[CompletionChunk]:

@@ -129,6 +129,9 @@ class Attempt:
     cost_usd: float | None = None
     """What the attempt cost, when the deployment answered and was paid (a
     :class:`~steproute.model_output.MalformedResponse`): its usage at its price; ``None`` otherwise."""
+    usage: Any = None
+    """That paid answer's token usage (a :class:`~steproute.types.Usage`), when known: its ``chat``
+    span carries it, so a backend that prices calls itself (Phoenix) prices this one too."""
 
     @property
     def who(self) -> str:

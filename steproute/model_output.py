@@ -94,7 +94,7 @@ class MalformedResponse(DispatchError):
 
     def __init__(self, step: str, tier: str, *, deployment: str, provider: str, what: str,
                  attempts: Sequence[Attempt] = (), started_ns: int | None = None,
-                 ended_ns: int | None = None, cost_usd: float | None = None) -> None:
+                 ended_ns: int | None = None, cost_usd: float | None = None, usage: Any = None) -> None:
         self.deployment = deployment
         """The configured model string of the deployment that answered."""
         self.provider = provider
@@ -103,22 +103,23 @@ class MalformedResponse(DispatchError):
         self.cost_usd = cost_usd
         """What the answer cost (its usage at the deployment's price), when its usage is known."""
         answered = Attempt(deployment, type(self).__name__, provider, started_ns, ended_ns, message=what,
-                           cost_usd=cost_usd)
+                           cost_usd=cost_usd, usage=usage)
         super().__init__(step, tier, (*attempts, answered), detail=f"{type(self).__name__}: {what}")
 
     @classmethod
     def at(cls, step: str, deployment: Any, what: str, attempts: Sequence[Attempt] = (),
-           cost_usd: float | None = None) -> MalformedResponse:
+           cost_usd: float | None = None, usage: Any = None) -> MalformedResponse:
         """The error for ``deployment``'s answer (a :class:`~steproute.dispatch.Deployment`:
-        its ``tier``, ``model`` and ``provider``), which cost ``cost_usd`` when known."""
+        its ``tier``, ``model`` and ``provider``), which cost ``cost_usd`` for ``usage`` when known."""
         return cls(step, deployment.tier, deployment=deployment.model, provider=deployment.provider, what=what,
-                   attempts=attempts, cost_usd=cost_usd)
+                   attempts=attempts, cost_usd=cost_usd, usage=usage)
 
-    def paid(self, cost_usd: float) -> MalformedResponse:
-        """The same error, for an answer now known to have cost ``cost_usd`` (a stream read to its end)."""
+    def paid(self, cost_usd: float, usage: Any = None) -> MalformedResponse:
+        """The same error, for an answer now known to have cost ``cost_usd`` for ``usage`` (a
+        stream read to its end)."""
         attempts = self.attempts[:-1]
         return type(self)(self.step, self.tier, deployment=self.deployment, provider=self.provider, what=self.what,
-                          attempts=attempts, cost_usd=cost_usd)
+                          attempts=attempts, cost_usd=cost_usd, usage=usage)
 
     def _text(self) -> str:
         return (f"step '{self.step}', {self._which()}: the answer of deployment '{self.deployment}' cannot be "

@@ -25,6 +25,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from steproute.tracing_backends import chat_cost_attributes
+
 if TYPE_CHECKING:
     from steproute.types import Decision, StepRequest, Usage
 
@@ -81,10 +83,7 @@ CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 TOKEN_TYPE = "gen_ai.token.type"
 AGENT_NAME = "gen_ai.agent.name"
 ERROR_TYPE = "error.type"
-# -- mirrors read by tracing backends ----------------------------------------------------------
-LANGFUSE_COST = "gen_ai.usage.cost"
-LANGFUSE_COST_DETAILS = "langfuse.observation.cost_details"
-LANGSMITH_SPAN_KIND = "langsmith.span.kind"
+# -- OpenInference's, read by Phoenix (Langfuse's and LangSmith's: steproute.tracing_backends) --
 OPENINFERENCE_COST = "llm.cost.total"
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 OPENINFERENCE_MODEL = "llm.model_name"
@@ -345,10 +344,10 @@ class Telemetry:
         span = self.tracer.start_span(f"{CHAT_SPAN_PREFIX} {model}", context=trace.set_span_in_context(route),
                                       kind=SpanKind.CLIENT, start_time=started_ns)
         if span.is_recording():
-            span_attributes: dict[str, Any] = {**base, COST: cost_usd, LANGFUSE_COST: cost_usd, OPENINFERENCE_COST: cost_usd,
-                                          LANGFUSE_COST_DETAILS: json.dumps({"total": cost_usd}), LANGSMITH_SPAN_KIND: "llm",
-                                          OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: provider,
-                                          OPENINFERENCE_MODEL: model}
+            span_attributes: dict[str, Any] = {**base, COST: cost_usd, OPENINFERENCE_COST: cost_usd,
+                                               OPENINFERENCE_SPAN_KIND: "LLM", OPENINFERENCE_PROVIDER: provider,
+                                               OPENINFERENCE_MODEL: model,
+                                               **chat_cost_attributes(model, provider, cost_usd, usage)}
             if usage is not None:
                 span_attributes.update({
                     INPUT_TOKENS: usage.input_tokens, OUTPUT_TOKENS: usage.output_tokens,

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -149,7 +150,9 @@ def test_each_step_cost_shows_in_phoenix_and_adds_up(phoenix):
     if shot:
         (project_id,) = [p["node"]["id"] for p in _graphql(url, SPANS)["projects"]["edges"]
                          if any(e["node"]["trace"]["traceId"] == trace_id for e in p["node"]["spans"]["edges"])]
-        _screenshot(f"{url}/projects/{project_id}/traces/{trace_id}", Path(shot))
+        # the picture opens the step `calculate` (tier fast): its summary, the first thing Phoenix shows of it
+        selected = quote(routes["route calculate"]["id"], safe="")
+        _screenshot(f"{url}/projects/{project_id}/traces/{trace_id}?selectedSpanNodeId={selected}", Path(shot))
 
 
 PROJECT_SPANS = """query($name: String!) { projects(filter: {col: name, value: $name}) { edges { node { id name
