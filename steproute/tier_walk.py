@@ -21,7 +21,7 @@ and feed the outcomes in.
 
 Example:
     >>> rules = walk_rules("fast", ("fast", "standard", "strong"), 2, fallback="next")
-    >>> walk = TierWalk(rules)
+    >>> walk = TierWalk(rules, ("fast", "standard", "strong"))
     >>> walk.tier, walk.is_last
     ('fast', False)
     >>> walk.failed_over(DispatchError("plan", "fast", ()), "openai/gpt-4o-mini")
@@ -55,8 +55,9 @@ class WalkRules:
     """How many times an error may move the walk on (``tier_fallback``)."""
     fallback_on: tuple[str, ...] = ()
     """Provider refusal kinds that may move it on too."""
-    stronger: tuple[str, ...] = ()
-    """Every tier the chain may be rebuilt from (:meth:`TierWalk.restart_at`), weakest first."""
+    pool: tuple[str, ...] = ()
+    """The tiers a chain may be built from (up to ``max_tier``; a cascade's tiers), weakest
+    first: :meth:`TierWalk.restart_at` rebuilds the chain from them."""
 
 
 def walk_rules(tier: str, tiers: Sequence[str], high: int, *, fallback: str | None = None,
@@ -77,10 +78,10 @@ def walk_rules(tier: str, tiers: Sequence[str], high: int, *, fallback: str | No
     pool = order[:high + 1] if cascade is None else tuple(t for t in order[:high + 1] if t in cascade)
     mode = fallback or ("stronger" if cascade is not None else "next")
     chain = (tier,) if fixed else _chain_from(tier, order, pool)
-    moves = 0 if fixed else {"none": 0, "next": 1}.get(mode, len(chain))
+    moves = 0 if fixed else {"none": 0, "next": 1, "stronger": len(chain)}[mode]
     if cascade is None:  # nothing judged: the chain ends where errors can no longer take it
         chain = chain[:moves + 1]
-    return WalkRules(chain, cascade is not None, moves, tuple(fallback_on), () if fixed else pool)
+    return WalkRules(chain, cascade is not None, moves, tuple(fallback_on), pool)
 
 
 def _chain_from(tier: str, order: Sequence[str], pool: Sequence[str]) -> tuple[str, ...]:
@@ -91,10 +92,11 @@ def _chain_from(tier: str, order: Sequence[str], pool: Sequence[str]) -> tuple[s
 class TierWalk:
     """One call's position on its chain, and what the walk has seen so far."""
 
-    def __init__(self, rules: WalkRules, order: Sequence[str] = ()) -> None:
+    def __init__(self, rules: WalkRules, order: Sequence[str]) -> None:
         self.rules = rules
         self.chain = rules.chain
-        self._order = tuple(order) or tuple(dict.fromkeys((*rules.stronger, *rules.chain)))
+        self._order = tuple(order)
+        """Every tier, weakest first."""
         self.index = 0
         self.error_moves = 0
         self.failed: list[str] = []
@@ -108,7 +110,7 @@ class TierWalk:
         self.carried_usd = 0.0
         """What rejected attempts (and the calls that judged them) cost."""
         self.notes: list[str] = []
-        self._cancelled = 0
+        self._speculated = False
 
     @property
     def tier(self) -> str:
@@ -137,12 +139,11 @@ class TierWalk:
                 raise error
             raise error.across(self.failed, self.errors) from error.__cause__
         self.error_moves += 1
-        allowed = ""
+        reason = f"failed: {failure_note(error.attempts)}"
         if kind is not None:
             self.allowed.append(kind)
-            allowed = f"; fallback_on lists '{kind}'"
-        self.attempts.append(CascadeAttempt(self.tier, model, None, reason=f"failed: {failure_note(error.attempts)}"
-                                                                           f"{allowed}"))
+            reason += f"; fallback_on lists '{kind}'"
+        self.attempts.append(CascadeAttempt(self.tier, model, None, reason=reason))
         self.index += 1
         return self.tier
 
@@ -156,12 +157,12 @@ class TierWalk:
     def cancelled(self, model: str, note: str) -> None:
         """A speculative call at the current tier was cancelled (see :meth:`restart_at`)."""
         self.attempts.append(CascadeAttempt(self.tier, model, None, reason="speculative call cancelled"))
-        self._cancelled += 1
+        self._speculated = True
         self.notes.append(note)
 
     def restart_at(self, tier: str) -> None:
         """Begin the chain at ``tier`` instead (a speculative start picked a stronger tier)."""
-        self.chain = _chain_from(tier, self._order, self.rules.stronger)
+        self.chain = _chain_from(tier, self._order, self.rules.pool)
         self.index = 0
 
     def note(self, text: str) -> None:
@@ -189,7 +190,7 @@ class TierWalk:
             return replace(decision, tier=tier, model=model, reason=reason, fallback_from=fallback_from)
         last = last or CascadeAttempt(tier, model, None, reason="last tier: not judged")
         chain = (*self.attempts, last)
-        called = chain[self._cancelled:]  # a cancelled speculative call is no escalation
+        called = chain[1:] if self._speculated else chain  # a cancelled speculative call is no escalation
         if len(chain) > 1:
             why = "; ".join(f"{a.tier}: {a.reason}" for a in self.attempts)
             reason += f"; escalated {' → '.join(a.tier for a in chain)} ({why})"

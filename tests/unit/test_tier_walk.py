@@ -4,6 +4,8 @@ the fault matrices; the cascade/`tier_fallback` contract over real calls is at t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from steproute import RouterConfig, StepRequest, StepRouter
@@ -136,3 +138,80 @@ def test_a_cascade_with_tier_fallback_none_raises_when_its_tier_fails_like_a_fix
 def test_a_cascade_escalates_on_errors_unless_told_not_to(tier_fallback):
     result = _cascade_router(tier_fallback).complete(StepRequest("calc", [{"role": "user", "content": "6*7?"}]))
     assert (result.decision.tier, result.decision.fallback_from, result.completion.content) == ("strong", "fast", "42")
+
+
+# -- the decision the walk writes, word for word (what the span, the log and the user read) -----
+
+def _refusal(tier: str) -> ProviderAuthError:
+    failure = ProviderFailure("auth", "AuthenticationError", "Incorrect API key provided.")
+    return ProviderAuthError("plan", tier, (Attempt(f"m/{tier}", "AuthenticationError", "openai", kind="auth",
+                                                    message="Incorrect API key provided."),),
+                             deployment=f"m/{tier}", provider="openai", failure=failure)
+
+
+def test_a_plain_fallback_over_two_tiers_says_which_failed_with_what_and_what_let_it_through():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="stronger", fallback_on=("auth",)), TIERS)
+    assert walk.failed_over(_refusal("fast"), "m/fast") == "standard"
+    assert walk.failed_over(_error("standard"), "m/standard") == "strong"
+    decided = walk.answered(_decision(), "m/strong")
+    assert decided.reason == (
+        "rules: short; tier 'fast' → 'standard' failed (AuthenticationError, RateLimitError), fell back to 'strong' "
+        "(m/fast: AuthenticationError (Incorrect API key provided.); m/standard: RateLimitError; "
+        "fallback_on lists 'auth')")
+    assert (decided.tier, decided.model, decided.fallback_from, decided.escalated_from, decided.score) == (
+        "strong", "m/strong", "fast", None, None)
+
+
+def test_a_cascades_chain_records_each_attempt_its_model_and_why():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS, fallback_on=("auth",)), TIERS)
+    walk.note("speculative: rules agreed")
+    walk.failed_over(_refusal("fast"), "m/fast")
+    walk.rejected(CascadeAttempt("standard", "m/standard", False, 0.25, (("hedging", 0.25),), 0.002, "hedged"))
+    decided = walk.answered(_decision(), "m/strong")
+    assert [(a.tier, a.model, a.accepted, a.reason) for a in decided.cascade] == [
+        ("fast", "m/fast", None, "failed: m/fast: AuthenticationError (Incorrect API key provided.); "
+                                 "fallback_on lists 'auth'"),
+        ("standard", "m/standard", False, "hedged"),
+        ("strong", "m/strong", None, "last tier: not judged")]
+    assert decided.reason == (
+        "rules: short; speculative: rules agreed; escalated fast → standard → strong (fast: failed: m/fast: "
+        "AuthenticationError (Incorrect API key provided.); fallback_on lists 'auth'; standard: hedged)")
+    assert (decided.escalated_from, decided.fallback_from, decided.attempts, decided.score) == ("fast", "fast", 3, None)
+
+
+def test_an_accepted_first_answer_says_why_and_carries_its_confidence_as_the_score():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS)
+    accepted = CascadeAttempt("fast", "m/fast", True, 0.9, (("logprob", 0.9),), 0.001, "logprob 0.90 ≥ 0.7")
+    decided = walk.answered(replace(_decision(), score=0.3), "m/fast", accepted)
+    assert decided.reason == "rules: short; accepted (logprob 0.90 ≥ 0.7)"
+    assert (decided.score, decided.attempts, decided.escalated_from, decided.cascade) == (0.9, 1, None, (accepted,))
+    unscored = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS).answered(
+        replace(_decision(), score=0.3), "m/fast", replace(accepted, confidence=None))
+    assert unscored.score == 0.3  # no confidence: the policy's own score stays
+
+
+def test_rejections_add_up_and_each_moves_one_tier():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS)
+    assert walk.rejected(CascadeAttempt("fast", "m/fast", False, cost_usd=0.001)) == "standard"
+    assert walk.rejected(CascadeAttempt("standard", "m/standard", False, cost_usd=0.002)) == "strong"
+    assert walk.carried_usd == pytest.approx(0.003) and walk.index == 2
+
+
+def test_error_moves_are_counted_one_by_one():
+    rules = walk_rules("fast", TIERS, 2, fallback="stronger")
+    walk = TierWalk(replace(rules, chain=("fast", "standard", "strong", "strong"), error_moves=2), TIERS)
+    walk.failed_over(_error("fast"), "m/fast")
+    walk.failed_over(_error("standard"), "m/standard")
+    with pytest.raises(DispatchError) as raised:  # a third move is one too many, though the chain goes on
+        walk.failed_over(_error("strong"), "m/strong")
+    assert raised.value.tiers == ("fast", "standard", "strong")
+
+
+def test_an_escalation_after_a_speculative_restart_starts_where_the_walk_restarted():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS)
+    walk.cancelled("m/fast", "speculative: rules picked 'standard'")
+    walk.restart_at("standard")
+    walk.rejected(CascadeAttempt("standard", "m/standard", False, cost_usd=0.002, reason="hedged"))
+    decided = walk.answered(_decision(), "m/strong")
+    assert (decided.escalated_from, decided.attempts) == ("standard", 3)
+    assert decided.cascade[0] == CascadeAttempt("fast", "m/fast", None, reason="speculative call cancelled")
