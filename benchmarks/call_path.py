@@ -1,18 +1,13 @@
 """The call path's per-step overhead and throughput, this source tree against a reference revision, in one run.
 
-Two source trees are measured side by side: the working tree (this checkout, uncommitted changes
-included) and a reference git revision (``--against``, default ``e650c38``: the last commit before
-the call path became one tier walk), unpacked with ``git archive`` into a temporary directory that
-is removed at the end. Each tree runs in its own subprocess (the same Python, ``PYTHONPATH`` set
-to the tree) that builds the same routers and measures one variant when asked over a pipe. The
-parent asks the two in turn, variant by variant, round after round (which tree goes first
-alternates), so a slow moment on the shared machine hits both alike.
-
-Every call answers with LiteLLM's ``mock_response`` (no network). Each subprocess also times bare
-LiteLLM calls, for each tree's ratio to LiteLLM; those rows run the same code in both trees, so
-their new/old shows the noise of the run.
-
-Writes docs/call-path-overhead.md (``--out``); the table also goes to stdout, progress to stderr.
+The working tree (uncommitted changes included) and a reference revision (``--against``, default
+``e650c38``: the last commit before the call path became one tier walk; unpacked with ``git archive``
+into a temporary directory, removed at the end) each run in their own subprocess (same Python,
+``PYTHONPATH`` = the tree), which measures one variant when asked over a pipe. The parent asks the
+two in turn, variant by variant, round after round, so a slow moment on the machine hits both alike.
+Every call answers with LiteLLM's ``mock_response`` (no network); bare LiteLLM calls timed in each
+subprocess give each tree's ratio to LiteLLM, and their new/old the noise of the run.
+Writes docs/call-path-overhead.md (``--out``) and stdout; progress on stderr.
 
     python benchmarks/call_path.py [--against REV] [--quick]   # about 2 minutes on 2 cores; --quick: 20 s
 """
@@ -65,10 +60,8 @@ VARIANTS = [
     Variant("cascade, first tier rejected, escalates", "litellm.completion"),
     Variant("fallback, first tier fails", "litellm.completion"),
     Variant(f"complete_batch of {BATCH}, per item", "litellm.completion", items=BATCH),
-    Variant(f"litellm.acompletion, {CONCURRENCY} concurrent", f"litellm.acompletion, {CONCURRENCY} concurrent",
-            items=CONCURRENCY, throughput=True),
-    Variant(f"StepRouter.acomplete, {CONCURRENCY} concurrent", f"litellm.acompletion, {CONCURRENCY} concurrent",
-            items=CONCURRENCY, throughput=True),
+    *(Variant(name, f"litellm.acompletion, {CONCURRENCY} concurrent", items=CONCURRENCY, throughput=True)
+      for name in (f"litellm.acompletion, {CONCURRENCY} concurrent", f"StepRouter.acomplete, {CONCURRENCY} concurrent")),
 ]
 Times = dict[str, dict[str, list[float]]]  # variant -> "old"/"new" -> seconds per call, one a round
 
@@ -256,10 +249,17 @@ class Tree:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                         text=True, env=env, cwd=log.parent)
 
-    def ask(self, **request: Any) -> dict[str, Any]:
-        assert self.process.stdin is not None and self.process.stdout is not None
+    def send(self, **request: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
+        return request
+
+    def ask(self, **request: Any) -> dict[str, Any]:
+        return self.answer(self.send(**request))
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
             tail = self.log.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -312,13 +312,13 @@ def rotated(r: int) -> list[tuple[int, Variant]]:
     return list(enumerate(VARIANTS))[k:] + list(enumerate(VARIANTS))[:k]
 
 
-def measure(old: Tree, new: Tree, rounds: int, target_s: float, min_units: int) -> tuple[dict[str, int], Times]:
+def measure(old: Tree, new: Tree, rounds: int, target_s: float, quick: bool) -> tuple[dict[str, int], Times]:
     """Seconds per unit of every variant in both trees, one figure per round."""
-    started = time.perf_counter()
-    for tree in (old, new):
-        for v in VARIANTS:  # warm both: imports, LiteLLM's caches, the routers' first calls
-            tree.run(v.name, 1 if v.items > 1 else 3)
-        tree.ask(op="freeze")
+    started, warmup, min_units = time.perf_counter(), (1 if quick else 3), (2 if quick else 5)
+    for request in [{"op": "run", "variant": v.name, "units": 1 if v.items > 1 else warmup} for v in VARIANTS] + [
+            {"op": "freeze"}]:  # warm both at once: imports, LiteLLM's caches, the routers' first calls
+        for tree, sent in [(tree, tree.send(**request)) for tree in (old, new)]:
+            tree.answer(sent)
     # the same units for both trees, from the speed of both; a variant and the bare LiteLLM call it is
     # compared with make as many calls (the wait for LiteLLM's logging at the end is spread alike)
     speed = {v.name: (old.run(v.name, 1) + new.run(v.name, 1)) / 2 for v in VARIANTS}
@@ -341,7 +341,7 @@ def measure(old: Tree, new: Tree, rounds: int, target_s: float, min_units: int) 
 
 
 def duration(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-4 else f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e3:.3f} ms"
 
 
 def spread(ratios: list[float]) -> str:
@@ -426,9 +426,8 @@ def report(times: Times, units: dict[str, int], meta: dict[str, str]) -> str:
         "deployment raises `InternalServerError` (LiteLLM's mock) and falls back to the next tier (a failed call "
         f"and a good one); `complete_batch` of {BATCH} requests of the fixed step (steproute's thread pool, 8 at once, "
         "per item, against one sequential `litellm.completion`).",
-        "- Each round starts one variant further down the list, and each subprocess collects the previous "
-        "variant's garbage before the clock starts.",
-        "- Each variant is timed in units sized to about "
+        "- Each round starts one variant further down the list; each subprocess collects the previous variant's "
+        "garbage before the clock starts. Each variant is timed in units sized to about "
         f"{meta['target']} per tree per round (the `unit` column: units of a round; at least 5 calls), the same "
         "count for both trees and for a variant and the bare LiteLLM call in its ÷ LiteLLM column. "
         "After a warm-up, each subprocess freezes its heap (`gc.freeze()`): LiteLLM's modules make a full garbage "
@@ -457,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     sha = resolve(args.against)
     short = sha[:7]
     head = git("rev-parse", "--short=7", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--", "steproute"))
+    dirty, same = bool(git("status", "--porcelain", "--", "steproute")), not git("diff", "--stat", sha, "--", "steproute")
     with tempfile.TemporaryDirectory(prefix="steproute-call-path-") as tmp:
         reference = Path(tmp) / "reference"
         reference.mkdir()
@@ -473,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not where.is_relative_to(tree.path.resolve()):
                     raise SystemExit(f"{tree.label}: steproute was imported from {where}, not from {tree.path}")
             progress(f"both trees imported in {time.perf_counter() - started:.1f} s")
-            units, times = measure(old, new, rounds, target_s, 2 if args.quick else 5)
+            units, times = measure(old, new, rounds, target_s, args.quick)
         finally:
             old.close()
             new.close()
@@ -484,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall": f"{time.perf_counter() - started:.0f} s",
         "old": short, "old_label": f"`--against {args.against}`, unpacked with `git archive`",
         "new": head + ("+" if dirty else ""),
-        "new_label": "HEAD with uncommitted changes to steproute/" if dirty else "HEAD, no uncommitted changes",
+        "new_label": ("HEAD with uncommitted changes to steproute/" if dirty else "HEAD, no uncommitted changes")
+        + ("; its steproute/ is the reference's, so every new/old below is noise" if same else ""),
         "rounds": str(rounds), "python": hello["reference"]["python"], "litellm": hello["reference"]["litellm"],
         "target": f"{target_s * 1e3:.0f} ms", "load": f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
     }
