@@ -82,8 +82,11 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info
 
+# call_path.py: the call path's overhead and throughput, this tree against the revision before the
+# tier-walk refactor (default e650c38; another one: `make bench AGAINST=REV`), both in the same run.
 bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/dispatch_overhead.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/call_path.py $(if $(AGAINST),--against $(AGAINST))
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/telemetry_overhead.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/evaluation.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/cascade.py

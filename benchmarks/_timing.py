@@ -6,6 +6,14 @@ import time
 from collections.abc import Callable, Mapping
 
 
+def timed(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``fn``, over ``calls`` calls in a row."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
 def interleaved(
     variants: Mapping[str, Callable[[], object]],
     rounds: int,
@@ -22,10 +30,7 @@ def interleaved(
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times[name].append((time.perf_counter() - start) / calls)
+            times[name].append(timed(fn, calls))
         if after_round is not None:
             after_round()
     return times

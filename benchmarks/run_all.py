@@ -128,7 +128,9 @@ def main() -> int:
     out += ["## 5. Routing quality vs cost", "",
             "Held-out figures, curves and plots for the learned policies on MMLU, GSM8K and MT-Bench: "
             "[evaluation.md](evaluation.md). Per-call dispatch and telemetry overhead: "
-            "[dispatch-overhead.md](dispatch-overhead.md), [telemetry-overhead.md](telemetry-overhead.md).", "",
+            "[dispatch-overhead.md](dispatch-overhead.md), [telemetry-overhead.md](telemetry-overhead.md); "
+            "the call path against the revision before the tier-walk refactor, in one run: "
+            "[call-path-overhead.md](call-path-overhead.md).", "",
             f"Whole run: {time.time() - started:.0f} s."]
     DOC.write_text("\n".join(out) + "\n", encoding="utf-8")
     print(f"wrote {DOC}", file=sys.stderr)

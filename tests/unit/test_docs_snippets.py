@@ -645,6 +645,7 @@ PAGE_GENERATORS = {  # pages written whole by a script
     "benchmarks.md": "benchmarks/run_all.py",
     "dispatch-overhead.md": "benchmarks/dispatch_overhead.py",
     "telemetry-overhead.md": "benchmarks/telemetry_overhead.py",
+    "call-path-overhead.md": "benchmarks/call_path.py",
 }
 
 
