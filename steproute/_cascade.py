@@ -126,7 +126,8 @@ class CascadeRun:
         tier = self.tier
         decision = replace(self.decision, tier=tier)
         messages, params = self.ctx.style(self.plan, self.request, decision, self.params)
-        if self.policy.needs_logprobs and not self.is_last:
+        if self.policy.needs_logprobs and not self.is_last and all(
+                d.takes_logprobs() for d in self.ctx.dispatcher.deployments(tier)):  # else the signal abstains
             params = {**params, "logprobs": True}
         return _Pending(tier, messages, params, self._prefer if self.index == 0 else None, time.time_ns())
 
