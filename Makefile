@@ -1,39 +1,64 @@
 # Two entry points: `make demo` and `make test`. Both create .venv and install into it,
 # with every package pinned by constraints.txt so installs never backtrack, then build
 # llama.cpp's server and fetch the local models once per machine (~/.cache/steproute).
+# `make demo` installs only what the demo needs (cmake and a C++ compiler; steproute with its
+# demo extra), quietly: one line per phase, apt-get's and pip's output in build/setup.log.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+SETUP_LOG := build/setup.log
 
-.PHONY: demo test lint bench clean local-models system-packages plain-install test-newest
+.PHONY: demo test lint bench clean local-models system-packages demo-system-packages plain-install test-newest
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 
-$(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+# `$(QUIET) quiet "what" command...`: prints "==> what", appends the command's output to
+# $(SETUP_LOG); on failure prints the log's path and its last lines, and fails.
+QUIET = quiet() { what="$$1"; shift; echo "==> $$what"; mkdir -p $(dir $(SETUP_LOG)); \
+  echo "==> $$what: $$*" >>$(SETUP_LOG); "$$@" >>$(SETUP_LOG) 2>&1 && return 0; status=$$?; \
+  echo "make: $$what failed (exit $$status); its output is in $(CURDIR)/$(SETUP_LOG), which ends:" >&2; \
+  tail -n 15 $(SETUP_LOG) | sed 's/^/    /' >&2; return $$status; };
 
-# Debian packages, installed if missing: cmake and a C++ compiler build llama-server; the
-# report page's test opens it in headless Chromium; the pin tests run a PostgreSQL server.
+# The demo's Python packages: steproute and its demo extra (llmock for `steproute demo`).
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	@$(QUIET) test -x $(BIN)/python || quiet "creating $(VENV)" $(PYTHON) -m venv $(VENV)
+	@$(QUIET) quiet "installing steproute and the demo's packages into $(VENV) (pip)" sh -c \
+	  '$(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -c constraints.txt -e ".[demo]"'
+	@touch $(DEMO_STAMP)
+
+# Everything the tests need: the dev extra (every optional dependency, pytest, ruff, mypy).
+$(STAMP): pyproject.toml constraints.txt
+	@$(QUIET) test -x $(BIN)/python || quiet "creating $(VENV)" $(PYTHON) -m venv $(VENV)
+	@$(QUIET) quiet "installing steproute and the test packages into $(VENV) (pip)" sh -c \
+	  '$(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -c constraints.txt -e ".[dev]"'
+	@touch $(STAMP) $(DEMO_STAMP)
+
+# Debian packages, installed if missing (never upgraded). The demo needs cmake and a C++
+# compiler to build llama-server; the tests also open the report page in headless Chromium and
+# run a PostgreSQL server for the pin tests.
 SUDO := $(shell command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
-system-packages:
-	@command -v cmake >/dev/null && command -v c++ >/dev/null && command -v chromium >/dev/null \
-	  && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  echo "installing cmake, g++, chromium and postgresql with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    cmake g++ ninja-build chromium postgresql \
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-upgrade -q
+demo-system-packages:
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { $(QUIET) \
+	  quiet "updating apt's package lists" $(SUDO) apt-get update -q \
+	  && quiet "installing cmake and g++ (apt-get)" $(APT_INSTALL) cmake g++ ninja-build; }
+system-packages: demo-system-packages
+	@command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(QUIET) \
+	  quiet "updating apt's package lists" $(SUDO) apt-get update -q \
+	  && quiet "installing chromium and postgresql for the tests (apt-get)" $(APT_INSTALL) chromium postgresql \
 	  && { $(SUDO) service postgresql stop >/dev/null 2>&1 || true; }; }
 # (the tests run their own PostgreSQL server; the one the package may start is stopped)
 
 # Build llama-server and fetch the weights (once per machine; a no-op when cached).
-local-models: $(STAMP) system-packages
-	$(BIN)/steproute local --prepare
+local-models: $(DEMO_STAMP) demo-system-packages
+	@echo "==> building llama.cpp's server and fetching the models, once per machine (~/.cache/steproute)"
+	@$(BIN)/steproute local --prepare
 
 demo: local-models
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python examples/quickstart.py
+	@echo "==> running examples/quickstart.py"
+	@LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python examples/quickstart.py
 
 # Phoenix (the tracing backend of tests/e2e/test_phoenix.py) lives in its own venv, so its pins
 # never constrain steproute's.
@@ -42,7 +67,7 @@ $(PHOENIX_STAMP): tests/e2e/phoenix-constraints.txt
 	$(PHOENIX_VENV)/bin/python -m pip install --quiet -c tests/e2e/phoenix-constraints.txt arize-phoenix
 	touch $(PHOENIX_STAMP)
 
-test: local-models $(PHOENIX_STAMP)
+test: $(STAMP) system-packages local-models $(PHOENIX_STAMP)
 	$(MAKE) --no-print-directory plain-install
 	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_PHOENIX_PYTHON=$(CURDIR)/$(PHOENIX_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-newest

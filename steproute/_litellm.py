@@ -11,6 +11,7 @@ deployments of a ``litellm.Router`` are cooling down (:func:`cooling_down`), and
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -44,6 +45,16 @@ def supports_response_format(model: str, provider: str, method: str) -> bool:
             return False
         return "response_format" in supported
     return False
+
+
+@functools.lru_cache(maxsize=256)
+def supports_logprobs(model: str, provider: str) -> bool:
+    """Whether LiteLLM passes ``logprobs`` on to ``model`` (OpenAI-compatible servers do; Anthropic
+    rejects the parameter with an error)."""
+    try:
+        return "logprobs" in (litellm().get_supported_openai_params(model=model, custom_llm_provider=provider) or ())
+    except Exception:
+        return False
 
 
 def deadlines(params: Mapping[str, Any], timeout: float, stream_timeout: float | None) -> tuple[float, float]:

@@ -103,7 +103,8 @@ class WalkRun:
         """The current attempt's request, styled for its tier."""
         tier = self.walk.tier
         messages, params = self.ctx.style(self.plan, self.request, replace(self.decision, tier=tier), self.params)
-        if self.walk.judges and self.cascade is not None and self.cascade.needs_logprobs:
+        if self.walk.judges and self.cascade is not None and self.cascade.needs_logprobs and all(
+                d.takes_logprobs() for d in self.ctx.dispatcher.deployments(tier)):  # else the signal abstains
             params = {**params, "logprobs": True}
         prefer = self.prefer if tier == self.decision.tier and not self.walk.failed else None
         return Pending(tier, messages, params, prefer, time.time_ns())

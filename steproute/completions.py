@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from steproute._litellm import supports_response_format
+from steproute._litellm import supports_logprobs, supports_response_format
 from steproute.errors import Attempt
 from steproute.pricing import Price
 from steproute.types import Usage
@@ -103,3 +103,7 @@ class Deployment:
     def takes_response_format(self, method: str) -> bool:
         """Whether the model takes ``method``'s response format (``json_schema``, ``json_mode``)."""
         return supports_response_format(self.model, self.provider, method)
+
+    def takes_logprobs(self) -> bool:
+        """Whether the model takes the ``logprobs`` parameter (a cascade asks for them only then)."""
+        return supports_logprobs(self.model, self.provider)

@@ -17,15 +17,35 @@ from steproute.errors import LocalModelError
 from steproute.local import LocalServer, LocalServers
 
 FAST, STRONG = "openai/smollm2-135m", "openai/qwen2.5-coder-0.5b"
-EXPECTED = {"rewrite": ("fast", FAST), "extract": ("fast", FAST), "plan": ("strong", STRONG),
+EXPECTED = {"rewrite": ("fast", FAST), "extract": ("strong", STRONG), "plan": ("strong", STRONG),
             "calculate": ("fast", FAST), "answer": ("strong", STRONG)}
 TOTAL = f"{3 * 4.50 + 2 * 1.20 + 3.90:.2f}"  # the customer's order with shipping: "19.80"
 
 
-def test_quickstart_routes_each_step_to_its_local_model(local_servers, quickstart, monkeypatch):
+def test_quickstart_routes_each_step_to_its_local_model_and_gets_the_total_right(local_servers, quickstart, monkeypatch):
     for name, value in local_servers.env().items():
         monkeypatch.setenv(name, value)
-    state, tracker = quickstart.run(quickstart.load_router("local"))
+    streamed: list[tuple[str, int, str]] = []
+
+    def on_step(name, state, calls):  # what `make demo` prints as each step finishes
+        streamed.append((name, len(tracker_calls()), quickstart.step_line(name, state, calls)))
+
+    router = quickstart.load_router("local")
+    trackers = []
+    original = quickstart.StepCostTracker
+
+    class Tracker(original):  # the run's own tracker, to count the calls made when each line prints
+        def __init__(self):
+            super().__init__()
+            trackers.append(self)
+
+    def tracker_calls():
+        return trackers[-1].calls
+
+    monkeypatch.setattr(quickstart, "StepCostTracker", Tracker)
+    state, tracker = quickstart.run(router, on_step=on_step)
+    # each line printed when its own step had answered and the next had not started
+    assert [(name, calls) for name, calls, _ in streamed] == [(s, i + 1) for i, s in enumerate(EXPECTED)]
     assert [(c.step, (c.tier, c.model)) for c in tracker.calls] == list(EXPECTED.items())
     for call in tracker.calls:
         assert call.input_tokens > 0 and call.output_tokens > 0, call
@@ -33,23 +53,32 @@ def test_quickstart_routes_each_step_to_its_local_model(local_servers, quickstar
         assert call.latency_s > 0 and call.cost_usd > 0
         if call.tier == "fast":
             assert call.cost_usd < call.baseline_cost_usd
+        elif call.step == "extract":  # the cascade pays for the fast tier's rejected reading too
+            assert call.cost_usd > call.baseline_cost_usd
+            assert "escalated fast → strong" in call.reason and "logprob below threshold" in call.reason, call.reason
         else:
             assert call.cost_usd == pytest.approx(call.baseline_cost_usd)
     assert sum(c.cost_usd for c in tracker.calls) == pytest.approx(tracker.total_cost_usd)
     assert tracker.total_cost_usd < tracker.total_baseline_cost_usd
     # The workload has one right answer: 3 notebooks at 4.50 + 2 pens at 1.20 + 3.90 shipping =
-    # 19.80 EUR. Both models run at temperature 0 on llama.cpp, so every step is deterministic and
-    # the run is checked against it: the strong tier's plan ends in an expression worth 19.80, the
-    # calculator (called by the fast tier) returns it, and the answer states it.
-    expression = re.search(r"EXPRESSION:\s*(.+)", state["plan"])
-    assert expression, state["plan"]
-    assert quickstart.calculator.invoke({"expression": expression.group(1).split("=")[0]}) == TOTAL, state["plan"]
+    # 19.80 EUR (README: the plan once tripled the fee and the run answered 27.60). Both models run
+    # at temperature 0; the order read by the cascade, the plan's expression checked against it,
+    # the calculator's result and the reply are all checked against the known total.
+    assert state["order"] == "3 x notebook, 2 x pen", state["order"]
+    assert quickstart.calculator.invoke({"expression": state["expression"]}) == TOTAL, state
     assert state["result"] == TOTAL, state
     assert TOTAL in state["answer"], state["answer"]
-    # SmolLM2-135M names the second product wrong in `extract` (README: "3 x notebook, 2 x
-    # notebook"); what it does get right, deterministically: the first line and both quantities.
-    assert state["order"].startswith("3 x notebook"), state["order"]
-    assert re.findall(r"(\d+) x ", state["order"]) == ["3", "2"], state["order"]
+    right, line = quickstart.verdict(state, quickstart.shop_total(quickstart.KNOWN_ORDERS[quickstart.QUESTION]))
+    assert right is True and line == f"answer: {TOTAL} EUR ✓ matches the order's known total"
+    # a wrong total would be called wrong
+    assert quickstart.verdict({**state, "result": "27.60"}, 19.80) == (
+        False, "answer: 27.60 EUR ✗ WRONG: the order's known total is 19.80 EUR")
+    # the bill: a why column with each decision's reason, money in one readable format
+    bill = quickstart.bill(tracker).splitlines()
+    assert bill[0].split()[-1] == "why"
+    assert "escalated fast → strong" in next(row for row in bill if row.startswith("extract"))
+    assert all("fixed tier" in row for row in bill if row.split()[0] in ("rewrite", "plan", "calculate", "answer"))
+    assert all(a == quickstart.usd(float(a[1:])) for a in re.findall(r"\$[0-9.]+", "\n".join(bill)))
 
 
 def test_logprobs_come_back_through_litellm(local_servers):

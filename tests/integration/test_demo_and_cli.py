@@ -94,7 +94,8 @@ def test_check_command(capsys, monkeypatch):
     assert main(["check", str(ROOT / "examples" / "steproute.yaml")]) == 0
     out = capsys.readouterr().out
     assert "strong (baseline)  openai/qwen2.5-coder-0.5b  $2.50 in, $10.00 out" in out
-    assert "plan       plan       fixed   strong" in out
+    assert "plan       plan       fixed    strong" in out
+    assert "extract    extract    cascade  fast, strong" in out
 
 
 def test_check_command_reports_problems(tmp_path, capsys):

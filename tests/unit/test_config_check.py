@@ -81,7 +81,7 @@ def test_the_output_shows_which_tiers_each_step_can_reach():
     report = check_file(EXAMPLE, placeholders=True)
     assert report.ok
     reach = {r.entry: (r.policy, r.tiers) for r in report.routes}
-    assert reach == {"rewrite": ("fixed", ("fast",)), "extract": ("rules", ("fast", "strong")),
+    assert reach == {"rewrite": ("fixed", ("fast",)), "extract": ("cascade", ("fast", "strong")),
                      "plan": ("fixed", ("strong",)), "calculate": ("fixed", ("fast",)),
                      "answer": ("fixed", ("strong",)), "(default)": ("fixed", ("fast",))}
     text = report.format()
