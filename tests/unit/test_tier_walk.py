@@ -215,3 +215,18 @@ def test_an_escalation_after_a_speculative_restart_starts_where_the_walk_restart
     decided = walk.answered(_decision(), "m/strong")
     assert (decided.escalated_from, decided.attempts) == ("standard", 3)
     assert decided.cascade[0] == CascadeAttempt("fast", "m/fast", None, reason="speculative call cancelled")
+
+
+def test_every_note_and_every_refusal_kind_that_let_the_call_through_is_in_the_reason():
+    bad = ProviderFailure("bad_request", "BadRequestError", "Unsupported parameter.")
+    refused = ProviderAuthError("plan", "standard", (Attempt("m/standard", "BadRequestError", "openai",
+                                                             kind="bad_request"),),
+                                deployment="m/standard", provider="openai", failure=bad)
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="stronger", fallback_on=("auth", "bad_request")), TIERS)
+    walk.note("first note")
+    walk.note("second note")
+    walk.failed_over(_refusal("fast"), "m/fast")
+    walk.failed_over(refused, "m/standard")
+    reason = walk.answered(_decision(), "m/strong").reason
+    assert reason.startswith("rules: short; first note; second note; tier 'fast' → 'standard' failed")
+    assert reason.endswith("; fallback_on lists 'auth'; fallback_on lists 'bad_request')")
