@@ -101,6 +101,30 @@ def test_an_upgrade_replaces_the_pin(sync):
     assert store.get("t1", "answer").tier == "advanced" and store.get("t1", "answer").decision_id == d.id
 
 
+class CountingStore(InMemoryPinStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def put(self, thread: str, group: str, pin: Pin) -> None:
+        self.writes += 1
+        super().put(thread, group, pin)
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_following_a_pin_never_writes_it_back(sync):
+    """A followed pin is read, not re-written: writing back the pin this call read would undo a
+    re-pin another call stored in between (and costs a write per call on a database store)."""
+    store = CountingStore()
+    store.put("t1", "answer", Pin("standard", MODELS["standard"], "d-0", 0.0))
+    keeper = PinKeeper(store, RANK)
+    for mode in ("sticky", "upgrade_only"):
+        p = plan(mode)
+        decision, action = keeper.follow(p, decided("fast")) if sync else asyncio.run(keeper.afollow(p, decided("fast")))
+        assert decision.pinned and action is not None and action.write == "none"
+    assert store.writes == 1
+
+
 # -- PinKeeper.settle / asettle -----------------------------------------------------------------------
 
 
@@ -224,7 +248,8 @@ def test_reevaluate_is_due_after_n_turns_or_t_seconds(turns, seconds, pin_turns,
     d = decided("standard")
     out, action = apply_pin(d, pin, settings, "t1", RANK, 0, 2, 100.0 + age)
     if due:
-        assert (out.tier, out.pinned, out.reason) == ("standard", False, "fixed tier 'standard'; pin re-evaluated")
+        assert (out.tier, out.pinned, out.pin_group, out.reason) == (
+            "standard", False, "g", "fixed tier 'standard'; pin re-evaluated")
         assert action == PinAction("t1", settings, Pin("standard", MODELS["standard"], d.id, 100.0 + age),
                                    "replace", made=True)
     else:
@@ -246,6 +271,7 @@ def test_upgrade_only_moves_only_to_a_stronger_tier(pinned, chosen, upgraded):
     out, action = apply_pin(d, pin, settings, "t1", RANK, 0, 2, 7.0)
     if upgraded:
         assert out.reason == f"fixed tier {chosen!r}; upgraded from pinned tier {pinned!r}" and not out.pinned
+        assert out.pin_group == "g"
         assert action == PinAction("t1", settings, Pin(chosen, MODELS[chosen], d.id, 7.0), "replace", made=True)
     else:
         assert (out.tier, out.pinned) == (pinned, True) and action.write == "none"

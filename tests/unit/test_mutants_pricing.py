@@ -84,6 +84,7 @@ def test_the_warning_names_the_place_of_a_model_from_the_environment(monkeypatch
 @pytest.mark.parametrize(("model", "listed"), [
     ("openai/gpt-4o-mini", True), ("gpt-4o-mini", True), ("ollama/llama3", True),
     ("openai/GPT-4o-mini", False), ("ollama/not-a-model-xyz", False), ("acme/openai/gpt-4o-mini", False),
+    ("not-a-model", False),
 ])
 def test_in_price_map_with_or_without_the_provider_prefix(model, listed):
     assert in_price_map(model) is listed
@@ -111,3 +112,9 @@ def test_call_cost_prices_cached_input_at_the_cache_price_and_never_more_than_th
     assert call_cost(price, Usage(100, 10, cache_read_tokens=40)) == pytest.approx(60e-6 + 4e-6 + 20e-6, abs=0)
     assert call_cost(price, Usage(100, 10, cache_read_tokens=400)) == round(100 * 1e-7 + 10 * 2e-6, 12)
     assert call_cost(Price(1e-6, 2e-6), Usage(100, 10, cache_read_tokens=40)) == round(100e-6 + 20e-6, 12)
+
+
+def test_call_cost_is_rounded_to_whole_picodollars():
+    """Twelve decimals: float noise below a picodollar never shows in a cost or a sum of costs."""
+    assert call_cost(Price(1.23456789012345e-6, 0.0), Usage(1000, 0)) == 0.00123456789
+    assert call_cost(Price(0.1, 0.2), Usage(1, 1)) == 0.3
