@@ -505,3 +505,25 @@ def test_basestore_async_put_if_absent_without_a_lock_writes_and_reads_back():
     pin = Pin("fast", "m", "d-1", 1.0)
     assert asyncio.run(pins.aput_if_absent("t", "g", pin)) == pin
     assert asyncio.run(pins.aput_if_absent("t", "g", Pin("x", "y", "z", 0.0))) == pin
+
+
+@pytest.mark.parametrize("mode", ["sticky", "upgrade_only"])
+def test_through_the_router_a_fallback_answer_leaves_the_pin_on_its_own_tiers_model(mode):
+    """The same through the public router: the pin keeps the fast tier *and* its model (without
+    the keeper's ``fallback_from`` guard the pin kept tier 'fast' with the standard tier's model,
+    which tests/unit/test_fallback.py, reading only the pin's tier, let through)."""
+    from steproute import RouterConfig, StepRequest, StepRouter
+    from tests.conftest import mock_tiers
+
+    tiers = mock_tiers()
+    tiers["fast"]["models"][0]["mock_response"] = "litellm.InternalServerError"
+    fast_model = tiers["fast"]["models"][0]["model"]
+    router = StepRouter(RouterConfig(tiers=tiers, default="fast", pinning={"mode": mode}))
+    request = StepRequest("s", [{"role": "user", "content": "hi"}], thread="t")
+    first = router.complete(request).decision
+    assert first.fallback_from == "fast"
+    pin = router.pin_store.get("t", "s")
+    assert (pin.tier, pin.model, pin.decision_id, pin.repins) == ("fast", fast_model, first.id, 0)
+    second = asyncio.run(router.acomplete(request)).decision
+    assert (second.fallback_from, second.repinned) == ("fast", False)
+    assert router.pin_store.get("t", "s") == pin
