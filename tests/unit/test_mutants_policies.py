@@ -236,3 +236,126 @@ def test_a_cascade_artefact_adds_the_scorer(tmp_path: Path):
     with pytest.raises((ValueError, ImportError)) as excinfo:
         _cascade(PolicyContext(("fast", "strong"), tmp_path), artefact="scorer.json")
     assert "scorer.json" in str(excinfo.value)
+
+
+def test_a_signal_that_does_not_apply_is_skipped_not_the_end_of_judging():
+    later = Fixed("later", 0.25)
+    verdict = CascadePolicy(("fast",), [Fixed("n/a", None), later]).judge(REQUEST, ANSWER, None)
+    assert verdict == Verdict(False, 0.25, (("later", 0.25),), "later=0.25; later below threshold")
+    assert later.asked == ["later"]
+
+
+def test_a_pick_above_a_three_tier_cascade_starts_at_its_last_tier():
+    policy = CascadePolicy(("fast", "standard", "strong"), [], start=Picks("huge"))
+    assert policy.choose(REQUEST) == Choice("strong", "cascade: picker picked 'huge', above the cascade; 'strong'")
+
+
+def test_a_start_policy_without_a_blocking_attribute_does_not_block():
+    assert CascadePolicy(("fast",), [], start=FixedPolicy("fast")).blocking is False
+
+
+def test_each_signal_takes_its_threshold_and_weight_from_the_configuration():
+    policy = _cascade(combine="weighted", signals=[
+        {"signal": "logprob", "threshold": 0.11}, {"signal": "arithmetic", "threshold": 0.12},
+        {"signal": "tools", "threshold": 0.13}, {"signal": "schema", "weight": 2.5},
+        {"signal": "consistency", "weight": 3.5, "threshold": 0.14}, {"signal": "judge", "weight": 4.5, "threshold": 0.15},
+    ])
+    got = {s.name: (s.threshold, s.weight) for s in policy.signals}
+    assert got["logprob"][0] == 0.11 and got["arithmetic"][0] == 0.12 and got["tools"][0] == 0.13
+    assert got["schema"][1] == 2.5
+    assert got["consistency"] == (0.14, 3.5) and got["judge"] == (0.15, 4.5)
+
+
+# -- trained artefacts: the cascade's answer scorer, the classifier -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def scorer_artefact(tmp_path_factory) -> Path:
+    from steproute.evaluation._cascade import train_cascade
+    from steproute.policies._artefact import save_artefact
+    from tests.unit.test_cascade_offline import CHEAP, STRONG, sums
+
+    path = tmp_path_factory.mktemp("scorer") / "c.steproute"
+    save_artefact(train_cascade(sums(120, seed=1), (CHEAP, STRONG), folds=2), path)
+    return path
+
+
+def test_a_cascade_artefact_is_its_only_signal_unless_signals_are_given(scorer_artefact: Path):
+    from steproute.policies.answer_scorer import AnswerScorer, ScorerSignal
+
+    trained = AnswerScorer.load(scorer_artefact)
+    context = PolicyContext(("fast", "strong"), scorer_artefact.parent)
+    alone = _cascade(context, artefact=scorer_artefact.name)  # relative: read from the config's folder
+    (signal,) = alone.signals
+    assert isinstance(signal, ScorerSignal) and (signal.name, signal.weight) == ("scorer", 1.0)
+    assert signal.threshold == trained.threshold
+    question = StepRequest("s", [{"role": "user", "content": "Tom has 20 apples and buys 31 more. How many?"}])
+    assert signal.score(question, Answer("20 + 31 = 51\n#### 51"), None) == trained.score(
+        "Tom has 20 apples and buys 31 more. How many?", "20 + 31 = 51\n#### 51", None)
+    both_kinds = _cascade(PolicyContext(("fast", "strong"), Path("/nonexistent")), artefact=str(scorer_artefact),
+                          signals=[{"signal": "hedging"}])  # absolute: the folder is not used
+    assert [s.name for s in both_kinds.signals] == ["hedging", "scorer"]
+    assert _cascade(context, artefact=scorer_artefact.name, signals=[]).signals[0].name == "scorer"
+
+
+def test_a_scorer_signal_takes_its_threshold_and_weight(scorer_artefact: Path):
+    context = PolicyContext(("fast", "strong"), scorer_artefact.parent)
+    policy = _cascade(context, signals=[{"signal": "scorer", "artefact": scorer_artefact.name, "threshold": 0.33,
+                                         "weight": 2.0}])
+    (signal,) = policy.signals
+    assert (signal.threshold, signal.weight) == (0.33, 2.0)
+
+
+def test_a_cascades_start_policy_is_built_with_the_context(scorer_artefact: Path, classifier_artefact: Path):
+    context = PolicyContext(("fast", "strong"), classifier_artefact.parent)
+    policy = _cascade(context, start={"policy": "classifier", "artefact": classifier_artefact.name})
+    assert policy.start is not None and policy.start.name == "classifier" and policy.start.tiers == ("fast", "strong")
+
+
+@pytest.fixture(scope="module")
+def classifier_artefact(tmp_path_factory) -> Path:
+    from steproute.evaluation._train import train_classifier
+    from steproute.policies._artefact import save_artefact
+    from tests.unit.test_learned_policies import MODELS, synthetic_rows
+
+    path = tmp_path_factory.mktemp("classifier") / "answer.steproute"
+    save_artefact(train_classifier(synthetic_rows(120), MODELS, folds=2), path)
+    return path
+
+
+def test_a_classifier_maps_its_labels_to_the_routers_tiers(classifier_artefact: Path):
+    from steproute.policies.classifier import ClassifierPolicy
+    from steproute.policy_config import ClassifierPolicyConfig
+
+    context = PolicyContext(("fast", "strong"), classifier_artefact.parent)
+    by_order = build_policy(ClassifierPolicyConfig(artefact=classifier_artefact.name, threshold=0.125), context)
+    assert isinstance(by_order, ClassifierPolicy)
+    assert (by_order.tiers, by_order.threshold) == (("fast", "strong"), 0.125)
+    assert by_order.choose(StepRequest("answer", [{"role": "user", "content": "What is the capital of Peru?"}])).tier in (
+        "fast", "strong")
+    named = build_policy(ClassifierPolicyConfig(artefact=str(classifier_artefact), tiers=["strong", "fast"],
+                                                threshold=0.25), PolicyContext(("a", "b", "c"), Path("/nonexistent")))
+    assert (named.tiers, named.threshold) == (("strong", "fast"), 0.25)
+    default_threshold = build_policy(ClassifierPolicyConfig(artefact=classifier_artefact.name), context)
+    from steproute.policies._artefact import load_artefact
+
+    assert default_threshold.threshold == load_artefact(classifier_artefact).threshold
+
+
+def test_a_classifier_with_a_different_number_of_tiers_says_so(classifier_artefact: Path):
+    from steproute.policy_config import ClassifierPolicyConfig
+
+    context = PolicyContext(("fast", "standard", "strong"), classifier_artefact.parent)
+    with pytest.raises(ValueError) as excinfo:
+        build_policy(ClassifierPolicyConfig(artefact=classifier_artefact.name), context)
+    assert str(excinfo.value) == ("the artefact estimates 2 tiers (cheap-model, strong-model) and the configuration "
+                                  "has 3: say which tier is which with 'tiers:'")
+
+
+def test_a_classifier_artefact_of_another_kind_is_refused(scorer_artefact: Path):
+    from steproute.policy_config import ClassifierPolicyConfig
+
+    with pytest.raises(ValueError) as excinfo:
+        build_policy(ClassifierPolicyConfig(artefact=scorer_artefact.name),
+                     PolicyContext(("fast", "strong"), scorer_artefact.parent))
+    assert "cascade" in str(excinfo.value) and "classifier" in str(excinfo.value)
