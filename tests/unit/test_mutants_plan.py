@@ -224,3 +224,30 @@ def test_the_policies_are_built_once_per_path():
     p = planner(steps={"s": {"policy": "fixed", "tier": "standard"}})
     assert isinstance(p.default, FixedPolicy) and set(p.policies) == {"s"}
     assert p.plan_of(ask()) is p.plan_of(ask())  # one plan per (step, kind, hint)
+
+
+def test_the_pii_guard_names_every_detector_that_fired():
+    p = planner(guards={"pii": {"tier": "standard"}}, steps={"s": {"policy": "fixed", "tier": "fast", "kind": "chat"}})
+    request = ask(text="mail ann@example.org, card 4111 1111 1111 1111")
+    d = p.pii_decision(p.plan_of(request), request)
+    assert (d.step, d.kind, d.guard, d.reason) == (
+        "s", "chat", "pii:email,card", "pii guard: email, card detected; tier 'standard'")
+    hinted = ask(text="mail ann@example.org, card 4111 1111 1111 1111", hint=Hint(tier="fast"))
+    with pytest.raises(RoutingError) as excinfo:
+        p.pii_decision(p.plan_of(hinted), hinted)
+    assert "the PII guard (email, card) requires tier 'standard'" in str(excinfo.value)
+
+
+def test_decide_keeps_the_policys_score():
+    from steproute.policies.base import Choice
+
+    class Scored:
+        name = "scored"
+
+        def choose(self, request):
+            return Choice("standard", "scored 0.75", 0.75)
+
+    p = planner(steps={"s": {"policy": "fixed", "tier": "fast"}})
+    p.policies["s"] = Scored()
+    d = p.decide(p.plan_of(ask()), ask())
+    assert (d.tier, d.policy, d.score, d.reason) == ("standard", "scored", 0.75, "scored 0.75")
