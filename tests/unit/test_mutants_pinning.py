@@ -527,3 +527,30 @@ def test_through_the_router_a_fallback_answer_leaves_the_pin_on_its_own_tiers_mo
     second = asyncio.run(router.acomplete(request)).decision
     assert (second.fallback_from, second.repinned) == ("fast", False)
     assert router.pin_store.get("t", "s") == pin
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_basestore_put_if_absent_returns_what_the_store_holds_after_the_write(sync):
+    """Without a lock two replicas may both write the first pin; each call returns the pin read
+    back after its write (the last writer's), so both follow the one the store keeps."""
+    from langgraph.store.memory import InMemoryStore
+
+    from steproute.pinning import BaseStorePinStore
+
+    theirs = Pin("advanced", "m2", "d-2", 2.0)
+
+    class Raced(InMemoryStore):
+        """Another replica's write lands right after this call's."""
+
+        def put(self, namespace, key, value, *args, **kwargs):
+            super().put(namespace, key, value, *args, **kwargs)
+            if value != theirs.to_dict():
+                super().put(namespace, key, theirs.to_dict())
+
+        async def aput(self, namespace, key, value, *args, **kwargs):
+            self.put(namespace, key, value, *args, **kwargs)
+
+    pins = BaseStorePinStore(Raced())
+    mine = Pin("fast", "m", "d-1", 1.0)
+    out = pins.put_if_absent("t", "g", mine) if sync else asyncio.run(pins.aput_if_absent("t", "g", mine))
+    assert out == theirs

@@ -251,3 +251,47 @@ def test_decide_keeps_the_policys_score():
     p.policies["s"] = Scored()
     d = p.decide(p.plan_of(ask()), ask())
     assert (d.tier, d.policy, d.score, d.reason) == ("standard", "scored", 0.75, "scored 0.75")
+
+
+def test_relative_artefacts_are_read_from_the_configuration_files_folder(tmp_path):
+    config = RouterConfig.from_dict({"tiers": mock_tiers(), "default": "fast", "steps": {
+        "s": {"policy": "classifier", "artefact": "missing.steproute"}}}, source=str(tmp_path / "steproute.yaml"))
+    with pytest.raises(ConfigError) as excinfo:
+        Planner(config, lambda tier: tier, lambda tier, messages, n: "")
+    assert str(tmp_path / "missing.steproute") in str(excinfo.value)
+    assert "steps.s.artefact" in str(excinfo.value)
+
+
+def test_a_policy_without_an_artefact_that_cannot_be_built_is_reported_against_its_policy(tmp_path):
+    chain = {"policy": "chain", "policies": [{"policy": "classifier", "artefact": str(tmp_path / "gone.steproute")}]}
+    with pytest.raises(ConfigError) as excinfo:
+        planner(steps={"s": chain})
+    assert "steps.s.policy" in str(excinfo.value) and "steps.s.artefact" not in str(excinfo.value)
+
+
+def test_the_llm_policy_gets_the_planners_model_call():
+    asked: list[str] = []
+
+    def ask_model(tier, messages, n):
+        asked.append(tier)
+        return "standard"
+
+    config = RouterConfig(tiers=mock_tiers(), default="fast",
+                          steps={"s": {"policy": "llm", "router_tier": "fast", "fallback": "fast"}})
+    p = Planner(config, lambda tier: tier, ask_model)
+    d = p.decide(p.plan_of(ask()), ask())
+    assert asked == ["fast"] and d.tier == "standard"
+
+
+def test_planning_records_which_entries_and_steps_calls_matched():
+    p = planner(steps={"s": {"policy": "fixed", "tier": "fast"}, "t": {"policy": "fixed", "tier": "fast"}})
+    assert p.coverage.unmatched_entries() == ["s", "t"]
+    p.plan_of(ask("s"))
+    p.plan_of(ask("elsewhere"))
+    assert p.coverage.unmatched_entries() == ["t"] and p.coverage.unconfigured_steps() == ["elsewhere"]
+
+
+def test_the_plan_carries_the_steps_style():
+    p = planner(steps={"s": {"policy": "fixed", "tier": "fast", "style": {"system_prompt": "Be brief.", "max_tokens": 9}}})
+    style = p.plan_of(ask()).style
+    assert style is not None and (style.system_prompt, style.max_tokens) == ("Be brief.", 9)
