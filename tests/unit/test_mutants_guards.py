@@ -6,6 +6,7 @@ store holds after each reservation and settlement, when a guard admits, caps or 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -167,7 +168,7 @@ def test_windows_cover_the_text_with_overlaps():
     windows = _windows(text)
     assert len(windows) > 2 and windows[0] == text[:len(windows[0])] and text.endswith(windows[-1])
     assert all(len(w) <= _WINDOW + _OVERLAP for w in windows)
-    for before, after in zip(windows, windows[1:], strict=False):  # each window overlaps the one before it
+    for before, after in itertools.pairwise(windows):  # each window overlaps the one before it
         assert after[:200] in before and before[-200:] in text[text.index(before[-200:]):]
     assert sum(len(w) for w in windows) > len(text)
 

@@ -335,7 +335,7 @@ def test_keyed_locks_hold_one_key_at_a_time_and_drop_it_after():
 
     from steproute.pinning import KeyedLocks
 
-    with pytest.raises(ValueError, match="^KeyedLocks: max_keys must be at least 1$"):
+    with pytest.raises(ValueError, match=r"^KeyedLocks: max_keys must be at least 1$"):
         KeyedLocks(max_keys=0)
     assert KeyedLocks().max_keys == 32 and KeyedLocks(max_keys=1).max_keys == 1
     locks = KeyedLocks(max_keys=2)

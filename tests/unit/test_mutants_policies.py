@@ -176,7 +176,8 @@ def test_build_policy_fixed_rules_chain():
     assert build_policy(FixedPolicyConfig(tier="fast")).choose(REQUEST) == Choice("fast", "fixed tier 'fast'")
     rules = build_policy(RulesPolicyConfig(rules=[{"name": "r", "when": {"keywords": ["hi"]}, "tier": "strong"}]))
     assert isinstance(rules, RulesPolicy) and rules.choose(REQUEST).tier == "strong"
-    chain = build_policy(ChainPolicyConfig(policies=[RulesPolicyConfig(rules=[{"when": {"keywords": ["zzz"]}, "tier": "strong"}]), FixedPolicyConfig(tier="fast")]))
+    never = RulesPolicyConfig(rules=[{"when": {"keywords": ["zzz"]}, "tier": "strong"}])
+    chain = build_policy(ChainPolicyConfig(policies=[never, FixedPolicyConfig(tier="fast")]))
     assert isinstance(chain, ChainPolicy)
     assert chain.choose(REQUEST) == Choice("fast", "rules: no match → fixed: fixed tier 'fast'")
 
@@ -184,7 +185,7 @@ def test_build_policy_fixed_rules_chain():
 def test_build_policy_llm_needs_a_router():
     from steproute.policy_config import LLMPolicyConfig
 
-    with pytest.raises(ValueError, match="^the llm policy needs a router to make its calls$"):
+    with pytest.raises(ValueError, match=r"^the llm policy needs a router to make its calls$"):
         build_policy(LLMPolicyConfig(router_tier="fast", fallback="fast"), PolicyContext(("fast", "strong")))
 
 
