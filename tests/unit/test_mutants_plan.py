@@ -295,3 +295,25 @@ def test_the_plan_carries_the_steps_style():
     p = planner(steps={"s": {"policy": "fixed", "tier": "fast", "style": {"system_prompt": "Be brief.", "max_tokens": 9}}})
     style = p.plan_of(ask()).style
     assert style is not None and (style.system_prompt, style.max_tokens) == ("Be brief.", 9)
+
+
+def test_a_config_error_from_a_policy_names_the_configuration_file(tmp_path):
+    source = str(tmp_path / "steproute.yaml")
+    config = RouterConfig.from_dict({"tiers": mock_tiers(), "default": "fast", "steps": {
+        "s": {"policy": "classifier", "artefact": "missing.steproute"}}}, source=source)
+    with pytest.raises(ConfigError) as excinfo:
+        Planner(config, lambda tier: tier, lambda tier, messages, n: "")
+    assert excinfo.value.source == source
+
+
+def test_without_a_file_relative_artefacts_are_read_from_the_working_directory(tmp_path, monkeypatch):
+    from steproute.evaluation._train import train_classifier
+    from steproute.policies._artefact import save_artefact
+    from tests.unit.test_learned_policies import MODELS, synthetic_rows
+
+    save_artefact(train_classifier(synthetic_rows(60), MODELS, folds=2), tmp_path / "answer.steproute")
+    monkeypatch.chdir(tmp_path)
+    config = RouterConfig(tiers={"fast": mock_tiers()["fast"], "strong": mock_tiers()["advanced"]}, default="fast",
+                          steps={"s": {"policy": "classifier", "artefact": "answer.steproute"}})
+    p = Planner(config, lambda tier: tier, lambda tier, messages, n: "")
+    assert p.policies["s"].name == "classifier"

@@ -360,3 +360,22 @@ def test_a_classifier_artefact_of_another_kind_is_refused(scorer_artefact: Path)
         build_policy(ClassifierPolicyConfig(artefact=scorer_artefact.name),
                      PolicyContext(("fast", "strong"), scorer_artefact.parent))
     assert "cascade" in str(excinfo.value) and "classifier" in str(excinfo.value)
+
+
+def test_an_llm_policy_from_the_configuration_takes_every_setting():
+    from steproute.policies import LLMRouterPolicy
+    from steproute.policy_config import LLMPolicyConfig
+
+    def ask(tier, messages, n):
+        return "strong"
+
+    context = PolicyContext(("fast", "strong"), ask=ask)
+    policy = build_policy(LLMPolicyConfig(router_tier="fast", fallback="strong", instructions="Pick one.",
+                                          max_tokens=5), context)
+    assert isinstance(policy, LLMRouterPolicy)
+    assert (policy.router_tier, policy.choices, policy.fallback, policy.instructions, policy.max_tokens) == (
+        "fast", {"fast": "", "strong": ""}, "strong", "Pick one.", 5)
+    given = build_policy(LLMPolicyConfig(router_tier="fast", fallback="fast", choices={"strong": "hard ones"}), context)
+    assert given.choices == {"strong": "hard ones"} and given.fallback == "fast"
+    chained = build_policy(ChainPolicyConfig(policies=[LLMPolicyConfig(router_tier="fast", fallback="fast")]), context)
+    assert chained.choose(REQUEST).tier == "strong"  # the chain's links get the context (its model call)
