@@ -379,3 +379,17 @@ def test_an_llm_policy_from_the_configuration_takes_every_setting():
     assert given.choices == {"strong": "hard ones"} and given.fallback == "fast"
     chained = build_policy(ChainPolicyConfig(policies=[LLMPolicyConfig(router_tier="fast", fallback="fast")]), context)
     assert chained.choose(REQUEST).tier == "strong"  # the chain's links get the context (its model call)
+
+
+def test_an_artefact_that_does_not_fit_its_policy_is_named_in_the_error(tmp_path: Path, classifier_artefact: Path):
+    import dataclasses
+
+    from steproute.policies._artefact import ArtefactError, load_artefact, save_artefact
+    from steproute.policy_config import ClassifierPolicyConfig
+
+    artefact = load_artefact(classifier_artefact)
+    save_artefact(dataclasses.replace(artefact, meta={**artefact.meta, "encoder": "no-such-encoder"}),
+                  tmp_path / "bad.steproute")
+    with pytest.raises(ArtefactError) as excinfo:
+        build_policy(ClassifierPolicyConfig(artefact="bad.steproute"), PolicyContext(("fast", "strong"), tmp_path))
+    assert str(excinfo.value).startswith(f"{tmp_path / 'bad.steproute'}: the artefact does not fit its policy")
