@@ -376,3 +376,15 @@ def test_estimate_cost_with_the_models_output_limit_and_unusable_params():
     assert estimate_cost(Price(0.0, 1.0), request, {"max_tokens": "many"}) == 0.0
     assert estimate_cost(None, request, {}) == 0.0
     assert isinstance(estimate_cost(Price(0, 0), request, {}), float)
+
+
+def test_settling_a_window_never_reserved_counts_only_the_spend():
+    store = InMemoryBudgetStore()
+    store.settle("acme", 4, 0.0, 0.25)
+    assert store.usage("acme", 4) == (0.25, 0.0)
+
+
+def test_estimate_cost_counts_whole_tokens_and_a_one_token_limit():
+    request = StepRequest("s", [{"role": "user", "content": "x" * 31}])
+    assert estimate_cost(Price(1.0, 0.0), request, {}) == 31 // 3 + 16 + 1
+    assert estimate_cost(Price(0.0, 1.0), request, {"max_tokens": 1}) == 1
