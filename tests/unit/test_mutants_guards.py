@@ -388,3 +388,13 @@ def test_estimate_cost_counts_whole_tokens_and_a_one_token_limit():
     request = StepRequest("s", [{"role": "user", "content": "x" * 31}])
     assert estimate_cost(Price(1.0, 0.0), request, {}) == 31 // 3 + 16 + 1
     assert estimate_cost(Price(0.0, 1.0), request, {"max_tokens": 1}) == 1
+
+
+def test_every_at_sign_is_checked_from_the_first():
+    assert fired("ann@example.org, then a stray x@") == ("email",)
+
+
+def test_a_cards_or_ibans_digits_right_before_a_phone_number_neither_hide_nor_make_one():
+    assert fired("4222 222 222 222") == ("card",)  # 13 digits in phone-like groups: a card only
+    assert fired("4111 1111 1111 1111+44 20 7946 0958") == ("phone", "card")
+    assert fired("GB82WEST12345698765432+44 20 7946 0958") == ("phone", "iban")
