@@ -398,3 +398,13 @@ def test_a_cards_or_ibans_digits_right_before_a_phone_number_neither_hide_nor_ma
     assert fired("4222 222 222 222") == ("card",)  # 13 digits in phone-like groups: a card only
     assert fired("4111 1111 1111 1111+44 20 7946 0958") == ("phone", "card")
     assert fired("GB82WEST12345698765432+44 20 7946 0958") == ("phone", "iban")
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("a@example.org", ("email",)),  # a one-character local part at the start of the text
+    ("ann@e.org", ("email",)),  # a one-character domain label
+    ("ann@" + "a" * 252 + ".ab", ("email",)),  # the top-level label ends 255 characters after the @
+    ("ann@" + "a" * 253 + ".ab", ()),  # ... and one further is past the window
+])
+def test_email_window_edges(text, found):
+    assert fired(text) == found
