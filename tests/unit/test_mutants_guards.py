@@ -392,12 +392,16 @@ def test_estimate_cost_counts_whole_tokens_and_a_one_token_limit():
 
 def test_every_at_sign_is_checked_from_the_first():
     assert fired("ann@example.org, then a stray x@") == ("email",)
+    assert fired("x@ ann@example.org y@") == ("email",)  # not only the first and the last
 
 
 def test_a_cards_or_ibans_digits_right_before_a_phone_number_neither_hide_nor_make_one():
     assert fired("4222 222 222 222") == ("card",)  # 13 digits in phone-like groups: a card only
     assert fired("4111 1111 1111 1111+44 20 7946 0958") == ("phone", "card")
     assert fired("GB82WEST12345698765432+44 20 7946 0958") == ("phone", "iban")
+    # 9 digits only with the country code: the removed card or IBAN must leave a plain gap before "+"
+    assert fired("4111 1111 1111 1111+1 234 567 89") == ("phone", "card")
+    assert fired("GB82WEST12345698765432+1 234 567 89") == ("phone", "iban")
 
 
 @pytest.mark.parametrize(("text", "found"), [
