@@ -117,12 +117,16 @@ bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/cascade.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/run_all.py
 
-# Mutation testing of the call path (router, fallback, cascade, pins, prices, guards, policies;
-# [tool.mutmut] in pyproject.toml): each mutant against a fast subset of the unit tests. Not part
-# of `make test` (every module takes hours on 2 cores). One module: `make mutate MUTANTS='steproute.pricing*'`.
-# Survivors: `.venv/bin/mutmut results`, one of them: `.venv/bin/mutmut show NAME`.
+# Mutation testing of the call path (router, fallback, cascade, pins, prices, guards, policies, the
+# planner; [tool.mutmut] in pyproject.toml): each mutant against the unit tests that reach the
+# mutated function. Not part of `make test` (the whole set takes hours on 2 cores). One module:
+# `make mutate MUTANTS='steproute.pricing*'` (several: space-separated globs; a class's methods are
+# named `steproute.pinning.xǁInMemoryPinStoreǁget__mutmut_1`). On a shared machine:
+# `make mutate MUTMUT_CHILDREN=1`. Survivors: `.venv/bin/mutmut results`, one of them:
+# `.venv/bin/mutmut show NAME`. Scores and the equivalent mutants: docs/architecture.md.
 .PHONY: mutate
 MUTANTS ?=
+MUTMUT_CHILDREN ?= 2
 mutate: $(STAMP)
-	env -u PYTHONPATH LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	env -u PYTHONPATH LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
 	$(BIN)/mutmut results
