@@ -38,7 +38,7 @@ def test_the_default_plan_spans_every_tier_and_pins_sticky_by_step():
     plan = p.plan_of(ask())
     assert (plan.kind, plan.low, plan.high, plan.fixed, plan.policy_is_default, plan.unconfigured) == (
         None, 0, 2, None, True, False)
-    assert plan.policy is p.default and plan.tier_fallback == "next"
+    assert plan.policy is p.default and plan.tier_fallback is None  # unset: the walk reads it as `next` (tier_walk.walk_rules)
     assert plan.pinning == PinSettings("sticky", "s", None, None)
     assert p.tiers == TIERS and p.rank == {"fast": 0, "standard": 1, "advanced": 2}
 
