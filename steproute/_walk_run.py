@@ -187,8 +187,7 @@ class WalkRun:
                               attributes={CASCADE_ROLE: "speculative"})
         self.walk.cancelled(deployment.model, note)
         self.walk.restart_at(tier)
-        self.decision = replace(self.decision, tier=tier, model=deployment.model if tier == pending.tier
-                                else self.ctx.dispatcher.first_deployment(tier).model)
+        self.decision = replace(self.decision, tier=tier, model=self.ctx.dispatcher.first_deployment(tier).model)
 
     # -- pins and the books, once answered -----------------------------------------------------
 

@@ -117,37 +117,41 @@ class _FunctionTier:
     def _failed(self, step: str, failed: list[Attempt]) -> DispatchError:
         return DispatchError(step, self._tier, tuple(failed))
 
+    def _tries(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+               prefer: str | None) -> Iterator[tuple[Deployment, TierCall, int]]:
+        for d in self._order(prefer):
+            yield d, self._call(d, step, messages, params), time.time_ns()
+
+    @staticmethod
+    def _failure(d: Deployment, error: Exception, started: int) -> Attempt:
+        if isinstance(error, DispatchError):  # the handler failed the whole tier itself
+            raise error
+        return Attempt(d.model, type(error).__name__, d.provider, started, time.time_ns())
+
     def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                  prefer: str | None = None) -> Completion:
         failed: list[Attempt] = []
-        for d in self._order(prefer):
-            call, started = self._call(d, step, messages, params), time.time_ns()
+        for d, call, started in self._tries(step, messages, params, prefer):
             try:
                 answer = self._transport.handler(call)
                 if inspect.isawaitable(answer):
                     getattr(answer, "close", lambda: None)()  # never awaited: closed, no warning
                     raise TypeError("an async handler answers async calls only (acomplete, astream, ainvoke)")
-            except DispatchError:
-                raise
             except Exception as exc:
-                failed.append(Attempt(d.model, type(exc).__name__, d.provider, started, time.time_ns()))
+                failed.append(self._failure(d, exc, started))
                 continue
-            return self._completion(answer, d, call, failed)  # type: ignore[arg-type]
+            return self._completion(answer, d, call, failed)
         raise self._failed(step, failed)
 
     async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                         prefer: str | None = None) -> Completion:
         failed: list[Attempt] = []
-        for d in self._order(prefer):
-            call, started = self._call(d, step, messages, params), time.time_ns()
+        for d, call, started in self._tries(step, messages, params, prefer):
             try:
                 answer = self._transport.handler(call)
-                if inspect.isawaitable(answer):
-                    answer = await answer
-            except DispatchError:
-                raise
+                answer = await answer if inspect.isawaitable(answer) else answer
             except Exception as exc:
-                failed.append(Attempt(d.model, type(exc).__name__, d.provider, started, time.time_ns()))
+                failed.append(self._failure(d, exc, started))
                 continue
             return self._completion(answer, d, call, failed)
         raise self._failed(step, failed)

@@ -90,3 +90,25 @@ def test_an_async_handler_answers_async_calls():
     assert result.completion.content == "async answer"
     with pytest.raises(DispatchError):  # a sync call cannot await it: the tier fails, loudly
         router.complete(StepRequest("calc", HI))
+
+
+def test_a_handler_that_raises_a_provider_refusal_fails_the_whole_tier_with_it():
+    from steproute import ProviderAuthError
+    from steproute.errors import Attempt, ProviderFailure
+
+    def answer(call: TierCall) -> str:
+        if call.tier == "fast":
+            failure = ProviderFailure("auth", "AuthenticationError", "Incorrect API key provided.")
+            raise ProviderAuthError(call.step, call.tier, (Attempt(call.model, "AuthenticationError", "openai",
+                                                                   kind="auth"),),
+                                    deployment=call.model, provider="openai", failure=failure)
+        return "42"
+
+    transport = FunctionTransport(answer)
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast"), transport=transport)
+    with pytest.raises(ProviderAuthError):  # a refusal does not fall back unless fallback_on lists it
+        router.complete(StepRequest("calc", HI))
+    assert [c.deployment for c in transport.calls] == [0]  # the tier's second deployment was not tried
+    lenient = StepRouter(RouterConfig(tiers=TIERS, default={"policy": "fixed", "tier": "fast", "fallback_on": ["auth"]}),
+                         transport=FunctionTransport(answer))
+    assert lenient.complete(StepRequest("calc", HI)).decision.fallback_from == "fast"
