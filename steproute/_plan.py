@@ -47,6 +47,8 @@ class StepPlan:
     tier_fallback: str | None = None
     """When the tier's every deployment fails: ``next``, ``stronger`` or ``none`` (``None``:
     unset, see :func:`steproute.tier_walk.walk_rules`)."""
+    fallback_on: tuple[str, ...] = ()
+    """Provider refusal kinds that may move the call to another tier (``fallback_on``)."""
     unconfigured: bool = False
     """The step matches no ``steps:`` entry while the configuration has some (said in the reason)."""
 
@@ -128,7 +130,7 @@ class Planner:
         self.coverage.planned(step, entry)
         return StepPlan(kind, policy, entry is None, low, high, fixed,
                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style,
-                        cfg.tier_fallback, entry is None and bool(self.config.steps))
+                        cfg.tier_fallback, tuple(cfg.fallback_on), entry is None and bool(self.config.steps))
 
     def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
         base = self.config.pinning

@@ -147,6 +147,12 @@ def _stopped(call: WalkRun, state: StreamState | None, error: BaseException) -> 
                         call.ctx.baseline_price, call.params.get("n"))
 
 
+def _live(call: WalkRun, pending: Pending) -> StreamState:
+    """The running state of an attempt that streams live from ``pending.tier``."""
+    return StreamState(replace(call.decision, tier=pending.tier,
+                               model=call.ctx.dispatcher.first_deployment(pending.tier).model))
+
+
 def stream(call: WalkRun) -> Iterator[CompletionChunk | StreamSummary]:
     """Chunks, then one :class:`StreamSummary`; every outcome booked, an early stop too."""
     state: StreamState | None = None
@@ -165,8 +171,7 @@ def stream(call: WalkRun) -> Iterator[CompletionChunk | StreamSummary]:
                     yield from _replayed(call.close())
                     return
                 continue
-            state = live = StreamState(replace(call.decision, tier=pending.tier,
-                                               model=call.ctx.dispatcher.first_deployment(pending.tier).model))
+            state = live = _live(call, pending)
             started = False
             try:
                 for chunk in tier.stream(call.request.step, pending.messages, pending.params, pending.prefer):
@@ -204,8 +209,7 @@ async def astream(call: WalkRun) -> AsyncGenerator[CompletionChunk | StreamSumma
                         yield item
                     return
                 continue
-            state = live = StreamState(replace(call.decision, tier=pending.tier,
-                                               model=call.ctx.dispatcher.first_deployment(pending.tier).model))
+            state = live = _live(call, pending)
             started = False
             try:
                 async for chunk in call.ctx.dispatcher.tier(pending.tier).astream(

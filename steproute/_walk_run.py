@@ -19,7 +19,7 @@ from steproute._call import CallRecord
 from steproute._call_context import CallContext
 from steproute._plan import StepPlan
 from steproute.dispatch import Completion
-from steproute.errors import DispatchError, ProviderError, tell_once
+from steproute.errors import DispatchError, ProviderError, say_once, tell_once
 from steproute.pinning import Pin, PinAction
 from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
@@ -88,10 +88,9 @@ class WalkRun:
         self.decision, self.action, self.params, self.prefer = decision, action, dict(params), prefer
         cascade = plan.policy if plan.fixed is None and isinstance(plan.policy, CascadePolicy) else None
         self.cascade: CascadePolicy | None = cascade
-        fallback_on = ctx.config.policy_for(request.step, plan.kind).fallback_on
         rules = walk_rules(decision.tier, ctx.tiers, plan.high, fallback=plan.tier_fallback,
                            cascade=cascade.tiers if cascade is not None else None,
-                           fixed=plan.fixed is not None or decision.guard is not None, fallback_on=fallback_on)
+                           fixed=plan.fixed is not None or decision.guard is not None, fallback_on=plan.fallback_on)
         self.walk = TierWalk(rules, ctx.tiers)
         self.result: RoutedCompletion | None = None
 
@@ -103,11 +102,23 @@ class WalkRun:
         """The current attempt's request, styled for its tier."""
         tier = self.walk.tier
         messages, params = self.ctx.style(self.plan, self.request, replace(self.decision, tier=tier), self.params)
-        if self.walk.judges and self.cascade is not None and self.cascade.needs_logprobs and all(
-                d.takes_logprobs() for d in self.ctx.dispatcher.deployments(tier)):  # else the signal abstains
-            params = {**params, "logprobs": True}
+        if self.walk.judges and self.cascade is not None and self.cascade.needs_logprobs:
+            params = self._with_logprobs(tier, params)
         prefer = self.prefer if tier == self.decision.tier and not self.walk.failed else None
         return Pending(tier, messages, params, prefer, time.time_ns())
+
+    def _with_logprobs(self, tier: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``logprobs`` asked of a judged attempt, unless a deployment of the tier refuses the
+        parameter (Anthropic): then the logprob signal abstains, and the reason and the log say so."""
+        refusing = [d.model for d in self.ctx.dispatcher.deployments(tier) if not d.takes_logprobs()]
+        if not refusing:
+            return {**params, "logprobs": True}
+        note = (f"logprob signal: tier {tier!r} ({', '.join(refusing)}) does not take logprobs, "
+                f"not asked (the signal abstains)")
+        if note not in self.walk.notes:
+            self.walk.note(note)
+        say_once(self.ctx, ("logprobs", self.request.step, tier), f"step {self.request.step!r}: {note}")
+        return params
 
     def _at(self, tier: str) -> Decision:
         return replace(self.decision, tier=tier)
@@ -118,10 +129,7 @@ class WalkRun:
         """Every deployment of the attempt's tier failed: book it and move on, or raise the
         call's error (the walk's rules: ``tier_fallback``, ``fallback_on``, the chain's end)."""
         deployment = self.ctx.dispatcher.first_deployment(pending.tier)
-        walk = self.walk
-        going_on = not walk.is_last
-        next_tier = walk.failed_over(error, deployment.model)  # raises when the walk ends here
-        assert going_on
+        next_tier = self.walk.failed_over(error, deployment.model)  # raises when the walk ends here
         attributes = {CASCADE_ROLE: "attempt"} if self.judged else None
         self.record.tier_failed(self._at(pending.tier), error.attempts, attributes=attributes,
                                 error_type=type(error).__name__, deployment=deployment)

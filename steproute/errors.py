@@ -423,7 +423,7 @@ class LocalModelError(StepRouteError, RuntimeError):
 
 # -- telling: what a fallback was for, once ---------------------------------------------------
 
-_TOLD: weakref.WeakKeyDictionary[object, set[tuple[str, str, str, str]]] = weakref.WeakKeyDictionary()
+_TOLD: weakref.WeakKeyDictionary[object, set[tuple[str, ...]]] = weakref.WeakKeyDictionary()
 _TOLD_LOCK = threading.Lock()
 
 
@@ -458,3 +458,19 @@ def tell_once(owner: object, step: str, tier: str, attempts: Sequence[Attempt], 
     if new:
         log.warning("step %r, tier %r: %s; %s (logged once per step, tier and error)", step, tier,
                     failure_note(attempts), outcome)
+
+
+def say_once(owner: object, key: tuple[str, ...], message: str) -> None:
+    """``message`` as one warning on the ``steproute`` logger per (``owner``, ``key``): something
+    the router did other than what the configuration says, told once; later calls carry it on
+    their decision's reason and span only.
+
+    Example:
+        >>> say_once(router, ("logprobs", "fast"), "tier 'fast' does not take logprobs")  # doctest: +SKIP
+    """
+    with _TOLD_LOCK:
+        told = _TOLD.setdefault(owner, set())
+        if key in told:
+            return
+        told.add(key)
+    log.warning("%s (logged once)", message)

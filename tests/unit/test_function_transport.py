@@ -112,3 +112,19 @@ def test_a_handler_that_raises_a_provider_refusal_fails_the_whole_tier_with_it()
     lenient = StepRouter(RouterConfig(tiers=TIERS, default={"policy": "fixed", "tier": "fast", "fallback_on": ["auth"]}),
                          transport=FunctionTransport(answer))
     assert lenient.complete(StepRequest("calc", HI)).decision.fallback_from == "fast"
+
+
+def test_a_cascade_that_cannot_ask_a_model_for_logprobs_says_so_on_the_reason_and_once_in_the_log(caplog):
+    tiers = {"fast": {"models": [{"model": "anthropic/claude-haiku-4-5", "api_key": "sk-haiku"}]},
+             "strong": {"models": [{"model": "openai/gpt-4o", "api_key": "sk-strong"}]}}
+    config = RouterConfig(tiers=tiers, default="fast", steps={"calc": {
+        "policy": "cascade", "tiers": ["fast", "strong"],
+        "signals": [{"signal": "hedging"}, {"signal": "logprob", "threshold": 0.7}]}})
+    transport = FunctionTransport(lambda call: "13.50 EUR")
+    router = StepRouter(config, transport=transport)
+    with caplog.at_level("WARNING", logger="steproute"):
+        first = router.complete(StepRequest("calc", HI))
+        router.complete(StepRequest("calc", HI))
+    assert "logprobs" not in transport.calls[0].params  # Anthropic refuses the parameter
+    assert "logprob signal: tier 'fast' (anthropic/claude-haiku-4-5) does not take logprobs" in first.decision.reason
+    assert sum("does not take logprobs" in r.getMessage() for r in caplog.records) == 1
