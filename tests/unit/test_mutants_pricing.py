@@ -45,16 +45,42 @@ def test_a_mapped_model_is_priced_from_the_map_with_its_cached_input_price():
     assert price_of(DeploymentConfig(model="ollama/llama3")) == Price(0.0, 0.0, None, True)  # listed, free
 
 
-@pytest.mark.parametrize(("model", "expected"), [
-    # priced by LiteLLM under a name its map does not list (it lowercases): still known
-    ("openai/GPT-4o-mini", Price(1.5e-7, 6e-7, 7.5e-8, True)),
-    ("databricks/DATABRICKS-MPT-7B-INSTRUCT", Price(5.0001e-07, 0.0, 5.0001e-07, True)),  # input price only
-    ("TWELVELABS.PEGASUS-1-2-V1:0", Price(0.0, 7.5e-06, None, True)),  # output price only
-])
-def test_a_model_litellm_prices_under_another_name_is_known(model, expected, caplog):
+def _listed_under_another_name(input_priced: bool) -> tuple[str, dict]:
+    """A model of LiteLLM's map (of whichever LiteLLM is installed) priced for input only or for
+    output only, and LiteLLM prices it under its upper-cased name, which the map does not list."""
+    import litellm
+
+    for name, info in litellm.model_cost.items():
+        given_in, given_out = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+        if not (given_in if input_priced else given_out) or (given_out if input_priced else given_in):
+            continue
+        if name.upper() in litellm.model_cost or in_price_map(name.upper()):
+            continue
+        try:
+            found = litellm.get_model_info(name.upper())
+        except Exception:
+            continue
+        if found.get("input_cost_per_token") == given_in and found.get("output_cost_per_token") == given_out:
+            return name.upper(), found
+    pytest.fail("no model of LiteLLM's map is priced for one direction only under another name")
+
+
+def test_a_model_litellm_prices_under_another_name_is_known(caplog):
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        assert price_of(DeploymentConfig(model="openai/GPT-4o-mini")) == Price(1.5e-7, 6e-7, 7.5e-8, True)
+    assert warnings(caplog) == []
+
+
+@pytest.mark.parametrize("input_priced", [True, False], ids=["input price only", "output price only"])
+def test_a_model_priced_one_way_under_another_name_is_known_with_the_other_price_zero(input_priced, caplog):
+    model, info = _listed_under_another_name(input_priced)
+    cache = info.get("cache_read_input_token_cost")
+    expected = Price(float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0),
+                     float(cache) if cache is not None else None, True)
     with caplog.at_level(logging.WARNING, logger="steproute"):
         assert price_of(DeploymentConfig(model=model)) == expected
     assert warnings(caplog) == []
+    assert (expected.input > 0) is input_priced and (expected.output > 0) is not input_priced
 
 
 @pytest.mark.parametrize(("given", "expected"), [
