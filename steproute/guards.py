@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from steproute.errors import say_once
 from steproute.pinning import encode_store_label
 from steproute.types import StepRequest, text_of
 
@@ -144,12 +145,24 @@ def _windows(text: str) -> list[str]:
         start = after_space(start + _WINDOW - _OVERLAP)
 
 
-def _cards(text: str) -> bool:
-    for match in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            return True
+def _holds_card(run: str) -> bool:
+    """Whether a run of digit groups holds a card number: the whole run, or consecutive groups
+    of it ("EMP-123 4111 1111 1111 1111" holds one after its "123"), of 13 to 19 digits that
+    pass the Luhn check."""
+    groups = re.findall(r"\d+", run)
+    for first in range(len(groups)):
+        digits = ""
+        for group in groups[first:]:
+            digits += group
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_ok(digits):
+                return True
     return False
+
+
+def _cards(text: str) -> bool:
+    return any(_holds_card(match.group()) for match in _CARD.finditer(text))
 
 
 _DATE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d{4}$")
@@ -158,7 +171,7 @@ _DATE = re.compile(r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}$|^\d{1,2}[-/.]\d{1,2}[-/.]\d
 def _phones(text: str) -> bool:
     # an IBAN's or a card number's digit groups are not a phone number
     text = _IBAN.sub(lambda m: " " if iban_ok(m.group()) else m.group(), text)
-    text = _CARD.sub(lambda m: " " if luhn_ok(re.sub(r"\D", "", m.group())) else m.group(), text)
+    text = _CARD.sub(lambda m: " " if _holds_card(m.group()) else m.group(), text)
     for match in _PHONE.finditer(text):
         found = match.group()
         digits = re.sub(r"\D", "", found)
@@ -352,7 +365,7 @@ class BudgetHold:
         says, from the answer's token counts). A call whose usage is unknown is counted at the
         reservation (or at ``cost_usd``, if more), never at $0. When it is not said, a call
         that reports $0 is taken as one without usage. Negative (or NaN) costs count as 0
-        (logged once), never as a credit.
+        (logged once per budget store), never as a credit.
 
         Example:
             >>> store = InMemoryBudgetStore()
@@ -365,23 +378,14 @@ class BudgetHold:
             return
         self.settled = True
         if not cost_usd >= 0.0:  # negative, or NaN: the provider sent usage, but not a usable one
-            _warn_negative()
+            say_once(self.store, ("negative usage",),
+                     "steproute: a provider reported negative token usage; the budget counts it as $0")
             cost_usd = 0.0
         elif usage_known is None:
             usage_known = cost_usd > 0.0
         if usage_known is False:
             cost_usd = max(cost_usd, self.reserved)
         self.store.settle(self.tenant, self.window, self.reserved, cost_usd)
-
-
-_warned_negative = threading.Event()
-
-
-def _warn_negative() -> None:
-    if not _warned_negative.is_set():
-        _warned_negative.set()
-        logger.warning("steproute: a provider reported negative token usage; the budget counts it as $0 "
-                       "(said once per process)")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ def ask(text: str = "hello", **kw: Any) -> StepRequest:
     ("My number is (555) 123-4567", ("phone",)),
     ("Pay with 4111 1111 1111 1111", ("card",)),
     ("Pay with 4111-1111-1111-1112", ()),  # fails the Luhn check
+    # a card after another number's digit group: the whole run fails Luhn, the card's groups pass
+    ("EMP-123 4111 1111 1111 1111", ("card",)),
+    ("ref 4111 1111 1111 1111 77", ("card",)),
+    ("order 1234 5678 9012 3456 7", ()),  # no run of groups passes
     ("IBAN GB82 WEST 1234 5698 7654 32", ("iban",)),
     ("IBAN GB82 WEST 1234 5698 7654 33", ("phone",)),  # not an IBAN (mod-97), but its digits could dial
     ("Meet on 2026-11-22 at 10:30; 12 + 30 = 42; order 123456789; version 1.2.3.4", ()),
