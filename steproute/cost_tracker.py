@@ -27,6 +27,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from steproute._text_table import text_table
+from steproute.telemetry import usd
 
 __all__ = ["StepCall", "StepCostTracker"]
 
@@ -106,18 +107,18 @@ class StepCostTracker(BaseCallbackHandler):
         calls counted, e.g. one row per agent of a multi-agent app) and a total row."""
         if per_step:
             return self._per_step_table()
-        header = ["step", "tier", "model", "tokens in/out", "latency", "cost $", "baseline $", "saving"]
+        header = ["step", "tier", "model", "tokens in/out", "latency", "cost", "baseline", "saving"]
         if reasons:
             header.append("why")
         rows: list[list[str]] = []
         for c in self.calls:
             row = [c.step, c.tier, c.model, f"{c.input_tokens}/{c.output_tokens}", f"{c.latency_s:.2f}s",
-                   f"{c.cost_usd:.7f}", f"{c.baseline_cost_usd:.7f}", _share(c.savings_usd, c.baseline_cost_usd)]
+                   usd(c.cost_usd), usd(c.baseline_cost_usd), _share(c.savings_usd, c.baseline_cost_usd)]
             rows.append([*row, c.reason] if reasons else row)
         total, baseline = self.total_cost_usd, self.total_baseline_cost_usd
         latency = sum(c.latency_s for c in self.calls)
         rows.append(["TOTAL", "", "", f"{sum(c.input_tokens for c in self.calls)}/{sum(c.output_tokens for c in self.calls)}",
-                     f"{latency:.2f}s", f"{total:.7f}", f"{baseline:.7f}", _share(baseline - total, baseline)]
+                     f"{latency:.2f}s", usd(total), usd(baseline), _share(baseline - total, baseline)]
                     + ([""] if reasons else []))
         return text_table(header, rows)
 
@@ -131,13 +132,13 @@ class StepCostTracker(BaseCallbackHandler):
             cost, baseline = sum(c.cost_usd for c in calls), sum(c.baseline_cost_usd for c in calls)
             tiers = ", ".join(dict.fromkeys(c.tier for c in calls))
             rows.append([step, str(len(calls)), tiers, f"{sum(c.input_tokens for c in calls)}/"
-                         f"{sum(c.output_tokens for c in calls)}", f"{cost:.7f}", f"{baseline:.7f}",
+                         f"{sum(c.output_tokens for c in calls)}", usd(cost), usd(baseline),
                          _share(baseline - cost, baseline)])
         total, baseline = self.total_cost_usd, self.total_baseline_cost_usd
         rows.append(["TOTAL", str(len(self.calls)), "", f"{sum(c.input_tokens for c in self.calls)}/"
-                     f"{sum(c.output_tokens for c in self.calls)}", f"{total:.7f}", f"{baseline:.7f}",
+                     f"{sum(c.output_tokens for c in self.calls)}", usd(total), usd(baseline),
                      _share(baseline - total, baseline)])
-        return text_table(["step", "calls", "tiers", "tokens in/out", "cost $", "baseline $", "saving"], rows)
+        return text_table(["step", "calls", "tiers", "tokens in/out", "cost", "baseline", "saving"], rows)
 
 
 def _share(saved: float, baseline: float) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from steproute import _demo
 from steproute.cli import main
+from steproute.telemetry import usd
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def test_demo_routes_each_step_and_bills_it():
     assert 0 < total < baseline and total == tracker.total_cost_usd
     assert all(c.latency_s > 0 and c.input_tokens > 0 for c in free.values())
     table = tracker.table(reasons=True)
-    assert table.splitlines()[-1].startswith("TOTAL") and f"{total:.7f}" in table
+    assert table.splitlines()[-1].startswith("TOTAL") and usd(total) in table
 
 
 def test_demo_command_says_it_runs_on_llmock():
