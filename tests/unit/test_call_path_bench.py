@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "call_path.py"
 PER_CALL = [
@@ -30,7 +32,7 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "tmp").mkdir(exist_ok=True)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "TMPDIR": str(tmp_path / "tmp")}
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+                          timeout=400, check=False)
 
 
 def rows(text: str, header: str) -> dict[str, list[str]]:
@@ -60,6 +62,7 @@ def ordered_spread(cell: str) -> bool:
     return 0 < q1 <= median <= q3
 
 
+@pytest.mark.timeout(420)  # two trees, each benchmarked in a subprocess: minutes on a busy 2-core machine
 def test_a_quick_run_against_head_measures_every_variant_in_both_trees(tmp_path):
     out = tmp_path / "page.md"
     head = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True,
