@@ -105,7 +105,7 @@ def step(
     ``.with_config(metadata=step(...))``. ``tier`` fixes the tier (it wins over the step's
     policy); ``min_tier``/``max_tier`` clamp the policy's choice. ``kind`` is one of
     ``rewrite``, ``extract``, ``plan``, ``tool_use``, ``synthesis``, or any name. ``pin`` sets
-    the step's pin mode (``sticky``, ``upgrade_only``, ``reevaluate``, ``off``) and
+    the step's pin mode (``sticky``, ``upgrade_only``, ``reevaluate``, ``turn``, ``off``) and
     ``pin_group`` the pin it shares with other steps (see ``docs/pinning.md``).
 
     Example:

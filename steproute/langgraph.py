@@ -113,7 +113,7 @@ class RoutedChatModel(BaseChatModel):
     max_tier: str | None = None
     """Ceiling on the tier of this model's calls."""
     pin: str | None = None
-    """Pin mode of this model's calls: ``sticky``, ``upgrade_only``, ``reevaluate`` or ``off``."""
+    """Pin mode of this model's calls: ``sticky``, ``upgrade_only``, ``reevaluate``, ``turn`` or ``off``."""
     pin_group: str | None = None
     """Pin group of this model's calls (default: the step's name)."""
     temperature: float | None = None

@@ -31,10 +31,12 @@ __all__ = [
     "apply_pin", "decode_store_label", "encode_store_label", "pin_after",
 ]
 
-PIN_MODES = ("sticky", "upgrade_only", "reevaluate", "off")
+PIN_MODES = ("sticky", "upgrade_only", "reevaluate", "turn", "off")
 """``sticky``: the first decision holds for the thread. ``upgrade_only``: the policy runs on every
 call and may move the pin to a stronger tier, never back down. ``reevaluate``: like sticky,
-but the policy decides afresh after N turns or T seconds. ``off``: no pin."""
+but the policy decides afresh after N turns or T seconds. ``turn``: the decision of a turn's
+first call holds through the agent's tool loop; the next user message is decided afresh
+(:mod:`steproute.turns`). ``off``: no pin."""
 
 
 @dataclass(frozen=True)
@@ -51,17 +53,24 @@ class Pin:
     """Calls served from the pin since then (counted for ``reevaluate`` after N turns)."""
     repins: int = 0
     """Times the pin moved to another deployment of its tier because its model failed."""
+    turn: str | None = None
+    """``turn`` mode: the fingerprint of the turn that made the pin (:func:`steproute.turns.turn_of`:
+    a hash, never the message's text); ``None`` in the other modes."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.turn is None:  # stored as before ``turn`` existed
+            del data["turn"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Pin | None:
         try:
+            turn = data.get("turn")
             return cls(tier=str(data["tier"]), model=str(data["model"]), decision_id=str(data["decision_id"]),
                        created=float(data["created"]), turns=int(data.get("turns", 0)),
-                       repins=int(data.get("repins", 0)))
-        except (KeyError, TypeError, ValueError):
+                       repins=int(data.get("repins", 0)), turn=None if turn is None else str(turn))
+        except (AttributeError, KeyError, TypeError, ValueError):
             return None  # a malformed stored value is no pin: the policy decides again
 
 
@@ -304,6 +313,9 @@ class PinAction:
     ``replace`` (a re-evaluated or upgraded pin), or ``none`` (follow ``held``)."""
     made: bool = False
     """This call made ``held`` (a new, re-evaluated or upgraded pin)."""
+    carried: bool = False
+    """``held`` was decided again onto the tier of the pin it replaces and keeps that pin's
+    deployment (the one that served the conversation last): the call tries it first."""
 
 
 def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
@@ -312,29 +324,46 @@ def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
     return settings.after_seconds is not None and now - pin.created >= settings.after_seconds
 
 
+def _afresh(decision: Any, pin: Pin, mine: Pin, settings: PinSettings, thread: str, why: str) -> tuple[Any, PinAction]:
+    """The policy's decision replaces ``pin``; on the same tier it keeps the pin's deployment
+    (the one that served the conversation last: its prompt cache is warm)."""
+    reason = f"{decision.reason}; {why}"
+    carried = decision.tier == pin.tier
+    if carried:
+        if pin.model != decision.model:
+            reason += f"; deployment {pin.model!r} first (it served this conversation last)"
+        mine = replace(mine, model=pin.model)
+    return (replace(decision, pin_group=settings.group, reason=reason),
+            PinAction(thread, settings, mine, "replace", made=True, carried=carried))
+
+
 def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str, rank: dict[str, int],
-              low: int, high: int, now: float) -> tuple[Any, PinAction]:
+              low: int, high: int, now: float, turn: str | None = None) -> tuple[Any, PinAction]:
     """The decision once the conversation's pin is taken into account, and what to write.
 
     ``decision`` is the policy's (already clamped to ``low``..``high``). A pin outside those
-    bounds, or of an unknown tier, is not followed; a due ``reevaluate`` pin lets the policy
-    decide; ``upgrade_only`` follows the policy only when it chose a stronger tier.
+    bounds, or of an unknown tier, is not followed; a due ``reevaluate`` pin, or a ``turn`` pin
+    of another turn than ``turn`` (the call's, :func:`steproute.turns.request_turn`), lets the
+    policy decide, and a choice of the pin's tier keeps the pin's deployment; ``upgrade_only``
+    follows the policy only when it chose a stronger tier.
     """
     group = settings.group
-    mine = Pin(decision.tier, decision.model, decision.id, now)
+    mine = Pin(decision.tier, decision.model, decision.id, now, turn=turn if settings.mode == "turn" else None)
     if pin is None:
         return replace(decision, pin_group=group), PinAction(thread, settings, mine, "absent", made=True)
     if pin.tier not in rank or not low <= rank[pin.tier] <= high:  # this call's bounds hold; the pin stays
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; pinned tier {pin.tier!r} is out of bounds"),
                 PinAction(thread, settings, None))
     if settings.mode == "reevaluate" and _due(pin, settings, now):
-        return (replace(decision, pin_group=group, reason=f"{decision.reason}; pin re-evaluated"),
-                PinAction(thread, settings, mine, "replace", made=True))
+        return _afresh(decision, pin, mine, settings, thread, "pin re-evaluated")
+    if settings.mode == "turn" and pin.turn != turn:
+        return _afresh(decision, pin, mine, settings, thread, "new turn")
     if settings.mode == "upgrade_only" and rank[decision.tier] > rank[pin.tier]:
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
                 PinAction(thread, settings, mine, "replace", made=True))
+    held = "pinned for this turn: tier" if settings.mode == "turn" else "pinned to tier"
     pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None,
-                     reason=f"pinned to tier {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
+                     reason=f"{held} {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
     return pinned, PinAction(thread, settings, pin)
 
 
@@ -345,9 +374,9 @@ def pin_after(action: PinAction, decision: Any) -> tuple[Pin | None, bool]:
     if held is None:
         return None, False
     if decision.model != held.model:  # another deployment of the tier answered
-        repinned = not action.made  # the conversation had seen the pinned model: it moves
-        return Pin(held.tier, decision.model, held.decision_id, held.created, held.turns + (not action.made),
-                   held.repins + repinned), repinned
+        repinned = not action.made or action.carried  # the conversation had seen the pinned model: it moves
+        return replace(held, model=decision.model, turns=held.turns + (not action.made),
+                       repins=held.repins + repinned), repinned
     if not action.made and action.settings.mode == "reevaluate" and action.settings.after_turns is not None:
-        return Pin(held.tier, held.model, held.decision_id, held.created, held.turns + 1, held.repins), False
+        return replace(held, turns=held.turns + 1), False
     return None, False

@@ -105,8 +105,9 @@ class RuleConfig(FrozenConfig):
 class PinningConfig(FrozenConfig):
     """How a conversation is kept on one tier and model (see ``docs/pinning.md``)."""
 
-    mode: Literal["sticky", "upgrade_only", "reevaluate", "off"] | None = None
-    """``sticky`` (default), ``upgrade_only``, ``reevaluate`` or ``off``."""
+    mode: Literal["sticky", "upgrade_only", "reevaluate", "turn", "off"] | None = None
+    """``sticky`` (default), ``upgrade_only``, ``reevaluate``, ``turn`` (a user message through
+    the agent's tool loop stays on one model; the next one is routed afresh) or ``off``."""
     group: str | None = Field(default=None, min_length=1)
     """Pin group: steps sharing a group share a pin (default: the step's name)."""
     after_turns: int | None = Field(default=None, ge=1)

@@ -49,7 +49,7 @@ class Hint:
     max_tier: str | None = None
     """Ceiling: the policy's choice is lowered to at most this tier."""
     pin: str | None = None
-    """Pin mode for this step: ``sticky``, ``upgrade_only``, ``reevaluate`` or ``off``."""
+    """Pin mode for this step: ``sticky``, ``upgrade_only``, ``reevaluate``, ``turn`` or ``off``."""
     pin_group: str | None = None
     """Pin group: steps sharing a group share a pin (default: the step's name)."""
 

@@ -139,7 +139,7 @@ def test_the_chat_model_reads_the_thread_and_the_pin_hint():
     llm.invoke("hello", config=config)
     second = llm.invoke("prove it", config=config).response_metadata["steproute"]
     assert second["pinned"] and second["pin_group"] == "answer"
-    with pytest.raises(ValueError, match="pin must be one of sticky, upgrade_only, reevaluate, off; got 'always'"):
+    with pytest.raises(ValueError, match="pin must be one of sticky, upgrade_only, reevaluate, turn, off; got 'always'"):
         step("answer", pin="always")
 
 
