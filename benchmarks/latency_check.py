@@ -56,8 +56,21 @@ def variants() -> tuple[dict[str, object], list[tuple[str, str]]]:
     deadline = StepRequest("plain", messages, metadata={DEADLINE_KEY: far})
     plain_cascade = StepRouter(RouterConfig(tiers=tiers, default="fast", steps={
         "cascade": {"policy": "cascade", "tiers": ["fast", "advanced"]}}))
-    client = router._dispatcher.tier("fast")
-    params = {"max_tokens": 8}
+    from steproute._latency_feed import TimedTier
+    from steproute.completions import Completion, CompletionChunk
+    from steproute.types import Usage
+
+    answer = Completion("ok", "openai/gpt-4o-mini", "openai", Usage(10, 2), 0.0)
+    pieces = [CompletionChunk(content="word ", model="openai/gpt-4o-mini") for _ in range(20)]
+
+    class Instant:  # a tier client that answers at once: what remains is the timing itself
+        def complete(self, *args: object) -> Completion:
+            return answer
+
+        def stream(self, *args: object) -> object:
+            yield from pieces
+
+    bare, timed = Instant(), TimedTier(Instant(), "fast", book)  # type: ignore[arg-type]
     todo = {
         "decide, no budget": lambda: router.decide(requests["plain"]),
         "decide, max_latency_ms, the tier fits": lambda: router.decide(requests["budget"]),
@@ -65,14 +78,17 @@ def variants() -> tuple[dict[str, object], list[tuple[str, str]]]:
         "decide, run deadline, the tier fits": lambda: router.decide(deadline),
         "decide, cascade, no budget": lambda: plain_cascade.decide(requests["cascade"]),
         "decide, cascade, max_latency_ms, cheap attempt skipped": lambda: router.decide(requests["cascade"]),
-        "tier call, untimed client": lambda: client.client.complete("plain", messages, params),
-        "tier call, timed (the feed)": lambda: client.complete("plain", messages, params),
+        "tier call, untimed client": lambda: bare.complete("plain", messages, {}),
+        "tier call, timed (the feed)": lambda: timed.complete("plain", messages, {}),
+        "stream of 20 chunks, untimed client": lambda: sum(1 for _ in bare.stream("plain", messages, {})),
+        "stream of 20 chunks, timed (the feed)": lambda: sum(1 for _ in timed.stream("plain", messages, {})),
     }
     pairs = [("decide, max_latency_ms, the tier fits", "decide, no budget"),
              ("decide, max_latency_ms, moved up", "decide, no budget"),
              ("decide, run deadline, the tier fits", "decide, no budget"),
              ("decide, cascade, max_latency_ms, cheap attempt skipped", "decide, cascade, no budget"),
-             ("tier call, timed (the feed)", "tier call, untimed client")]
+             ("tier call, timed (the feed)", "tier call, untimed client"),
+             ("stream of 20 chunks, timed (the feed)", "stream of 20 chunks, untimed client")]
     assert router.decide(requests["tight"]).latency_from == "fast"
     assert router.decide(requests["cascade"]).tier == "advanced"
     assert router.decide(requests["budget"]).latency_from is None
@@ -86,8 +102,8 @@ def report(times: dict[str, list[float]], pairs: list[tuple[str, str]], meta: di
              f"rounds of {meta['calls']} calls per variant, every variant in every round, in one process "
              f"(x86_64, {os.cpu_count()} cores, load average {meta['load']}; Python {platform.python_version()}). "
              "Decisions through `StepRouter.decide` (the planner, the latency check, no pin), each tier's "
-             "latency window full (64 observations: fast 400 ms, standard 300 ms, advanced 500 ms); "
-             "a tier call answers with LiteLLM's `mock_response`.", "",
+             "latency window full (64 observations: fast 400 ms, standard 300 ms, advanced 500 ms). "
+             "The feed: a tier client that answers at once, with and without the timing around it.", "",
              "| variant | median per call | against | its median | ratio | added per call |",
              "|---|---:|---|---:|---:|---:|"]
     for name, base in pairs:
@@ -98,7 +114,8 @@ def report(times: dict[str, list[float]], pairs: list[tuple[str, str]], meta: di
               "`max_latency_ms` 1000 fits `fast` (400 ms); 100 moves the call to the fastest tier (no tier "
               "fits); the cascade over fast → advanced with `max_latency_ms` 800 skips `fast` "
               "(400 + 500 ms > 800). A step with no budget pays one metadata lookup. The feed times every "
-              "tier call (two clock reads, one window insert per deployment and per tier).", "", END, ""]
+              "tier call (three clock reads, one window insert per deployment and per tier, two for a "
+              "stream: its first chunk and its end).", "", END, ""]
     return "\n".join(lines)
 
 
@@ -110,12 +127,9 @@ def main() -> int:
     started, load = time.perf_counter(), os.getloadavg()[0]
     todo, pairs = variants()
     rounds, calls = (5, 200) if args.quick else (40, 2000)
-    feed = {k: v for k, v in todo.items() if k.startswith("tier call")}
-    decide = {k: v for k, v in todo.items() if not k.startswith("tier call")}
-    times = interleaved(decide, rounds, calls)
-    times.update(interleaved(feed, rounds, max(calls // 50, 10)))
+    times = interleaved(todo, rounds, calls)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall": f"{time.perf_counter() - started:.0f} s",
-            "rounds": str(rounds), "calls": f"{calls} (tier calls: {max(calls // 50, 10)})",
+            "rounds": str(rounds), "calls": str(calls),
             "load": f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"}
     section = report(times, pairs, meta)
     text = args.out.read_text(encoding="utf-8") if args.out.exists() else ""

@@ -200,13 +200,15 @@ class Planner:
             reason = f"step {shown(request.step)}{came} matches no steps: entry; default policy: {reason}"
         elif request.origin in ("agent", "subgraph"):
             reason = f"step from the {request.origin} {shown(request.step)}: {reason}"
-        tier = self.tiers[rank]
-        decision = Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier), policy=policy_name,
-                            reason=reason, score=choice.score, thread=request.thread, agent=request.agent)
-        if plan.fixed is not None:  # a tier hint is never moved; else the latency budget may move it up
-            return decision
-        return self.latency.check(decision, request.metadata, plan.max_latency_ms, plan.high,
-                                  plan.policy.tiers if isinstance(plan.policy, CascadePolicy) else None, self.model_of)
+        tier, latency_from = self.tiers[rank], None
+        moved = None if plan.fixed is not None else self.latency.check(  # a tier hint is never moved
+            request.step, tier, request.metadata, plan.max_latency_ms, plan.high,
+            plan.policy.tiers if isinstance(plan.policy, CascadePolicy) else None)
+        if moved is not None:  # the decided tier's observed p95 does not fit the step's latency budget
+            tier, reason, latency_from = moved[0], f"{reason}; {moved[1]}", tier
+        return Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier), policy=policy_name,
+                        reason=reason, score=choice.score, thread=request.thread, agent=request.agent,
+                        latency_from=latency_from)
 
     async def apii_decision(self, plan: StepPlan, request: StepRequest) -> Decision | None:
         """Async :meth:`pii_decision`: a long scan runs off the event loop."""

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from steproute.errors import say_once, shown
-from steproute.types import Decision
 
 __all__ = [
     "DEADLINE_KEY",
@@ -274,50 +273,61 @@ class LatencyBook:
 
     # -- the decision ----------------------------------------------------------------------------
 
-    def check(self, decision: Decision, metadata: Mapping[str, Any] | None, max_latency_ms: float | None, high: int,
-              cascade: Sequence[str] | None, model_of: Callable[[str], str]) -> Decision:
-        """``decision`` moved to the tier the call's latency budget allows (see :func:`choose_tier`),
-        the move on its reason and ``latency_from``, and said once in the log; unchanged without
-        a budget, when the decided tier fits, or when nothing is observed. ``high``: the rank of
-        the step's ``max_tier``; ``cascade``: a cascade step's tiers."""
+    def check(self, step: str, tier: str, metadata: Mapping[str, Any] | None, max_latency_ms: float | None,
+              high: int, cascade: Sequence[str] | None) -> tuple[str, str] | None:
+        """The tier a call of ``step`` decided at ``tier`` moves to for its latency budget, and the
+        reason's note (see :func:`choose_tier`), said once in the log; ``None``: no move (no budget,
+        the tier fits, nothing observed). ``high``: the rank of the step's ``max_tier``;
+        ``cascade``: a cascade step's tiers. Reads the clocks.
+
+        Example:
+            >>> book = LatencyBook(("fast", "strong"), clock=lambda: 0.0)
+            >>> book.observe("fast", "openai/gpt-4o-mini", TOTAL, 2.3, now=0.0)
+            >>> book.check("answer", "fast", {}, 1000, 1, None)
+            ('strong', "latency: 'fast' p95 2300 ms > max_latency_ms 1000, moved to 'strong' (no observations yet)")
+        """
         deadline = metadata.get(DEADLINE_KEY) if metadata else None
-        if max_latency_ms is None and deadline is None:
-            return decision
-        try:
-            budget = budget_of(max_latency_ms, deadline, self.wall_clock())
-        except ValueError:
-            say_once(self, ("latency-deadline", decision.step),
-                     f"step {shown(decision.step)}: run metadata {DEADLINE_KEY!r} is not a number of seconds since the "
-                     f"epoch; the deadline is ignored")
-            budget = budget_of(max_latency_ms, None, 0.0)
-        rank = self._rank.get(decision.tier)
-        if budget is None or rank is None:
-            return decision
+        by_deadline = False
+        if deadline is None:
+            if max_latency_ms is None:
+                return None
+            budget_ms: float = max_latency_ms
+        else:
+            try:
+                budget_ms = budget_of(max_latency_ms, deadline, self.wall_clock())[0]  # type: ignore[index]
+                by_deadline = max_latency_ms is None or budget_ms < max_latency_ms
+            except ValueError:
+                say_once(self, ("latency-deadline", step), f"step {shown(step)}: run metadata {DEADLINE_KEY!r} is not "
+                                                           f"a number of seconds since the epoch; the deadline is ignored")
+                if max_latency_ms is None:
+                    return None
+                budget_ms = max_latency_ms
+        rank = self._rank.get(tier)
+        if rank is None:
+            return None
         now = self.clock()
-        own = self.quantiles(decision.tier, now)
-        if own is None or (own[1] <= budget[0] and cascade is None):  # the common case: it fits, or is not known
-            return decision
-        candidates = (decision.tier, *(t for t in self.tiers[rank + 1:high + 1] if cascade is None or t in cascade))
+        own = self.quantiles(tier, now)
+        if own is None or (own[1] <= budget_ms and cascade is None):  # the common case: it fits, or is not known
+            return None
+        candidates = (tier, *(t for t in self.tiers[rank + 1:high + 1] if cascade is None or t in cascade))
         p95 = {t: (q[1] if (q := self.quantiles(t, now)) is not None else None) for t in candidates}
-        key = (*budget, *p95.items(), cascade is not None)
+        key = (budget_ms, by_deadline, *p95.items(), cascade is not None)
         chosen = self._chosen.get(key, self)
         if chosen is self:  # the same budget and observations choose the same: a slow tier's calls pay once
-            chosen = choose_tier(candidates, p95, budget[0], budget[1], judged=cascade is not None)
+            label = f"the run's deadline ({max(budget_ms, 0.0):.0f} ms left)" if by_deadline else \
+                f"max_latency_ms {budget_ms:g}"
+            chosen = choose_tier(candidates, p95, budget_ms, label, judged=cascade is not None)
             if len(self._chosen) >= 256:
                 self._chosen.clear()
             self._chosen[key] = chosen
-        if chosen is None:
-            return decision
-        tier, note = chosen
-        told = ("latency", decision.step, decision.tier, tier)
-        if told not in self._told:  # said once per step and move (the message is built only then)
-            if len(self._told) >= 4096:
-                self._told.clear()  # say_once still remembers what was said
-            self._told.add(told)
-            say_once(self, told, f"step {shown(decision.step)}: {note}")
-        # dataclasses.replace, at a fifth of its cost (it walks the fields)
-        return Decision(**{**vars(decision), "tier": tier, "model": model_of(tier), "reason": f"{decision.reason}; {note}",
-                           "latency_from": decision.tier})
+        if chosen is not None:
+            told = (step, tier, chosen[0])
+            if told not in self._told:  # said once per step and move (the message is built only then)
+                if len(self._told) >= 4096:
+                    self._told.clear()  # say_once still remembers what was said
+                self._told.add(told)
+                say_once(self, ("latency", *told), f"step {shown(step)}: {chosen[1]}")
+        return chosen  # type: ignore[no-any-return]
 
     # -- metrics ---------------------------------------------------------------------------------
 

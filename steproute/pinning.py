@@ -333,7 +333,7 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
     if settings.mode == "upgrade_only" and rank[decision.tier] > rank[pin.tier]:
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
                 PinAction(thread, settings, mine, "replace", made=True))
-    pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None,
+    pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None, latency_from=None,
                      reason=f"pinned to tier {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
     return pinned, PinAction(thread, settings, pin)
 

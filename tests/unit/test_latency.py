@@ -226,6 +226,28 @@ def test_a_fixed_tier_is_never_moved():
     assert (guarded.tier, guarded.latency_from) == ("fast", None)
 
 
+def test_a_threads_pin_decides_as_for_any_decision():
+    """The first pin of a thread is made at the tier the budget chose; a sticky pin keeps the
+    conversation there (no latency move on its decision), upgrade_only follows a move up."""
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 1000}})
+    first, _ = router.route(StepRequest("answer", MESSAGES, thread="t1"))
+    assert (first.tier, first.latency_from) == ("fast", None)
+    seen(book, clock, fast=2300)
+    kept, _ = router.route(StepRequest("answer", MESSAGES, thread="t1"))
+    assert (kept.tier, kept.pinned, kept.latency_from) == ("fast", True, None)
+    assert kept.reason.startswith("pinned to tier 'fast' (sticky")
+    fresh, _ = router.route(StepRequest("answer", MESSAGES, thread="t2"))
+    assert (fresh.tier, fresh.latency_from) == ("standard", "fast")
+    assert router.pin_store.get("t2", "answer").tier == "standard"
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 1000,
+                                                  "pinning": {"mode": "upgrade_only"}}})
+    router.route(StepRequest("answer", MESSAGES, thread="t1"))
+    seen(book, clock, fast=2300)
+    upgraded, _ = router.route(StepRequest("answer", MESSAGES, thread="t1"))
+    assert (upgraded.tier, upgraded.latency_from) == ("standard", "fast")
+    assert upgraded.reason.endswith("moved to 'standard' (no observations yet); upgraded from pinned tier 'fast'")
+
+
 def test_the_run_deadline_in_metadata_is_a_budget():
     router, book, clock = router_with({})
     book.wall_clock = lambda: 5000.0
@@ -235,6 +257,11 @@ def test_the_run_deadline_in_metadata_is_a_budget():
     rushed = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: 5000.3}))
     assert rushed.tier == "standard"
     assert rushed.reason.endswith("latency: 'fast' p95 400 ms > the run's deadline (300 ms left), moved to 'standard'")
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 200}})
+    book.wall_clock = lambda: 5000.0
+    seen(book, clock, fast=400, standard=100)
+    bound = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: 5000.3}))   # 200 ms < 300 ms left
+    assert bound.reason.endswith("latency: 'fast' p95 400 ms > max_latency_ms 200, moved to 'standard'")
 
 
 def test_a_deadline_that_is_not_a_number_is_ignored_and_said_once(caplog):
