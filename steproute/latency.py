@@ -6,7 +6,7 @@ tier's client): its total time, and a stream's time to first token, per deployme
 in a :class:`LatencyWindow` — the last ``latency.window`` observations, each weighted by its age
 (halved every ``latency.half_life_s``) and forgotten after ``latency.max_age_s``. Memory is
 bounded; the windows are thread-safe; nothing here reads a clock but :meth:`LatencyBook.check`
-(everything else takes ``now``).
+and the exported gauges (everything else takes ``now``).
 
 A step with ``max_latency_ms``, or a call whose run metadata carries ``steproute_deadline``
 (seconds since the epoch), has a budget: the least of the two. :func:`choose_tier` then keeps

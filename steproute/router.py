@@ -130,8 +130,8 @@ class StepRouter:
     # -- deciding ----------------------------------------------------------------------------
 
     def decide(self, request: StepRequest) -> Decision:
-        """Choose a tier for one call by hints and policy. Pure: no I/O, no model call, no pin
-        (:meth:`route` adds the conversation's pin).
+        """Choose a tier for one call by hints, policy and latency budget (the latency observed so
+        far). No I/O, no model call, no pin (:meth:`route` adds the conversation's pin).
 
         Raises:
             RoutingError: a hint names an unknown tier, or its bounds contradict.
