@@ -20,6 +20,7 @@ from typing import Any
 from steproute.config import RouterConfig
 from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
 from steproute.guards import PII_THREAD_CHARS, PiiGuard
+from steproute.latency import LatencyBook
 from steproute.pinning import PinSettings
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.policy_config import StyleConfig
@@ -51,6 +52,8 @@ class StepPlan:
     """Provider refusal kinds that may move the call to another tier (``fallback_on``)."""
     unconfigured: bool = False
     """The step matches no ``steps:`` entry while the configuration has some (said in the reason)."""
+    max_latency_ms: float | None = None
+    """The step's latency budget (``max_latency_ms``; see :mod:`steproute.latency`)."""
 
 
 Ask = Callable[[str, Sequence[Mapping[str, Any]], int], str]
@@ -60,12 +63,15 @@ class Planner:
     """Every policy of a configuration, the plans of the steps, and the pure decision.
 
     ``model_of(tier)`` names the model a decision for ``tier`` records (the tier's first
-    deployment); ``ask`` is the short model call an ``llm`` policy routes with.
+    deployment); ``ask`` is the short model call an ``llm`` policy routes with; ``latency`` the
+    observed latency a step's budget is checked against (default: a book of its own, empty).
     """
 
-    def __init__(self, config: RouterConfig, model_of: Callable[[str], str], ask: Ask) -> None:
+    def __init__(self, config: RouterConfig, model_of: Callable[[str], str], ask: Ask,
+                 latency: LatencyBook | None = None) -> None:
         self.config = config
         self.tiers: tuple[str, ...] = config.tier_names()
+        self.latency = latency if latency is not None else LatencyBook.from_config(self.tiers, config.latency)
         self.rank: dict[str, int] = {name: i for i, name in enumerate(self.tiers)}
         self.model_of = model_of
         self.default, self.policies = self._build_policies(config, ask)
@@ -130,7 +136,8 @@ class Planner:
         self.coverage.planned(step, entry)
         return StepPlan(kind, policy, entry is None, low, high, fixed,
                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style,
-                        cfg.tier_fallback, tuple(cfg.fallback_on), entry is None and bool(self.config.steps))
+                        cfg.tier_fallback, tuple(cfg.fallback_on), entry is None and bool(self.config.steps),
+                        cfg.max_latency_ms)
 
     def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
         base = self.config.pinning
@@ -165,7 +172,8 @@ class Planner:
     def decide(self, plan: StepPlan, request: StepRequest, *, speculative: bool = False) -> Decision:
         """The tier hint, else the policy's choice (the default policy's when the step's has
         none; ``speculative``: the cascade's first tier, decided before its start policy),
-        clamped to the plan's bounds; the reason says each step."""
+        clamped to the plan's bounds, then moved up when the step's latency budget needs it
+        (:meth:`~steproute.latency.LatencyBook.check`); the reason says each step."""
         choice: Choice | None
         if plan.fixed is not None:
             choice, policy_name = plan.fixed, "hint"
@@ -192,18 +200,15 @@ class Planner:
             reason = f"step {shown(request.step)}{came} matches no steps: entry; default policy: {reason}"
         elif request.origin in ("agent", "subgraph"):
             reason = f"step from the {request.origin} {shown(request.step)}: {reason}"
-        tier = self.tiers[rank]
-        return Decision(
-            step=request.step,
-            kind=plan.kind,
-            tier=tier,
-            model=self.model_of(tier),
-            policy=policy_name,
-            reason=reason,
-            score=choice.score,
-            thread=request.thread,
-            agent=request.agent,
-        )
+        tier, latency_from = self.tiers[rank], None
+        moved = None if plan.fixed is not None else self.latency.check(  # a tier hint is never moved
+            request.step, tier, request.metadata, plan.max_latency_ms, plan.high,
+            plan.policy.tiers if isinstance(plan.policy, CascadePolicy) else None)
+        if moved is not None:  # the decided tier's observed p95 does not fit the step's latency budget
+            tier, reason, latency_from = moved[0], f"{reason}; {moved[1]}", tier
+        return Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier), policy=policy_name,
+                        reason=reason, score=choice.score, thread=request.thread, agent=request.agent,
+                        latency_from=latency_from)
 
     async def apii_decision(self, plan: StepPlan, request: StepRequest) -> Decision | None:
         """Async :meth:`pii_decision`: a long scan runs off the event loop."""

@@ -77,6 +77,7 @@ __all__ = [
     "FixedPolicyConfig",
     "GuardsConfig",
     "LLMPolicyConfig",
+    "LatencyConfig",
     "PiiGuardConfig",
     "PinningConfig",
     "PolicyConfig",
@@ -206,6 +207,19 @@ class DispatchConfig(FrozenConfig):
     """Seconds a failing deployment is skipped for."""
 
 
+class LatencyConfig(FrozenConfig):
+    """How each deployment's observed latency is kept, for steps with ``max_latency_ms`` or a
+    run deadline (see :mod:`steproute.latency`)."""
+
+    window: int = Field(default=64, ge=1, le=4096)
+    """Observations kept per deployment and per tier (the most recent)."""
+    half_life_s: float = Field(default=60.0, gt=0)
+    """An observation's weight in the p50/p95 halves every this many seconds."""
+    max_age_s: float = Field(default=300.0, gt=0)
+    """An observation is forgotten this long after it was made: a tier routed away from for
+    being slow is tried again once its observations have aged out."""
+
+
 _DETECTORS: tuple[Literal["email", "phone", "card", "iban"], ...] = ("email", "phone", "card", "iban")
 
 
@@ -282,6 +296,8 @@ class RouterConfig(BaseModel):
     """Conversation pinning for every step (a step's own ``pinning`` overrides fields)."""
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     """Personal-data routing and tenant budgets, checked before the policy."""
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    """How observed latency is kept (steps with ``max_latency_ms``, runs with a deadline)."""
 
     _source: str | None = PrivateAttr(default=None)
 

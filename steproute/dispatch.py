@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from steproute._encoding import check_sendable
+from steproute._latency_feed import TimedTier
 from steproute._litellm import (
     Failure,
     collecting,
@@ -31,6 +32,7 @@ from steproute.completions import Completion, CompletionChunk, Deployment, Token
 from steproute.config import DispatchConfig, RouterConfig
 from steproute.errors import Attempt, ConfigError, ConfigProblem, DispatchError, secret_values
 from steproute.json_tools import emulated_request
+from steproute.latency import LatencyBook
 from steproute.model_output import (
     MalformedResponse,
     StreamedCallNames,
@@ -295,11 +297,14 @@ class Dispatcher:
 
     Built from a validated :class:`~steproute.config.RouterConfig`; raises
     :class:`~steproute.ConfigError` for deployments LiteLLM cannot place (unknown provider).
+    Every tier's calls are timed into :attr:`latency` (see :mod:`steproute.latency`).
     """
 
     def __init__(self, config: RouterConfig, transport: Transport | None = None) -> None:
         install_failure_recorder()
         transport = transport if transport is not None else LiteLLMTransport()
+        self.latency = LatencyBook.from_config(config.tier_names(), config.latency)
+        """What each tier's and deployment's calls took: the latency check of decisions reads it."""
         problems: list[ConfigProblem] = []
         self._tiers: dict[str, TierClient] = {}
         self._deployments: dict[str, tuple[Deployment, ...]] = {}
@@ -318,7 +323,8 @@ class Dispatcher:
                 deployments.append(Deployment(name, i, model.model, provider, price, model.litellm_params()))
             if deployments:
                 self._deployments[name] = tuple(deployments)
-                self._tiers[name] = transport.client(name, deployments, config.dispatch, tier.tool_calling)
+                client = transport.client(name, deployments, config.dispatch, tier.tool_calling)
+                self._tiers[name] = TimedTier(client, name, self.latency)
         if problems:
             raise ConfigError(problems)
 

@@ -146,6 +146,11 @@ class StepSettings(FrozenConfig):
     errors), move the call to a stronger tier (``tier_fallback``) or up a cascade: ``auth``
     (401, 403, no credentials), ``bad_request`` (400, 404, 422; covers ``context_window``),
     ``context_window`` (the request is too long). Default: none, those errors are raised."""
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    """The step's latency budget: the call goes to the cheapest tier, from the decided one up to
+    ``max_tier``, whose observed p95 fits (the fastest when none does); a ``cascade`` also skips
+    a tier whose p95 and the next's together exceed it. Not observed yet: the configured order.
+    A run's ``steproute_deadline`` metadata can shorten it (see ``docs/configuration.md``)."""
 
 
 class FixedPolicyConfig(StepSettings):

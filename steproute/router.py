@@ -87,15 +87,15 @@ class StepRouter:
         self.baseline = config.baseline_tier()
         self._dispatcher = Dispatcher(config, transport)
         self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
-        self._planner = Planner(config, lambda tier: self._dispatcher.first_deployment(tier).model, self._ask)
+        self._planner = Planner(config, lambda tier: self._dispatcher.first_deployment(tier).model, self._ask,
+                                self._dispatcher.latency)
         self.tiers: tuple[str, ...] = self._planner.tiers
-        self._rank = self._planner.rank
-        self._plan = self._planner.plan
+        self._rank, self._plan = self._planner.rank, self._planner.plan
         self.coverage: StepCoverage = self._planner.coverage
         """Which ``steps:`` entries calls have matched (:class:`~steproute.step_coverage.StepCoverage`)."""
         self._pii = self._planner.pii
         self._telemetry = Telemetry(tracer_provider, meter_provider, record_content=record_content,
-                                    redact=self._pii.redact if self._pii is not None else None)
+                                    redact=self._pii.redact if self._pii is not None else None, latency=self._dispatcher.latency)
         if decision_log is not None and not isinstance(decision_log, DecisionLog):
             decision_log = JsonlDecisionLog(decision_log)
         self.decision_log: DecisionLog | None = decision_log
@@ -130,8 +130,8 @@ class StepRouter:
     # -- deciding ----------------------------------------------------------------------------
 
     def decide(self, request: StepRequest) -> Decision:
-        """Choose a tier for one call by hints and policy. Pure: no I/O, no model call, no pin
-        (:meth:`route` adds the conversation's pin).
+        """Choose a tier for one call by hints, policy and latency budget (the latency observed so
+        far). No I/O, no model call, no pin (:meth:`route` adds the conversation's pin).
 
         Raises:
             RoutingError: a hint names an unknown tier, or its bounds contradict.

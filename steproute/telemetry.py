@@ -28,6 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from steproute.tracing_backends import chat_cost_attributes
 
 if TYPE_CHECKING:
+    from steproute.latency import LatencyBook
     from steproute.types import Decision, StepRequest, Usage
 
 __all__ = [
@@ -54,6 +55,7 @@ PIN_GROUP = "steproute.pin.group"
 REPINNED = "steproute.repinned"
 ESCALATED_FROM = "steproute.escalated_from"
 GUARD = "steproute.guard"
+LATENCY_FROM = "steproute.latency.moved_from"
 FALLBACK_FROM = "steproute.fallback.from"
 ATTEMPTS = "steproute.attempts"
 CASCADE_CHAIN = "steproute.cascade.chain"
@@ -204,11 +206,11 @@ class Telemetry:
 
     ``tracer_provider``/``meter_provider`` default to the global ones (set by the application
     or :func:`configure`), looked up on each use, so a provider installed after the router was
-    built is still used.
+    built is still used. ``latency``: the router's observed latency, exported as metrics.
     """
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None, *, record_content: bool = False,
-                 redact: Callable[[str], str] | None = None) -> None:
+                 redact: Callable[[str], str] | None = None, latency: LatencyBook | None = None) -> None:
         self.record_content = record_content
         """Whether ``chat`` spans carry the prompt and the answer (``input.value``/``output.value``)."""
         self.redact = redact
@@ -224,6 +226,8 @@ class Telemetry:
                                                description="Duration of model calls")
         self.decision_duration = meter.create_histogram("steproute.decision.duration", unit="s",
                                                         description="Time to choose a tier")
+        if latency is not None:
+            latency.export(meter)
 
     # -- the route span ---------------------------------------------------------------------
 
@@ -262,6 +266,8 @@ class Telemetry:
             span.set_attribute(ESCALATED_FROM, decision.escalated_from)
         if decision.guard is not None:
             span.set_attribute(GUARD, decision.guard)
+        if decision.latency_from is not None:
+            span.set_attribute(LATENCY_FROM, decision.latency_from)
         if decision.pin_group is not None:
             span.set_attribute(PIN_GROUP, decision.pin_group)
 

@@ -283,6 +283,9 @@ class Decision:
     id: str = field(default_factory=new_decision_id)
     cascade: tuple[CascadeAttempt, ...] = ()
     """A cascade's attempts in order: the escalation chain and each answer's signal values."""
+    latency_from: str | None = None
+    """The tier decided before the latency check moved the call (a tier observed too slow for the
+    step's ``max_latency_ms`` or the run's deadline; see :mod:`steproute.latency`)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (the fields are scalars but for ``cascade``: a shallow copy

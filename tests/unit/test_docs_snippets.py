@@ -630,6 +630,7 @@ MARKER_GENERATORS = {  # <!-- name:start --> block -> the script that writes it
     "matrix": "tests/integration/test_fault_matrix.py",
     "output-matrix": "tests/integration/test_output_fault_matrix.py",
     "load": "benchmarks/load.py",
+    "latency-check": "benchmarks/latency_check.py",
 }
 IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it names the file)
     "eval-mmlu.png": ("benchmarks/evaluation.py", "eval-{folder}.png"),

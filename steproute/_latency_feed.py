@@ -1,0 +1,128 @@
+"""Where a deployment's call ends: each tier's client, timed, feeding the router's
+:class:`~steproute.latency.LatencyBook`.
+
+Every call to a tier goes through its client (the walk's attempts, a cascade's probes, the
+``llm`` policy's question), so wrapping the client once is the one place every outcome passes.
+An answer counts from its request, or from the end of the last deployment that failed before it
+(in-tier fallback), to its last token; a stream also counts its first chunk; a stream its
+consumer stopped counts its first chunk only. A deployment that timed out counts its time too
+(it was that slow); other failures are not latencies and are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+
+from steproute.completions import Completion, CompletionChunk
+from steproute.errors import Attempt, DispatchError
+from steproute.latency import TOTAL, TTFT, LatencyBook
+from steproute.tier_client import TierClient
+
+__all__ = ["TimedTier"]
+
+
+class TimedTier:
+    """``client``, the tier ``tier``'s, with every call's latency put in ``book``.
+
+    Example:
+        >>> timed = TimedTier(client, "fast", book)    # what the dispatcher holds   # doctest: +SKIP
+    """
+
+    __slots__ = ("_book", "_client", "_tier")
+
+    def __init__(self, client: TierClient, tier: str, book: LatencyBook) -> None:
+        self._client, self._tier, self._book = client, tier, book
+
+    @property
+    def client(self) -> TierClient:
+        """The tier's own client, untimed."""
+        return self._client
+
+    def _ended(self, model: str | None, started_ns: int, first_ns: int | None, ended_ns: int | None,
+               failed: Sequence[Attempt]) -> None:
+        book, tier, now = self._book, self._tier, time.monotonic()
+        self._timeouts(failed, now)
+        if model is None:
+            return
+        begin = max([started_ns, *(a.ended_ns for a in failed if a.ended_ns)])
+        if first_ns is not None:
+            book.observe(tier, model, TTFT, max(first_ns - begin, 0) / 1e9, now)
+        if ended_ns is not None:
+            book.observe(tier, model, TOTAL, max(ended_ns - begin, 0) / 1e9, now)
+
+    def _timeouts(self, attempts: Sequence[Attempt], now: float) -> None:
+        for a in attempts:
+            if a.model and a.started_ns and a.ended_ns and "Timeout" in a.error_type:
+                self._book.observe(self._tier, a.model, TOTAL, max(a.ended_ns - a.started_ns, 0) / 1e9, now)
+
+    def complete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                 prefer: str | None = None) -> Completion:
+        started = time.time_ns()
+        try:
+            completion = self._client.complete(step, messages, params, prefer)
+        except DispatchError as exc:
+            self._timeouts(exc.attempts, time.monotonic())
+            raise
+        self._ended(completion.model, started, None, time.time_ns(), completion.failed_attempts)
+        return completion
+
+    async def acomplete(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                        prefer: str | None = None) -> Completion:
+        started = time.time_ns()
+        try:
+            completion = await self._client.acomplete(step, messages, params, prefer)
+        except DispatchError as exc:
+            self._timeouts(exc.attempts, time.monotonic())
+            raise
+        self._ended(completion.model, started, None, time.time_ns(), completion.failed_attempts)
+        return completion
+
+    def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+               prefer: str | None = None) -> Iterator[CompletionChunk]:
+        started, first, ended = time.time_ns(), None, None
+        model: str | None = None
+        failed: Sequence[Attempt] = ()
+        chunks = self._client.stream(step, messages, params, prefer)
+        try:
+            for chunk in chunks:
+                if first is None:
+                    first = time.time_ns()
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    failed = chunk.failed_attempts
+                yield chunk
+            ended = time.time_ns()
+        except DispatchError as exc:
+            failed = exc.attempts
+            raise
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            self._ended(model if first is not None else None, started, first, ended, failed)
+
+    async def astream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
+                      prefer: str | None = None) -> AsyncIterator[CompletionChunk]:
+        started, first, ended = time.time_ns(), None, None
+        model: str | None = None
+        failed: Sequence[Attempt] = ()
+        chunks = self._client.astream(step, messages, params, prefer)
+        try:
+            async for chunk in chunks:
+                if first is None:
+                    first = time.time_ns()
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    failed = chunk.failed_attempts
+                yield chunk
+            ended = time.time_ns()
+        except DispatchError as exc:
+            failed = exc.attempts
+            raise
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._ended(model if first is not None else None, started, first, ended, failed)
