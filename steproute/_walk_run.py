@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from steproute._call import CallRecord
-from steproute._capability_gate import Capable
 from steproute._call_context import CallContext
+from steproute._capability_gate import Capable
 from steproute._plan import StepPlan
 from steproute.dispatch import Completion
 from steproute.errors import DispatchError, ProviderError, say_once, tell_once
@@ -88,8 +88,11 @@ class WalkRun:
                  decision: Decision, action: PinAction | None, params: Mapping[str, Any], prefer: str | None) -> None:
         self.ctx, self.record, self.plan, self.request = ctx, record, plan, request
         # the capability filter (raises CapabilityError, booked, before any call), then the decision is on the books
+        decided = decision.tier
         decision, capable = ctx.capabilities.admit(record, plan, request, decision, params)
         record.decided(decision, ctx.dispatcher.first_deployment(decision.tier))
+        self.moved = decision.tier != decided
+        """The capability filter moved the call off its decided tier: like a fallback, it never moves the pin."""
         self.capable: Capable | None = capable
         """What the call may not use (tiers, deployments that cannot serve it); ``None``: everything."""
         self.decision, self.action, self.params, self.prefer = decision, action, dict(params), prefer
@@ -229,7 +232,7 @@ class WalkRun:
         if pin is not None and self.action is not None:
             self.ctx.pins.move(self.action, pin)
         else:
-            routed = replace(routed, decision=self.ctx.pins.settle(self.action, routed.decision))
+            routed = replace(routed, decision=self.ctx.pins.settle(None if self.moved else self.action, routed.decision))
         return self._book(routed)
 
     async def aclose(self) -> RoutedCompletion:
@@ -239,7 +242,8 @@ class WalkRun:
         if pin is not None and self.action is not None:
             await self.ctx.pins.amove(self.action, pin)
         else:
-            routed = replace(routed, decision=await self.ctx.pins.asettle(self.action, routed.decision))
+            routed = replace(routed, decision=await self.ctx.pins.asettle(None if self.moved else self.action,
+                                                                          routed.decision))
         return self._book(routed)
 
     def _book(self, routed: RoutedCompletion) -> RoutedCompletion:

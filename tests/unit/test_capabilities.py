@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from steproute import CapabilityError, ConfigError, RouterConfig, StepRequest, StepRouter, StepRouteError
+from steproute import CapabilityError, ConfigError, RouterConfig, StepRequest, StepRouteError, StepRouter
 from steproute.capabilities import Facts, facts_of, needs_of
 from steproute.config import DeploymentConfig
 from steproute.testing import FunctionTransport, TierCall
@@ -327,3 +327,20 @@ def test_check_warns_when_a_steps_bounds_leave_it_no_tier_with_a_capability(tmp_
         ("steps.act.max_tier", "no tier within the step's bounds ('fast') has a JSON-schema response format: such "
                                "calls raise CapabilityError (tier 'strong' has it)"),
     ]
+
+
+# -- pins ------------------------------------------------------------------------------------------
+
+
+def test_a_capability_move_leaves_the_conversations_pin_on_its_own_tier_and_model():
+    calls = Calls()
+    router = router_for(calls)
+    first = router.complete(StepRequest("chat", TEXT, thread="t-1"))
+    assert first.decision.tier == "fast"
+    pin = router.pin_store.get("t-1", "chat")
+    assert (pin.tier, pin.model) == ("fast", "openai/gpt-3.5-turbo")
+    moved = router.complete(StepRequest("chat", IMAGE, thread="t-1"))
+    assert moved.decision.tier == "standard" and "needs vision" in moved.decision.reason
+    after = router.pin_store.get("t-1", "chat")
+    assert (after.tier, after.model) == ("fast", "openai/gpt-3.5-turbo")
+    assert router.complete(StepRequest("chat", TEXT, thread="t-1")).decision.tier == "fast"
