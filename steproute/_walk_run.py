@@ -210,6 +210,10 @@ class WalkRun:
         self.record.attempted(self._at(pending.tier), model=deployment.model, provider=deployment.provider,
                               started_ns=pending.started_ns, error_type="cancelled",
                               attributes={CASCADE_ROLE: "speculative"})
+        if self.capable is not None and tier in self.capable.skip:  # start picked a tier that cannot serve the call
+            rank = self.ctx.rank
+            tier = next((t for t in self.walk.rules.pool if rank[t] > rank[tier]), pending.tier)
+            note += f"; it cannot serve the call: tier {tier!r}"
         self.walk.cancelled(deployment.model, note)
         self.walk.restart_at(tier)
         self.decision = replace(self.decision, tier=tier, model=self.ctx.dispatcher.first_deployment(tier).model)

@@ -344,3 +344,18 @@ def test_a_capability_move_leaves_the_conversations_pin_on_its_own_tier_and_mode
     after = router.pin_store.get("t-1", "chat")
     assert (after.tier, after.model) == ("fast", "openai/gpt-3.5-turbo")
     assert router.complete(StepRequest("chat", TEXT, thread="t-1")).decision.tier == "fast"
+
+
+async def test_a_speculative_start_that_picks_a_tier_that_cannot_serve_the_call_skips_it():
+    calls = Calls()
+    router = router_for(calls, tiers=tiers(fast="openai/gpt-4o-mini", standard="openai/gpt-3.5-turbo"), steps={
+        "describe": {"policy": "cascade", "tiers": ["fast", "standard", "strong"], "speculative": True,
+                     "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}],
+                               "fallback": "fast"}}})
+    request = StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, *IMAGE[0]["content"][1:]]}])
+    result = await router.acomplete(request)
+    assert "standard" not in [c.tier for c in calls.calls]  # gpt-3.5-turbo cannot see
+    assert result.decision.tier == "strong"
+    assert "rules picked 'standard'" in result.decision.reason
+    assert "it cannot serve the call: tier 'strong'" in result.decision.reason
