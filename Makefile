@@ -114,6 +114,7 @@ bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/call_path.py $(if $(AGAINST),--against $(AGAINST))
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/latency_check.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/telemetry_overhead.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/capability_check.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/evaluation.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/cascade.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/run_all.py

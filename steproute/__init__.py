@@ -13,6 +13,7 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from steproute._encoding import RequestEncodingError
+from steproute.capabilities import CapabilityError
 from steproute.config import RouterConfig, load_config
 from steproute.errors import (
     BudgetExceeded,
@@ -44,6 +45,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 __all__ = [
     "BudgetExceeded",
+    "CapabilityError",
     "CascadeAttempt",
     "ConfigError",
     "ContextWindowExceeded",

@@ -68,6 +68,18 @@ class CallRecord:
         self._telemetry.decided(self._route, decision, time.perf_counter() - self._started)
         self._dispatched_ns = time.time_ns()
 
+    def annotate(self, attributes: dict[str, Any]) -> None:
+        """More attributes on the ``route`` span (the capabilities a call needed)."""
+        if self._route.is_recording():
+            self._route.set_attributes(attributes)
+
+    def unserved(self, decision: Decision) -> None:
+        """No tier can serve the call (:class:`~steproute.capabilities.CapabilityError`): ``decision``
+        (the tier it would have had, why not on its reason) goes on the ``route`` span and, when
+        :meth:`failed` closes the record, into the log."""
+        self.decision = decision
+        self._telemetry.decided(self._route, decision, time.perf_counter() - self._started)
+
     def refused(self, decision: Decision, error: BaseException, *, held_to: str | None = None) -> BaseException:
         """The tenant's budget refused the call before any model call: ``decision`` (the tier
         the call would have had) goes on the ``route`` span and, when :meth:`failed` closes the

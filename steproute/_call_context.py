@@ -1,13 +1,14 @@
 """What a call's tier walks (cross-tier fallback, the cascade) use of the router that made
-them: the configuration, the tiers in order, the dispatcher, the pins, styling and the
-baseline's price. One per router; the walks never see the router itself."""
+them: the configuration, the tiers in order, the dispatcher, the pins, styling, the
+baseline's price and the capability filter. One per router; the walks never see the router itself."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from steproute._capability_gate import CapabilityGate
 from steproute._pin_keeper import PinKeeper
 from steproute._plan import StepPlan
 from steproute._style import styled
@@ -27,6 +28,11 @@ class CallContext:
     dispatcher: Dispatcher
     pins: PinKeeper
     baseline_price: Price
+    capabilities: CapabilityGate = field(init=False)
+    """The capability filter: every deployment's facts, resolved once here, as the router is built."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "capabilities", CapabilityGate(self.config, self.dispatcher, self.tiers))
 
     def style(self, plan: StepPlan, request: StepRequest, decision: Decision,
               params: dict[str, Any]) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any]]:

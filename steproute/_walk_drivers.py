@@ -34,7 +34,7 @@ def step(run: WalkRun) -> bool:
     """Make the current attempt; ``True`` once the call has its answer (raises its error)."""
     pending = run.pending()
     try:
-        completion = run.ctx.dispatcher.tier(pending.tier).complete(
+        completion = run.client(pending.tier).complete(
             run.request.step, pending.messages, pending.params, pending.prefer)
     except DispatchError as exc:
         run.failed(pending, exc)
@@ -58,7 +58,7 @@ async def astep(run: WalkRun, first: asyncio.Task[Completion] | None = None) -> 
         if first is not None:
             completion = await first
         else:
-            completion = await run.ctx.dispatcher.tier(pending.tier).acomplete(
+            completion = await run.client(pending.tier).acomplete(
                 run.request.step, pending.messages, pending.params, pending.prefer)
     except DispatchError as exc:
         run.failed(pending, exc)
@@ -83,7 +83,7 @@ async def speculate(run: WalkRun) -> asyncio.Task[Completion] | None:
     assert policy is not None and policy.start is not None
     start = policy.start
     pending = run.pending()
-    task = asyncio.create_task(run.ctx.dispatcher.tier(pending.tier).acomplete(
+    task = asyncio.create_task(run.client(pending.tier).acomplete(
         run.request.step, pending.messages, pending.params, pending.prefer))
     try:
         picked = await asyncio.to_thread(start.choose, run.request) if policy.blocking else start.choose(run.request)
@@ -160,7 +160,7 @@ def stream(call: WalkRun) -> Iterator[CompletionChunk | StreamSummary]:
         while True:
             state = None
             pending = call.pending()
-            tier = call.ctx.dispatcher.tier(pending.tier)
+            tier = call.client(pending.tier)
             if call.walk.judges:  # may be rejected: fetched whole, replayed once accepted
                 try:
                     completion = tier.complete(call.request.step, pending.messages, pending.params, pending.prefer)
@@ -212,7 +212,7 @@ async def astream(call: WalkRun) -> AsyncGenerator[CompletionChunk | StreamSumma
             state = live = _live(call, pending)
             started = False
             try:
-                async for chunk in call.ctx.dispatcher.tier(pending.tier).astream(
+                async for chunk in call.client(pending.tier).astream(
                         call.request.step, pending.messages, pending.params, pending.prefer):
                     started = True
                     live.see(chunk)

@@ -17,6 +17,7 @@ from typing import Any
 
 from steproute._call import CallRecord
 from steproute._call_context import CallContext
+from steproute._capability_gate import Capable
 from steproute._plan import StepPlan
 from steproute.dispatch import Completion
 from steproute.errors import DispatchError, ProviderError, say_once, tell_once
@@ -25,6 +26,7 @@ from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
 from steproute.results import RoutedCompletion
 from steproute.telemetry import CASCADE_ACCEPTED, CASCADE_CONFIDENCE, CASCADE_ROLE, CASCADE_SIGNAL
+from steproute.tier_client import TierClient
 from steproute.tier_walk import TierWalk, walk_rules
 from steproute.types import CascadeAttempt, Decision, StepRequest
 
@@ -65,7 +67,7 @@ class Probe:
         answers = []
         for _ in range(n):
             started = time.time_ns()
-            completion = self._run.ctx.dispatcher.tier(self._pending.tier).complete(
+            completion = self._run.client(self._pending.tier).complete(
                 self._run.request.step, self._pending.messages, {**params, "temperature": temperature})
             self.calls.append(("sample", self._pending.tier, completion, started))
             answers.append(answer_of(completion))
@@ -85,14 +87,29 @@ class WalkRun:
     def __init__(self, ctx: CallContext, record: CallRecord, plan: StepPlan, request: StepRequest,
                  decision: Decision, action: PinAction | None, params: Mapping[str, Any], prefer: str | None) -> None:
         self.ctx, self.record, self.plan, self.request = ctx, record, plan, request
+        # the capability filter (raises CapabilityError, booked, before any call), then the decision is on the books
+        decided = decision.tier
+        decision, capable = ctx.capabilities.admit(record, plan, request, decision, params)
+        record.decided(decision, ctx.dispatcher.first_deployment(decision.tier))
+        self.moved = decision.tier != decided
+        """The capability filter moved the call off its decided tier: like a fallback, it never moves the pin."""
+        self.capable: Capable | None = capable
+        """What the call may not use (tiers, deployments that cannot serve it); ``None``: everything."""
         self.decision, self.action, self.params, self.prefer = decision, action, dict(params), prefer
         cascade = plan.policy if plan.fixed is None and isinstance(plan.policy, CascadePolicy) else None
         self.cascade: CascadePolicy | None = cascade
         rules = walk_rules(decision.tier, ctx.tiers, plan.high, fallback=plan.tier_fallback,
                            cascade=cascade.tiers if cascade is not None else None,
-                           fixed=plan.fixed is not None or decision.guard is not None, fallback_on=plan.fallback_on)
+                           fixed=plan.fixed is not None or decision.guard is not None, fallback_on=plan.fallback_on,
+                           skip=capable.skip if capable is not None else ())
         self.walk = TierWalk(rules, ctx.tiers)
         self.result: RoutedCompletion | None = None
+
+    def client(self, tier: str) -> TierClient:
+        """The client that answers this call at ``tier``: only the deployments that can serve it."""
+        if self.capable is None:
+            return self.ctx.dispatcher.tier(tier)
+        return self.capable.client(self.ctx.dispatcher, tier)
 
     @property
     def judged(self) -> bool:
@@ -193,6 +210,10 @@ class WalkRun:
         self.record.attempted(self._at(pending.tier), model=deployment.model, provider=deployment.provider,
                               started_ns=pending.started_ns, error_type="cancelled",
                               attributes={CASCADE_ROLE: "speculative"})
+        if self.capable is not None and tier in self.capable.skip:  # start picked a tier that cannot serve the call
+            rank = self.ctx.rank
+            tier = next((t for t in self.walk.rules.pool if rank[t] > rank[tier]), pending.tier)
+            note += f"; it cannot serve the call: tier {tier!r}"
         self.walk.cancelled(deployment.model, note)
         self.walk.restart_at(tier)
         self.decision = replace(self.decision, tier=tier, model=self.ctx.dispatcher.first_deployment(tier).model)
@@ -215,7 +236,7 @@ class WalkRun:
         if pin is not None and self.action is not None:
             self.ctx.pins.move(self.action, pin)
         else:
-            routed = replace(routed, decision=self.ctx.pins.settle(self.action, routed.decision))
+            routed = replace(routed, decision=self.ctx.pins.settle(None if self.moved else self.action, routed.decision))
         return self._book(routed)
 
     async def aclose(self) -> RoutedCompletion:
@@ -225,7 +246,8 @@ class WalkRun:
         if pin is not None and self.action is not None:
             await self.ctx.pins.amove(self.action, pin)
         else:
-            routed = replace(routed, decision=await self.ctx.pins.asettle(self.action, routed.decision))
+            routed = replace(routed, decision=await self.ctx.pins.asettle(None if self.moved else self.action,
+                                                                          routed.decision))
         return self._book(routed)
 
     def _book(self, routed: RoutedCompletion) -> RoutedCompletion:

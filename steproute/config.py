@@ -69,6 +69,7 @@ from steproute.policy_config import (
 
 __all__ = [
     "BudgetConfig",
+    "CapabilitiesConfig",
     "CascadePolicyConfig",
     "ChainPolicyConfig",
     "ClassifierPolicyConfig",
@@ -102,6 +103,25 @@ def _is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEY.search(name))
 
 
+class CapabilitiesConfig(FrozenConfig):
+    """What a deployment can serve, where LiteLLM's model information is missing or wrong (a
+    local model, a fine-tune): each key set here wins over LiteLLM's; unset keys keep LiteLLM's
+    answer, and a model LiteLLM does not know counts as capable (see ``docs/configuration.md``)."""
+
+    vision: bool | None = None
+    """Takes image content parts."""
+    audio: bool | None = None
+    """Takes audio content parts (``input_audio``)."""
+    tools: bool | None = None
+    """Calls tools natively (a ``tool_calling: json`` tier emulates tools for any model)."""
+    response_schema: bool | None = None
+    """Takes a JSON-schema ``response_format``."""
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    """The context window: input tokens plus ``max_tokens`` must fit in it."""
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    """The most ``max_tokens`` a call may ask for."""
+
+
 class DeploymentConfig(BaseModel):
     """One LiteLLM deployment of a tier.
 
@@ -117,6 +137,8 @@ class DeploymentConfig(BaseModel):
     """Price override in USD per input token (default: LiteLLM's price map)."""
     output_cost_per_token: float | None = Field(default=None, ge=0)
     """Price override in USD per output token (default: LiteLLM's price map)."""
+    capabilities: CapabilitiesConfig | None = None
+    """What the deployment can serve, overriding LiteLLM's model information (never sent to LiteLLM)."""
     _model_from_env: bool = PrivateAttr(default=False)
 
     @property

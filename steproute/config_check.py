@@ -8,7 +8,9 @@ what loading alone lets through:
   bounds) and policies that cannot be built (an artefact that does not load); a baseline
   model without a price, which would make every saving figure meaningless.
 - **Warnings**: other models that neither LiteLLM's price map nor the file prices (a misspelled
-  model, usually: "did you mean"), rules whose tier the step's bounds move, and ``${VAR}``s
+  model, usually: "did you mean"), rules whose tier the step's bounds move, bounds that leave a
+  step no tier with a capability another tier has (vision, audio input, function calling, a
+  JSON-schema response format: such calls would raise ``CapabilityError``), and ``${VAR}``s
   checked with a placeholder.
 - **Routes**: for ``default`` and each ``steps:`` entry, its policy and the tiers its calls can
   reach within its bounds.
@@ -36,6 +38,7 @@ from typing import Any
 from steproute._config_checks import did_you_mean
 from steproute._config_read import ENVIRONMENT, EnvironmentOverride, shown_config_value
 from steproute._text_table import text_table
+from steproute.capabilities import CapabilityFilter, filter_of
 from steproute.config import RouterConfig, load_config
 from steproute.errors import ConfigError, ConfigProblem, shown
 from steproute.policy_config import ChainPolicyConfig, FixedPolicyConfig, LLMPolicyConfig, RulesPolicyConfig
@@ -188,6 +191,7 @@ def check_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
             lines.append(DeploymentLine(tier, d.model if shown(d.model) == repr(d.model) else shown(d.model), price,
                                         tier == router.baseline))
     routes = []
+    capable = filter_of(config)
     for entry, policy in [*config.steps.items(), ("(default)", config.default)]:
         prefix = "default" if entry == "(default)" else f"steps.{entry}"
         tiers, moved = _reach(config, policy)
@@ -195,7 +199,30 @@ def check_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
             warnings.append(ConfigProblem(f"{prefix}.{what}", f"tier {tier!r} is outside the step's bounds: its calls "
                                                               f"go to {to!r}"))
         routes.append(StepRoute(entry, policy.kind, policy.policy, tiers))
+        warnings.extend(_unreachable(config, capable, policy, prefix))
     return CheckReport(source, tuple(errors), tuple(warnings), tuple(routes), tuple(lines))
+
+
+_CAN = {"vision": "vision (calls with images)", "audio": "audio input (calls with audio)",
+        "tools": "function calling (calls with tools)", "response_schema": "a JSON-schema response format"}
+
+
+def _unreachable(config: RouterConfig, capable: CapabilityFilter, policy: Any, prefix: str) -> list[ConfigProblem]:
+    """A capability some tier has but none within the entry's ``min_tier``/``max_tier``: its
+    calls that need it raise ``CapabilityError``."""
+    names = config.tier_names()
+    low = names.index(policy.min_tier) if policy.min_tier else 0
+    high = names.index(policy.max_tier) if policy.max_tier else len(names) - 1
+    allowed = names[low:high + 1]
+    out = []
+    for capability, what in _CAN.items():
+        having = capable.tiers_having(capability)
+        if having and not set(having) & set(allowed):
+            field = "max_tier" if policy.max_tier else "min_tier"
+            out.append(ConfigProblem(f"{prefix}.{field}", f"no tier within the step's bounds "
+                                     f"({', '.join(repr(t) for t in allowed)}) has {what}: such calls raise "
+                                     f"CapabilityError (tier {', '.join(repr(t) for t in having)} has it)"))
+    return out
 
 
 def _price_map() -> dict[str, Any]:

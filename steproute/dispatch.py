@@ -305,6 +305,9 @@ class Dispatcher:
         transport = transport if transport is not None else LiteLLMTransport()
         self.latency = LatencyBook.from_config(config.tier_names(), config.latency)
         """What each tier's and deployment's calls took: the latency check of decisions reads it."""
+        self._transport, self._settings = transport, config.dispatch
+        self._tool_calling = {name: tier.tool_calling for name, tier in config.tiers.items()}
+        self._subsets: dict[tuple[str, tuple[int, ...]], TierClient] = {}
         problems: list[ConfigProblem] = []
         self._tiers: dict[str, TierClient] = {}
         self._deployments: dict[str, tuple[Deployment, ...]] = {}
@@ -330,6 +333,17 @@ class Dispatcher:
 
     def tier(self, name: str) -> TierClient:
         return self._tiers[name]
+
+    def subset(self, tier: str, indices: tuple[int, ...]) -> TierClient:
+        """A client of only the deployments of ``tier`` at ``indices`` (those that can serve a
+        call, see :mod:`steproute.capabilities`), made once per set."""
+        client = self._subsets.get((tier, indices))
+        if client is None:
+            chosen = [d for d in self._deployments[tier] if d.index in indices]
+            client = TimedTier(self._transport.client(tier, chosen, self._settings, self._tool_calling[tier]),
+                               tier, self.latency)
+            self._subsets[(tier, indices)] = client
+        return client
 
     def deployments(self, tier: str) -> tuple[Deployment, ...]:
         """The tier's deployments, in fallback order."""

@@ -189,7 +189,6 @@ class StepRouter:
 
     def _walk(self, record: CallRecord, plan: StepPlan, request: StepRequest, decision: Decision,
               action: PinAction | None, params: Mapping[str, Any]) -> WalkRun:
-        record.decided(decision, self._dispatcher.first_deployment(decision.tier))
         return WalkRun(self._calls, record, plan, request, decision, action, params, preferred_model(action))
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:

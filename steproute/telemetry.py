@@ -71,6 +71,8 @@ STREAM_ABANDONED = "steproute.stream.abandoned"
 USAGE_ESTIMATED = "steproute.usage.estimated"
 LANGGRAPH_NODE = "langgraph.node"
 RUN_UNFINISHED = "steproute.run.unfinished"
+CAPABILITY_NEEDS = "steproute.capability.needs"
+CAPABILITY_SKIPPED = "steproute.capability.skipped"
 # -- GenAI semantic conventions (copied names, not imported) ---------------------------------
 CONVERSATION_ID = "gen_ai.conversation.id"
 OPERATION_NAME = "gen_ai.operation.name"

@@ -34,7 +34,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 from steproute.errors import Attempt, DispatchError, ProviderError, escalates, failure_note
@@ -62,11 +62,11 @@ class WalkRules:
 
 def walk_rules(tier: str, tiers: Sequence[str], high: int, *, fallback: str | None = None,
                cascade: Sequence[str] | None = None, fixed: bool = False,
-               fallback_on: Sequence[str] = ()) -> WalkRules:
+               fallback_on: Sequence[str] = (), skip: Collection[str] = ()) -> WalkRules:
     """The rules of one call's walk: decided at ``tier``, ``tiers`` all tiers weakest first,
     ``high`` the rank of the step's ``max_tier``; ``fallback`` the step's ``tier_fallback``
     (``None``: unset), ``cascade`` a cascade step's tiers, ``fixed`` a tier set by a hint or a
-    guard.
+    guard; ``skip`` tiers that cannot serve the call (see :mod:`steproute.capabilities`).
 
     Example:
         >>> walk_rules("fast", ("fast", "standard", "strong"), 1).chain
@@ -76,6 +76,8 @@ def walk_rules(tier: str, tiers: Sequence[str], high: int, *, fallback: str | No
     """
     order = tuple(tiers)
     pool = order[:high + 1] if cascade is None else tuple(t for t in order[:high + 1] if t in cascade)
+    if skip:
+        pool = tuple(t for t in pool if t not in skip)
     mode = fallback or ("stronger" if cascade is not None else "next")
     chain = (tier,) if fixed else _chain_from(tier, order, pool)
     moves = 0 if fixed else {"none": 0, "next": 1, "stronger": len(chain)}[mode]

@@ -647,6 +647,7 @@ PAGE_GENERATORS = {  # pages written whole by a script
     "dispatch-overhead.md": "benchmarks/dispatch_overhead.py",
     "telemetry-overhead.md": "benchmarks/telemetry_overhead.py",
     "call-path-overhead.md": "benchmarks/call_path.py",
+    "capability-check.md": "benchmarks/capability_check.py",
 }
 
 

@@ -58,7 +58,9 @@ def test_obfuscated_personal_data_is_found(text, fired):
 
 
 def test_a_long_pii_scan_does_not_stall_other_coroutines():
-    router = StepRouter(RouterConfig(tiers=mock_tiers(), default="fast", guards={"pii": {"tier": "fast"}}))
+    # a window large enough for the 1,000,004 characters (the capability filter would refuse them otherwise)
+    router = StepRouter(RouterConfig(tiers=mock_tiers(capabilities={"max_input_tokens": 2_000_000}), default="fast",
+                                     guards={"pii": {"tier": "fast"}}))
     text = "a1-." * 250_000 + " ann@example.org"  # 1,000,004 characters
     assert len(text) > PII_THREAD_CHARS
 

@@ -1,7 +1,7 @@
 import steproute
 
 EXPECTED = {
-    "BudgetExceeded", "CascadeAttempt",
+    "BudgetExceeded", "CapabilityError", "CascadeAttempt",
     "ConfigError", "Decision", "DispatchError", "Hint", "LocalModelError", "StepCostTracker", "StepRouterMiddleware",
     "RoutedChatModel",
     "RoutedCompletion",
