@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from steproute import BudgetExceeded, DispatchError, RouterConfig, RoutingError, StepRequest, StepRouter
+from steproute import BudgetExceeded, DispatchError, Hint, RouterConfig, RoutingError, StepRequest, StepRouter
 from steproute.decision_log import read_log
 from steproute.testing import FunctionTransport, TierCall
 
@@ -82,13 +82,14 @@ def test_a_refused_call_says_what_the_tenant_spent_on_the_span_and_in_the_log(tm
     assert (refused["reason"], refused["guard"], refused["outcome"]) == (reason, "budget:refused", "refused")
 
 
-def test_a_fixed_step_at_the_cap_tier_is_capped_not_refused(tmp_path):
-    gate = Gate(tmp_path, default={"policy": "fixed", "tier": "fast"},
+@pytest.mark.parametrize("fixed", [{"hint": Hint(tier="fast")}, {"text": f"mail {EMAIL} the total"}])
+def test_a_tier_fixed_at_the_cap_tier_by_a_hint_or_a_guard_is_capped_not_refused(tmp_path, fixed):
+    gate = Gate(tmp_path, default="strong", pii={"tier": "fast"},
                 budgets={"limits": {"acme": 1e-9}, "on_exceed": "cap", "cap_tier": "fast"})
     spend(gate)
-    capped = gate.router.complete(ask()).decision
-    assert (capped.tier, capped.model, capped.guard) == ("fast", FAST, "budget:capped")
-    assert "held to 'fast'" in capped.reason
+    capped = gate.router.complete(ask(**fixed)).decision
+    assert (capped.tier, capped.model) == ("fast", FAST)
+    assert capped.guard == ("budget:capped" if "hint" in fixed else "pii:email") and "held to 'fast'" in capped.reason
 
 
 def test_a_guards_tier_above_the_cap_is_refused_and_the_error_says_why(tmp_path):

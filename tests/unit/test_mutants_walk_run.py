@@ -185,7 +185,9 @@ def hedging_fast(call: TierCall) -> Reply:
 
 def test_a_rejected_answer_has_its_own_span_with_its_verdict_and_the_calls_before_it():
     seen = Seen(hedging_fast, cascade({"signal": "hedging"}))
+    before = time.time_ns()
     result = seen.router.complete(ask())
+    assert all(before <= s.start_time <= s.end_time <= time.time_ns() for s in seen.chats())  # each span its own time
     first, last = result.decision.cascade
     assert (first.tier, first.model, first.accepted, first.confidence) == ("fast", FAST2, False, 0.0)
     assert (last.tier, last.model, last.accepted, last.reason) == ("strong", STRONG, None, "last tier: not judged")
@@ -209,7 +211,9 @@ def test_a_rejected_answer_with_samples_carries_their_cost():
         return Reply(f"maybe {len(seen.transport.calls)}", usage=USAGE)  # every sample differs: rejected
 
     seen = Seen(answer, cascade({"signal": "consistency", "samples": 3}))
+    before = time.time_ns()
     result = seen.router.complete(ask())
+    assert all(before <= s.start_time <= s.end_time for s in seen.chats())  # the rejected attempt's from its call
     first, _ = result.decision.cascade
     fast_spans = [s for s in seen.chats() if s.attributes["gen_ai.request.model"] == FAST]
     assert len(fast_spans) == 3 and first.accepted is False
@@ -286,7 +290,10 @@ def test_a_fallback_is_logged_once_naming_the_step_the_tier_and_where_it_went(ca
 def test_a_cascade_tier_that_fails_is_an_attempt_and_the_log_says_it_escalated(caplog):
     seen = Seen(failing_fast, cascade({"signal": "hedging"}))
     with caplog.at_level(logging.WARNING, logger="steproute"):
-        seen.router.complete(ask())
+        result = seen.router.complete(ask())
+    failed_tier = result.decision.cascade[0]
+    assert (failed_tier.tier, failed_tier.model, failed_tier.accepted) == ("fast", FAST, None)  # its first deployment
+    assert failed_tier.reason.startswith("failed: ")
     (message,) = warnings_of(caplog)
     assert message.startswith("step 'calc', tier 'fast': ") and message.endswith(
         "; the cascade escalated to tier 'strong' (logged once per step, tier and error)")
@@ -354,7 +361,9 @@ def test_a_refused_deployment_hidden_by_the_tiers_next_one_is_logged_once(caplog
 def test_a_cancelled_speculative_call_is_booked_at_its_tier_and_model():
     start = {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "strong"}], "fallback": "fast"}
     seen = Seen(lambda call: Reply("done", usage=USAGE), cascade({"signal": "hedging"}, start=start, speculative=True))
+    before = time.time_ns()
     result = asyncio.run(seen.router.acomplete(ask("prove it")))
+    assert all(before <= s.start_time <= s.end_time for s in seen.chats())
     cancelled, answered = result.decision.cascade
     assert (cancelled.tier, cancelled.model, cancelled.reason) == ("fast", FAST, "speculative call cancelled")
     assert (answered.tier, answered.model, result.decision.tier, result.decision.model) == (
@@ -483,3 +492,42 @@ def test_a_speculative_cascade_names_a_tier_that_refuses_logprobs_once():
                 cascade({"signal": "hedging"}, {"signal": "logprob"}, start=start, speculative=True), tiers=NO_LOGPROBS)
     result = asyncio.run(seen.router.acomplete(ask("add it up")))
     assert "speculative: rules agreed" in result.decision.reason and result.decision.reason.count(NOTE) == 1
+
+
+# -- each attempt's request: WalkRun.pending -------------------------------------------------------------
+
+
+def test_each_tier_is_asked_in_its_own_style():
+    tiers = {"fast": {**TIERS["fast"], "style": {"system_prompt": "Be brief."}},
+             "strong": {**TIERS["strong"], "style": {"system_prompt": "Show your work."}}}
+    seen = Seen(failing_fast, tiers=tiers)
+    seen.router.complete(ask())
+    assert [(c.tier, c.messages[0]["content"]) for c in seen.transport.calls] == [
+        ("fast", "Be brief."), ("fast", "Be brief."), ("strong", "Show your work.")]
+
+
+def test_logprobs_are_asked_only_of_the_attempts_a_cascade_judges():
+    def answer(call: TierCall) -> Completion:
+        logprob = -3.0 if call.tier == "fast" else -0.01
+        return Completion("13.50", call.model, "openai", USAGE, 0.001, logprobs=(TokenLogprob("13.50", logprob),))
+
+    seen = Seen(answer, cascade({"signal": "logprob", "threshold": 0.5}))
+    result = seen.router.complete(ask())
+    assert [a.accepted for a in result.decision.cascade] == [False, None]
+    assert [(c.tier, "logprobs" in c.params) for c in seen.transport.calls] == [("fast", True), ("strong", False)]
+
+
+def test_a_pinned_model_is_preferred_only_on_the_pinned_tier():
+    tiers = {"fast": {"models": [{"model": FAST, "api_key": "sk-fast"}]},
+             "strong": {"models": [{"model": STRONG, "api_key": "sk-strong"}, {"model": FAST, "api_key": "sk-fast"}]}}
+    hedge = [False]
+
+    def answer(call: TierCall) -> str:
+        return "I'm not sure, I cannot say." if call.tier == "fast" and hedge[0] else "13.50 EUR"
+
+    seen = Seen(answer, cascade({"signal": "hedging"}), tiers=tiers, pinning={"mode": "sticky"})
+    assert seen.router.complete(ask(thread="t1")).decision.tier == "fast"  # pinned to fast, FAST
+    hedge[0] = True
+    escalated = seen.router.complete(ask(thread="t1"))  # follows the pin, is rejected, escalates
+    assert (escalated.decision.tier, escalated.decision.model) == ("strong", STRONG)
+    assert [(c.tier, c.model) for c in seen.transport.calls][-2:] == [("fast", FAST), ("strong", STRONG)]
