@@ -28,8 +28,8 @@ from steproute.policy_config import (
     RulesPolicyConfig,
 )
 
-__all__ = ["config_keys", "did_you_mean", "passthrough_problems", "problems_from_pydantic", "raw_reference_problems",
-           "reference_problems"]
+__all__ = ["config_keys", "did_you_mean", "keys_at", "passthrough_problems", "problems_from_pydantic",
+           "raw_reference_problems", "reference_problems", "where_key_belongs"]
 
 TierRef = Callable[[str, "str | None"], "int | None"]
 
@@ -128,9 +128,11 @@ def _fixed_out_of_bounds(prefix: str, tier: Any, min_tier: Any, max_tier: Any,
                                             f"the entry's {bound} {shown_config_value(name)}: the two contradict")]
 
 
-def problems_from_pydantic(exc: ValidationError, keys: Iterable[str] = ()) -> list[ConfigProblem]:
+def problems_from_pydantic(exc: ValidationError, keys: Iterable[str] = (),
+                           root: type[BaseModel] | None = None) -> list[ConfigProblem]:
     """pydantic's errors as problems at the path a user wrote, without union tags or values; an
-    unknown key that is close to one of ``keys`` gets a "did you mean"."""
+    unknown key that is close to one of ``keys`` gets a "did you mean" (given the ``root`` model,
+    one of the keys valid at its place, or where the key belongs when it is valid elsewhere)."""
     keys = tuple(keys)
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
@@ -150,7 +152,7 @@ def problems_from_pydantic(exc: ValidationError, keys: Iterable[str] = ()) -> li
         elif kind == "union_tag_not_found":
             message = f"missing 'policy' (one of: {', '.join(POLICY_NAMES)})"
         elif kind == "extra_forbidden":
-            message = "unknown key" + (did_you_mean(loc[-1], keys) if loc else "")
+            message = "unknown key" + (_unknown_key_hint(loc, keys, root) if loc else "")
         elif kind == "missing":
             message = "required key is missing"
         elif kind == "value_error" and error.get("ctx", {}).get("error") is not None:
@@ -159,6 +161,102 @@ def problems_from_pydantic(exc: ValidationError, keys: Iterable[str] = ()) -> li
             message = error["msg"]
         problems.append(ConfigProblem(format_path(loc), message))
     return problems
+
+
+_KEY_SYNONYMS = {
+    # what LiteLLM and providers call a deployment's capabilities → the `capabilities:` keys
+    "function_calling": "tools", "supports_function_calling": "tools", "tool_calling": "tools",
+    "supports_tool_choice": "tools", "supports_vision": "vision", "images": "vision",
+    "supports_audio_input": "audio", "supports_response_schema": "response_schema",
+    "json_schema": "response_schema", "context_window": "max_input_tokens", "max_tokens": "max_output_tokens",
+}
+
+
+def _unknown_key_hint(loc: tuple[Any, ...], keys: tuple[str, ...], root: type[BaseModel] | None) -> str:
+    """The "did you mean" of an unknown key: among the keys valid where it was written (all of
+    the configuration's keys when the place cannot be told), or a synonym of one of them; a key
+    valid elsewhere says where it belongs."""
+    key = loc[-1]
+    here = keys_at(root, loc[:-1]) if root is not None else None
+    if here is None:
+        return did_you_mean(key, keys)
+    if isinstance(key, str) and _KEY_SYNONYMS.get(key) in here:
+        return f" — did you mean {_KEY_SYNONYMS[key]!r}?"
+    close = did_you_mean(key, here)
+    if close or not isinstance(key, str) or root is None:
+        return close
+    place = where_key_belongs(root, key)
+    return f" — {key!r} belongs under {place}" if place is not None else ""
+
+
+def _shapes(tp: Any) -> list[Any]:
+    """``tp`` without Optional, unions and Annotated: model classes, ``dict``/``list`` types."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _shapes(typing.get_args(tp)[0])
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        return [shape for arg in typing.get_args(tp) for shape in _shapes(arg)]
+    return [tp]
+
+
+def _step(tp: Any, part: Any) -> list[Any]:
+    """The types one path part leads to from ``tp``: a model's field, a mapping's value, a list's item."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        fields = {field.alias or name: field for name, field in tp.model_fields.items()}
+        return [fields[part].annotation] if isinstance(part, str) and part in fields else []
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (dict, Mapping, typing.Mapping) and len(args) == 2 and isinstance(part, str):
+        return [args[1]]
+    if origin in (list, tuple, Sequence) and args and isinstance(part, int):
+        return [args[0]]
+    return []
+
+
+def keys_at(root: type[BaseModel], path: Sequence[Any]) -> frozenset[str] | None:
+    """The keys valid at ``path`` under ``root`` (``None``: the place cannot be told).
+
+    Example:
+        >>> from steproute.config import RouterConfig
+        >>> sorted(keys_at(RouterConfig, ("tiers", "fast", "models", 0, "capabilities")))[:3]
+        ['audio', 'max_input_tokens', 'max_output_tokens']
+    """
+    current = _shapes(root)
+    for part in path:
+        current = [shape for tp in current for nxt in _step(tp, part) for shape in _shapes(nxt)]
+    models = [tp for tp in current if isinstance(tp, type) and issubclass(tp, BaseModel)]
+    if not models:
+        return None
+    return frozenset(field.alias or name for model in models for name, field in model.model_fields.items())
+
+
+def where_key_belongs(root: type[BaseModel], key: str) -> str | None:
+    """The first place (breadth first) where ``key`` is a key, as a path pattern, or ``None``.
+
+    Example:
+        >>> from steproute.config import RouterConfig
+        >>> where_key_belongs(RouterConfig, "capabilities")
+        'tiers.<name>.models[i]'
+    """
+    queue: list[tuple[str, Any]] = [("", root)]
+    seen: set[Any] = set()
+    while queue:
+        path, tp = queue.pop(0)
+        for shape in _shapes(tp):
+            if isinstance(shape, type) and issubclass(shape, BaseModel):
+                if shape in seen:
+                    continue
+                seen.add(shape)
+                fields = {field.alias or name: field for name, field in shape.model_fields.items()}
+                if key in fields:
+                    return path or "the top level"
+                queue.extend((f"{path}.{name}".lstrip("."), field.annotation) for name, field in fields.items())
+                continue
+            origin, args = typing.get_origin(shape), typing.get_args(shape)
+            if origin in (dict, Mapping, typing.Mapping) and len(args) == 2:
+                queue.append((f"{path}.<name>", args[1]))
+            elif origin in (list, tuple, Sequence) and args:
+                queue.append((f"{path}[i]", args[0]))
+    return None
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:

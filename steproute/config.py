@@ -339,7 +339,7 @@ class RouterConfig(BaseModel):
             try:
                 super().__init__(**data)
             except ValidationError as exc:
-                problems.extend(problems_from_pydantic(exc, config_keys(type(self))))
+                problems.extend(problems_from_pydantic(exc, config_keys(type(self)), type(self)))
                 said = {p.path for p in problems}
                 problems.extend(p for p in raw_reference_problems(data) if p.path not in said)
                 raise ConfigError(problems, source=source) from None

@@ -197,3 +197,24 @@ def test_example_config_in_repo_is_valid(monkeypatch):
     assert [p.name for p in paths] == ["hosted.yaml", "steproute.yaml"]
     for path in paths:
         assert load_config(path).tier_names()
+
+
+@pytest.mark.parametrize(("tier", "said"), [
+    # a deployment's key written on its tier: where it belongs
+    ({"models": ["openai/gpt-4o-mini"], "capabilities": {"vision": False}},
+     "tiers.fast.capabilities: unknown key — 'capabilities' belongs under tiers.<name>.models[i]"),
+    # LiteLLM's and providers' names of a capability: the key steproute calls it
+    ({"models": [{"model": "openai/gpt-4o-mini", "capabilities": {"function_calling": True}}]},
+     "tiers.fast.models[0].capabilities.function_calling: unknown key — did you mean 'tools'?"),
+    ({"models": [{"model": "openai/gpt-4o-mini", "capabilities": {"supports_vision": True}}]},
+     "tiers.fast.models[0].capabilities.supports_vision: unknown key — did you mean 'vision'?"),
+    # a misspelling: among the keys valid at its place, not a tier's 'tool_calling'
+    ({"models": [{"model": "openai/gpt-4o-mini", "capabilities": {"tool_calling": True}}]},
+     "tiers.fast.models[0].capabilities.tool_calling: unknown key — did you mean 'tools'?"),
+    ({"models": [{"model": "openai/gpt-4o-mini", "capabilities": {"visoin": True}}]},
+     "tiers.fast.models[0].capabilities.visoin: unknown key — did you mean 'vision'?"),
+])
+def test_an_unknown_key_is_told_the_key_valid_at_its_place(tier, said):
+    with pytest.raises(ConfigError) as excinfo:
+        RouterConfig(tiers={"fast": tier}, default="fast")
+    assert [str(p) for p in excinfo.value.problems] == [said]
