@@ -67,7 +67,27 @@ def shown(value: object) -> str:
 
 
 class StepRouteError(Exception):
-    """Base class of every error steproute raises on purpose."""
+    """Base class of every error steproute raises on purpose.
+
+    Every one pickles and copies with its fields (a graph run in a process pool, a remote graph
+    sends its errors back that way), whatever its constructor takes.
+
+    Example:
+        >>> import pickle
+        >>> error = pickle.loads(pickle.dumps(BudgetExceeded("plan", "acme", 1.0, 1.5, 0.0)))
+        >>> error.tenant, str(error).startswith("step 'plan': tenant 'acme' has spent $1.5")
+        ('acme', True)
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuilt, (type(self), self.args, self.__dict__.copy())
+
+
+def _rebuilt(cls: type[StepRouteError], args: tuple[Any, ...], fields: dict[str, Any]) -> StepRouteError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 @dataclass(frozen=True)
