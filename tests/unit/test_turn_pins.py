@@ -285,3 +285,39 @@ def test_a_cascade_move_without_a_held_pin_writes_the_pin_as_it_is():
     up = Pin("advanced", MODELS["advanced"], "d-1", 1.0)
     PinKeeper(store, RANK).move(PinAction("t1", TURN, None), up)
     assert store.get("t1", "answer") == up
+
+
+# -- review 21: a trimmed history (a window of the last messages) -----------------------------
+
+
+def test_a_trimmed_window_with_one_user_message_still_tells_turns_apart():
+    """An app keeping the last 2 messages sends [assistant "part i", user "continue"] each time:
+    the user count and the last user text stay the same, the message before it does not."""
+    turns = [turn_of([{"role": "assistant", "content": f"part {i}"}, user("continue")]) for i in range(3)]
+    assert len(set(turns)) == 3
+    # within a turn only messages after the last user message are added: the fingerprint holds
+    opening = [{"role": "assistant", "content": "part 0"}, user("continue")]
+    assert turn_of(opening) == turn_of(tool_loop(*opening)) == turn_of([*tool_loop(*opening),
+                                                                        {"role": "assistant", "content": "x"}])
+    request = StepRequest("answer", tool_loop(*opening))
+    assert request_turn(request) == turn_of(opening)
+    # the message before is hashed with the rest: its text is never stored
+    secret = "my card is 4111 1111 1111 1111"
+    key = turn_of([{"role": "assistant", "content": secret}, user("continue")])
+    assert len(key) == 16 and secret not in key
+
+
+def test_through_the_router_each_new_user_message_of_a_trimmed_window_is_a_new_turn():
+    transport = FunctionTransport(lambda call: "ok")
+    config = RouterConfig(tiers={"fast": {"models": ["openai/gpt-4o-mini"]}, "strong": {"models": ["openai/gpt-4o"]}},
+                          default="fast",
+                          steps={"a": {"policy": "rules", "fallback": "strong", "pinning": {"mode": "turn"},
+                                       "rules": [{"when": {"min_turns": 1, "keywords": ["continue"]}, "tier": "fast"}]}})
+    r = StepRouter(config, transport=transport)
+    for i in range(3):
+        window = [{"role": "assistant", "content": f"part {i}"}, user("continue")]
+        d = r.complete(StepRequest("a", window, thread="t")).decision
+        assert not d.pinned and d.policy == "rules", (i, d.reason)
+        assert i == 0 or d.reason.endswith("; new turn")
+        inside = r.complete(StepRequest("a", tool_loop(*window), thread="t")).decision
+        assert inside.pinned and inside.reason.endswith(f"by {d.id}")
