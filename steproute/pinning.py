@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "PIN_MODES", "BaseStorePinStore", "InMemoryPinStore", "KeyedLocks", "Pin", "PinAction", "PinSettings", "PinStore",
-    "apply_pin", "decode_store_label", "encode_store_label", "pin_after",
+    "apply_pin", "decode_store_label", "encode_store_label", "pin_after", "warm_note",
 ]
 
 PIN_MODES = ("sticky", "upgrade_only", "reevaluate", "turn", "off")
@@ -324,6 +324,17 @@ def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
     return settings.after_seconds is not None and now - pin.created >= settings.after_seconds
 
 
+def warm_note(model: str) -> str:
+    """The reason's note for a call that tries the deployment that served its conversation last
+    before its tier's first one.
+
+    Example:
+        >>> warm_note("openai/gpt-4.1-nano")
+        "; deployment 'openai/gpt-4.1-nano' first (it served this conversation last)"
+    """
+    return f"; deployment {model!r} first (it served this conversation last)"
+
+
 def _afresh(decision: Any, pin: Pin, mine: Pin, settings: PinSettings, thread: str, why: str) -> tuple[Any, PinAction]:
     """The policy's decision replaces ``pin``; on the same tier it keeps the pin's deployment
     (the one that served the conversation last: its prompt cache is warm)."""
@@ -331,7 +342,7 @@ def _afresh(decision: Any, pin: Pin, mine: Pin, settings: PinSettings, thread: s
     carried = decision.tier == pin.tier
     if carried:
         if pin.model != decision.model:
-            reason += f"; deployment {pin.model!r} first (it served this conversation last)"
+            reason += warm_note(pin.model)
         mine = replace(mine, model=pin.model)
     return (replace(decision, pin_group=settings.group, reason=reason),
             PinAction(thread, settings, mine, "replace", made=True, carried=carried))
