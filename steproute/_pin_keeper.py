@@ -11,6 +11,7 @@ and the conversation's next call tries it first (``preferred_model``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,14 +26,23 @@ __all__ = ["PinKeeper", "preferred_model", "without_warm"]
 class PinKeeper:
     """Reads and writes one router's pin store (sync and async)."""
 
-    def __init__(self, store: PinStore, rank: dict[str, int]) -> None:
+    def __init__(self, store: PinStore, rank: dict[str, int],
+                 deployments: Callable[[str], Sequence[Any]] | None = None) -> None:
         self.store = store
         self.rank = rank
+        self.deployments = deployments
+        """A tier's deployments (each with a ``model``), in order: a followed pin's decision names
+        the pin's deployment when it is one of its tier's, else the tier's first."""
 
     def _pinned(self, plan: StepPlan, decision: Decision, held: Any, turn: str | None) -> tuple[Decision, PinAction]:
         assert plan.pinning is not None and decision.thread is not None
-        return apply_pin(decision, held, plan.pinning, decision.thread, self.rank, plan.low, plan.high, time.time(),
-                         turn)
+        decision, action = apply_pin(decision, held, plan.pinning, decision.thread, self.rank, plan.low, plan.high,
+                                     time.time(), turn)
+        if decision.pinned and self.deployments is not None:
+            models = [d.model for d in self.deployments(decision.tier)]
+            if models and decision.model not in models:
+                decision = replace(decision, model=models[0])
+        return decision, action
 
     @staticmethod
     def _turn(plan: StepPlan, request: StepRequest | None) -> str | None:

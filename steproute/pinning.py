@@ -356,7 +356,8 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
     bounds, or of an unknown tier, is not followed; a due ``reevaluate`` pin, or a ``turn`` pin
     of another turn than ``turn`` (the call's, :func:`steproute.turns.request_turn`), lets the
     policy decide, and a choice of the pin's tier keeps the pin's deployment; ``upgrade_only``
-    follows the policy only when it chose a stronger tier.
+    follows the policy only when it chose a stronger tier. A followed pin's decision names the
+    pin's tier and deployment (``model``).
     """
     group = settings.group
     mine = Pin(decision.tier, decision.model, decision.id, now, turn=turn if settings.mode == "turn" else None)
@@ -373,7 +374,7 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
                 PinAction(thread, settings, mine, "replace", made=True))
     held = "pinned for this turn: tier" if settings.mode == "turn" else "pinned to tier"
-    pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None, latency_from=None,
+    pinned = replace(decision, tier=pin.tier, model=pin.model, policy="pin", pinned=True, pin_group=group, score=None, latency_from=None,
                      reason=f"{held} {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
     return pinned, PinAction(thread, settings, pin)
 

@@ -389,3 +389,35 @@ def test_a_warm_deployment_that_fails_is_still_a_repin_when_the_call_needs_a_cap
     assert (d.model, d.repinned) == ("openai/gpt-4.1-mini", True)
     pin = r.pin_store.get("w1", "st")
     assert (pin.model, pin.repins) == ("openai/gpt-4.1-mini", 1)
+
+
+# -- review 21: a pinned decision names a deployment of its own tier --------------------------
+
+
+def _sticky_router(fast=("openai/gpt-4o-mini",), strong=("openai/gpt-4o",)):
+    config = RouterConfig(tiers={"fast": {"models": list(fast)}, "strong": {"models": list(strong)}}, default="fast",
+                          steps={"a": {"policy": "rules", "rules": [{"when": {"keywords": ["hard"]}, "tier": "strong"}],
+                                       "fallback": "fast"}})
+    return StepRouter(config, transport=FunctionTransport(lambda call: "ok"))
+
+
+def test_route_on_a_pinned_thread_names_the_pinned_tiers_model():
+    r = _sticky_router()
+    r.complete(StepRequest("a", [user("hard")], thread="x"))
+    d, _ = r.route(StepRequest("a", [user("easy")], thread="x"))
+    assert (d.tier, d.model, d.pinned) == ("strong", "openai/gpt-4o", True)
+    d, _ = asyncio.run(r.aroute(StepRequest("a", [user("easy")], thread="x")))
+    assert (d.tier, d.model) == ("strong", "openai/gpt-4o")
+    done = r.complete(StepRequest("a", [user("easy")], thread="x")).decision
+    assert (done.tier, done.model) == ("strong", "openai/gpt-4o")
+
+
+def test_route_names_the_pins_deployment_when_it_is_not_the_tiers_first():
+    r = _sticky_router(strong=("openai/gpt-4o", "openai/gpt-4.1"))
+    r.pin_store.put("x", "a", Pin("strong", "openai/gpt-4.1", "d-0", 0.0))
+    d, _ = r.route(StepRequest("a", [user("easy")], thread="x"))
+    assert (d.tier, d.model) == ("strong", "openai/gpt-4.1")
+    # a stored pin whose deployment is no longer one of its tier's: the tier's first deployment
+    r.pin_store.put("y", "a", Pin("strong", "openai/gone", "d-0", 0.0))
+    d, _ = r.route(StepRequest("a", [user("easy")], thread="y"))
+    assert (d.tier, d.model) == ("strong", "openai/gpt-4o")
