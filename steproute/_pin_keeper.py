@@ -11,28 +11,38 @@ and the conversation's next call tries it first (``preferred_model``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from steproute._plan import StepPlan
-from steproute.pinning import Pin, PinAction, PinStore, apply_pin, pin_after
+from steproute.pinning import Pin, PinAction, PinStore, apply_pin, pin_after, warm_note
 from steproute.turns import request_turn
 from steproute.types import Decision, StepRequest
 
-__all__ = ["PinKeeper", "preferred_model"]
+__all__ = ["PinKeeper", "preferred_model", "without_warm"]
 
 
 class PinKeeper:
     """Reads and writes one router's pin store (sync and async)."""
 
-    def __init__(self, store: PinStore, rank: dict[str, int]) -> None:
+    def __init__(self, store: PinStore, rank: dict[str, int],
+                 deployments: Callable[[str], Sequence[Any]] | None = None) -> None:
         self.store = store
         self.rank = rank
+        self.deployments = deployments
+        """A tier's deployments (each with a ``model``), in order: a followed pin's decision names
+        the pin's deployment when it is one of its tier's, else the tier's first."""
 
     def _pinned(self, plan: StepPlan, decision: Decision, held: Any, turn: str | None) -> tuple[Decision, PinAction]:
         assert plan.pinning is not None and decision.thread is not None
-        return apply_pin(decision, held, plan.pinning, decision.thread, self.rank, plan.low, plan.high, time.time(),
-                         turn)
+        decision, action = apply_pin(decision, held, plan.pinning, decision.thread, self.rank, plan.low, plan.high,
+                                     time.time(), turn)
+        if decision.pinned and self.deployments is not None:
+            models = [d.model for d in self.deployments(decision.tier)]
+            if models and decision.model not in models:
+                decision = replace(decision, model=models[0])
+        return decision, action
 
     @staticmethod
     def _turn(plan: StepPlan, request: StepRequest | None) -> str | None:
@@ -72,19 +82,28 @@ class PinKeeper:
             await self.store.aput(thread, group, action.held)
         return decision, action
 
-    def settle(self, action: PinAction | None, decision: Decision) -> Decision:
-        """After the answer: re-pin when the pin's mode says so (a fallback tier never moves it)."""
+    @staticmethod
+    def _after(action: PinAction, decision: Decision, held_unservable: bool) -> tuple[Pin | None, bool]:
+        """``pin_after``, except that a deployment change the capability filter caused (the
+        pinned deployment cannot serve this call) is no re-pin and leaves the pin's deployment."""
+        if held_unservable and action.held is not None:
+            return pin_after(action, replace(decision, model=action.held.model))
+        return pin_after(action, decision)
+
+    def settle(self, action: PinAction | None, decision: Decision, held_unservable: bool = False) -> Decision:
+        """After the answer: re-pin when the pin's mode says so (a fallback tier never moves it,
+        nor does a call whose pinned deployment cannot serve it: ``held_unservable``)."""
         if action is None or decision.fallback_from is not None:
             return decision
-        pin, repinned = pin_after(action, decision)
+        pin, repinned = self._after(action, decision, held_unservable)
         if pin is not None:
             self.store.put(action.thread, action.settings.group, pin)
         return replace(decision, repinned=True) if repinned else decision
 
-    async def asettle(self, action: PinAction | None, decision: Decision) -> Decision:
+    async def asettle(self, action: PinAction | None, decision: Decision, held_unservable: bool = False) -> Decision:
         if action is None or decision.fallback_from is not None:
             return decision
-        pin, repinned = pin_after(action, decision)
+        pin, repinned = self._after(action, decision, held_unservable)
         if pin is not None:
             await self.store.aput(action.thread, action.settings.group, pin)
         return replace(decision, repinned=True) if repinned else decision
@@ -108,3 +127,11 @@ def preferred_model(action: PinAction | None) -> str | None:
     if action is None or action.held is None or (action.made and not action.carried):
         return None
     return action.held.model
+
+
+def without_warm(decision: Decision, action: PinAction | None) -> Decision:
+    """``decision`` without the note that the pin's deployment goes first (for a call that
+    deployment cannot serve: the capability filter's own note says it was skipped)."""
+    if action is None or action.held is None:
+        return decision
+    return replace(decision, reason=decision.reason.replace(warm_note(action.held.model), ""))

@@ -18,6 +18,7 @@ from typing import Any
 from steproute._call import CallRecord
 from steproute._call_context import CallContext
 from steproute._capability_gate import Capable
+from steproute._pin_keeper import without_warm
 from steproute._plan import StepPlan
 from steproute.dispatch import Completion
 from steproute.errors import DispatchError, ProviderError, say_once, tell_once
@@ -90,6 +91,12 @@ class WalkRun:
         # the capability filter (raises CapabilityError, booked, before any call), then the decision is on the books
         decided = decision.tier
         decision, capable = ctx.capabilities.admit(record, plan, request, decision, params)
+        self.held_unservable = action is not None and action.held is not None and (
+            decision.tier != decided or not self._serves(ctx, capable, decision.tier, action.held.model))
+        """The pin's deployment cannot serve this call: it is not tried first, and the deployment
+        that answers instead is no re-pin (the pin keeps its deployment)."""
+        if self.held_unservable:
+            decision, prefer = without_warm(decision, action), None
         record.decided(decision, ctx.dispatcher.first_deployment(decision.tier))
         self.moved = decision.tier != decided
         """The capability filter moved the call off its decided tier: like a fallback, it never moves the pin."""
@@ -104,6 +111,17 @@ class WalkRun:
                            skip=capable.skip if capable is not None else ())
         self.walk = TierWalk(rules, ctx.tiers)
         self.result: RoutedCompletion | None = None
+
+    @staticmethod
+    def _serves(ctx: CallContext, capable: Capable | None, tier: str, model: str) -> bool:
+        """A deployment ``model`` of ``tier`` may serve this call (the capability filter's verdict)."""
+        if capable is None:
+            return True
+        subset = capable.subsets.get(tier)
+        same = [d.index for d in ctx.dispatcher.deployments(tier) if d.model == model]
+        if not same:  # not one of the tier's deployments (any longer): nothing the filter skipped
+            return True
+        return tier not in capable.skip and (subset is None or any(i in subset for i in same))
 
     def client(self, tier: str) -> TierClient:
         """The client that answers this call at ``tier``: only the deployments that can serve it."""
@@ -236,7 +254,8 @@ class WalkRun:
         if pin is not None and self.action is not None:
             self.ctx.pins.move(self.action, pin)
         else:
-            routed = replace(routed, decision=self.ctx.pins.settle(None if self.moved else self.action, routed.decision))
+            routed = replace(routed, decision=self.ctx.pins.settle(None if self.moved else self.action, routed.decision,
+                                                                   self.held_unservable))
         return self._book(routed)
 
     async def aclose(self) -> RoutedCompletion:
@@ -247,7 +266,7 @@ class WalkRun:
             await self.ctx.pins.amove(self.action, pin)
         else:
             routed = replace(routed, decision=await self.ctx.pins.asettle(None if self.moved else self.action,
-                                                                          routed.decision))
+                                                                          routed.decision, self.held_unservable))
         return self._book(routed)
 
     def _book(self, routed: RoutedCompletion) -> RoutedCompletion:

@@ -28,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "PIN_MODES", "BaseStorePinStore", "InMemoryPinStore", "KeyedLocks", "Pin", "PinAction", "PinSettings", "PinStore",
-    "apply_pin", "decode_store_label", "encode_store_label", "pin_after",
+    "apply_pin", "decode_store_label", "encode_store_label", "pin_after", "warm_note",
 ]
 
 PIN_MODES = ("sticky", "upgrade_only", "reevaluate", "turn", "off")
@@ -324,6 +324,17 @@ def _due(pin: Pin, settings: PinSettings, now: float) -> bool:
     return settings.after_seconds is not None and now - pin.created >= settings.after_seconds
 
 
+def warm_note(model: str) -> str:
+    """The reason's note for a call that tries the deployment that served its conversation last
+    before its tier's first one.
+
+    Example:
+        >>> warm_note("openai/gpt-4.1-nano")
+        "; deployment 'openai/gpt-4.1-nano' first (it served this conversation last)"
+    """
+    return f"; deployment {model!r} first (it served this conversation last)"
+
+
 def _afresh(decision: Any, pin: Pin, mine: Pin, settings: PinSettings, thread: str, why: str) -> tuple[Any, PinAction]:
     """The policy's decision replaces ``pin``; on the same tier it keeps the pin's deployment
     (the one that served the conversation last: its prompt cache is warm)."""
@@ -331,7 +342,7 @@ def _afresh(decision: Any, pin: Pin, mine: Pin, settings: PinSettings, thread: s
     carried = decision.tier == pin.tier
     if carried:
         if pin.model != decision.model:
-            reason += f"; deployment {pin.model!r} first (it served this conversation last)"
+            reason += warm_note(pin.model)
         mine = replace(mine, model=pin.model)
     return (replace(decision, pin_group=settings.group, reason=reason),
             PinAction(thread, settings, mine, "replace", made=True, carried=carried))
@@ -345,7 +356,8 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
     bounds, or of an unknown tier, is not followed; a due ``reevaluate`` pin, or a ``turn`` pin
     of another turn than ``turn`` (the call's, :func:`steproute.turns.request_turn`), lets the
     policy decide, and a choice of the pin's tier keeps the pin's deployment; ``upgrade_only``
-    follows the policy only when it chose a stronger tier.
+    follows the policy only when it chose a stronger tier. A followed pin's decision names the
+    pin's tier and deployment (``model``).
     """
     group = settings.group
     mine = Pin(decision.tier, decision.model, decision.id, now, turn=turn if settings.mode == "turn" else None)
@@ -362,7 +374,7 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
                 PinAction(thread, settings, mine, "replace", made=True))
     held = "pinned for this turn: tier" if settings.mode == "turn" else "pinned to tier"
-    pinned = replace(decision, tier=pin.tier, policy="pin", pinned=True, pin_group=group, score=None, latency_from=None,
+    pinned = replace(decision, tier=pin.tier, model=pin.model, policy="pin", pinned=True, pin_group=group, score=None, latency_from=None,
                      reason=f"{held} {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
     return pinned, PinAction(thread, settings, pin)
 

@@ -285,3 +285,139 @@ def test_a_cascade_move_without_a_held_pin_writes_the_pin_as_it_is():
     up = Pin("advanced", MODELS["advanced"], "d-1", 1.0)
     PinKeeper(store, RANK).move(PinAction("t1", TURN, None), up)
     assert store.get("t1", "answer") == up
+
+
+# -- review 21: a trimmed history (a window of the last messages) -----------------------------
+
+
+def test_a_trimmed_window_with_one_user_message_still_tells_turns_apart():
+    """An app keeping the last 2 messages sends [assistant "part i", user "continue"] each time:
+    the user count and the last user text stay the same, the message before it does not."""
+    turns = [turn_of([{"role": "assistant", "content": f"part {i}"}, user("continue")]) for i in range(3)]
+    assert len(set(turns)) == 3
+    # within a turn only messages after the last user message are added: the fingerprint holds
+    opening = [{"role": "assistant", "content": "part 0"}, user("continue")]
+    assert turn_of(opening) == turn_of(tool_loop(*opening)) == turn_of([*tool_loop(*opening),
+                                                                        {"role": "assistant", "content": "x"}])
+    request = StepRequest("answer", tool_loop(*opening))
+    assert request_turn(request) == turn_of(opening)
+    # the message before is hashed with the rest: its text is never stored
+    secret = "my card is 4111 1111 1111 1111"
+    key = turn_of([{"role": "assistant", "content": secret}, user("continue")])
+    assert len(key) == 16 and secret not in key
+
+
+def test_through_the_router_each_new_user_message_of_a_trimmed_window_is_a_new_turn():
+    transport = FunctionTransport(lambda call: "ok")
+    config = RouterConfig(tiers={"fast": {"models": ["openai/gpt-4o-mini"]}, "strong": {"models": ["openai/gpt-4o"]}},
+                          default="fast",
+                          steps={"a": {"policy": "rules", "fallback": "strong", "pinning": {"mode": "turn"},
+                                       "rules": [{"when": {"min_turns": 1, "keywords": ["continue"]}, "tier": "fast"}]}})
+    r = StepRouter(config, transport=transport)
+    for i in range(3):
+        window = [{"role": "assistant", "content": f"part {i}"}, user("continue")]
+        d = r.complete(StepRequest("a", window, thread="t")).decision
+        assert not d.pinned and d.policy == "rules", (i, d.reason)
+        assert i == 0 or d.reason.endswith("; new turn")
+        inside = r.complete(StepRequest("a", tool_loop(*window), thread="t")).decision
+        assert inside.pinned and inside.reason.endswith(f"by {d.id}")
+
+
+# -- review 21: the warm deployment cannot serve the call (a capability skip is no re-pin) ----
+
+
+def _vision_router():
+    down: set[str] = set()
+
+    def answer(call: TierCall):
+        if call.model in down:
+            raise TimeoutError("down")
+        return Reply(f"from {call.model}")
+
+    transport = FunctionTransport(answer)
+    tiers = {"fast": {"models": ["openai/gpt-3.5-turbo"]},
+             "standard": {"models": ["openai/gpt-4o-mini", "openai/gpt-3.5-turbo-16k", "openai/gpt-4.1-mini"]}}
+    config = RouterConfig(tiers=tiers, default="fast",
+                          steps={"st": {"policy": "fixed", "tier": "standard", "pinning": {"mode": "turn"}}})
+    return StepRouter(config, transport=transport), transport, down
+
+
+IMAGE = {"role": "user", "content": [{"type": "text", "text": "look"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_warm_deployment_skipped_for_a_capability_is_not_first_and_not_a_repin(asynchronous):
+    r, transport, down = _vision_router()
+
+    def call(messages):
+        request = StepRequest("st", messages, thread="w1")
+        return (asyncio.run(r.acomplete(request)) if asynchronous else r.complete(request)).decision
+
+    down.add("openai/gpt-4o-mini")
+    turn1 = [user("hi")]
+    assert call(turn1).model == "openai/gpt-3.5-turbo-16k"  # the warm deployment is now the 16k one
+    down.clear()
+    before = r.pin_store.get("w1", "st")
+    assert before.model == "openai/gpt-3.5-turbo-16k"
+    turn2 = [*turn1, {"role": "assistant", "content": "x"}, IMAGE]  # the 16k deployment cannot see
+    d = call(turn2)
+    assert d.model == "openai/gpt-4o-mini" and not d.repinned
+    assert "first (it served this conversation last)" not in d.reason
+    assert "needs vision: skipped openai/gpt-3.5-turbo-16k of 'standard'" in d.reason
+    after = r.pin_store.get("w1", "st")
+    assert (after.model, after.repins) == ("openai/gpt-3.5-turbo-16k", before.repins)
+    # inside the turn (the image is still in the messages): the pin is followed, still no re-pin
+    inside = call(tool_loop(*turn2))
+    assert (inside.pinned, inside.model, inside.repinned) == (True, "openai/gpt-4o-mini", False)
+    assert r.pin_store.get("w1", "st").repins == before.repins
+    # a text-only turn: the warm deployment again
+    turn3 = [user("hi"), {"role": "assistant", "content": "x"}, user("again"), {"role": "assistant", "content": "y"},
+             user("text only")]
+    d3 = call(turn3)
+    assert d3.model == "openai/gpt-3.5-turbo-16k" and "first (it served this conversation last)" in d3.reason
+    assert [c.model for c in transport.calls][-3:] == ["openai/gpt-4o-mini", "openai/gpt-4o-mini",
+                                                       "openai/gpt-3.5-turbo-16k"]
+
+
+def test_a_warm_deployment_that_fails_is_still_a_repin_when_the_call_needs_a_capability():
+    r, _transport, down = _vision_router()
+    r.complete(StepRequest("st", [user("hi")], thread="w1"))
+    assert r.pin_store.get("w1", "st").model == "openai/gpt-4o-mini"
+    down.add("openai/gpt-4o-mini")  # the warm one can see, but fails: the tier's order, and a re-pin
+    d = r.complete(StepRequest("st", [user("hi"), {"role": "assistant", "content": "x"}, IMAGE], thread="w1")).decision
+    assert (d.model, d.repinned) == ("openai/gpt-4.1-mini", True)
+    pin = r.pin_store.get("w1", "st")
+    assert (pin.model, pin.repins) == ("openai/gpt-4.1-mini", 1)
+
+
+# -- review 21: a pinned decision names a deployment of its own tier --------------------------
+
+
+def _sticky_router(fast=("openai/gpt-4o-mini",), strong=("openai/gpt-4o",)):
+    config = RouterConfig(tiers={"fast": {"models": list(fast)}, "strong": {"models": list(strong)}}, default="fast",
+                          steps={"a": {"policy": "rules", "rules": [{"when": {"keywords": ["hard"]}, "tier": "strong"}],
+                                       "fallback": "fast"}})
+    return StepRouter(config, transport=FunctionTransport(lambda call: "ok"))
+
+
+def test_route_on_a_pinned_thread_names_the_pinned_tiers_model():
+    r = _sticky_router()
+    r.complete(StepRequest("a", [user("hard")], thread="x"))
+    d, _ = r.route(StepRequest("a", [user("easy")], thread="x"))
+    assert (d.tier, d.model, d.pinned) == ("strong", "openai/gpt-4o", True)
+    d, _ = asyncio.run(r.aroute(StepRequest("a", [user("easy")], thread="x")))
+    assert (d.tier, d.model) == ("strong", "openai/gpt-4o")
+    done = r.complete(StepRequest("a", [user("easy")], thread="x")).decision
+    assert (done.tier, done.model) == ("strong", "openai/gpt-4o")
+
+
+def test_route_names_the_pins_deployment_when_it_is_not_the_tiers_first():
+    r = _sticky_router(strong=("openai/gpt-4o", "openai/gpt-4.1"))
+    r.pin_store.put("x", "a", Pin("strong", "openai/gpt-4.1", "d-0", 0.0))
+    d, _ = r.route(StepRequest("a", [user("easy")], thread="x"))
+    assert (d.tier, d.model) == ("strong", "openai/gpt-4.1")
+    # a stored pin whose deployment is no longer one of its tier's: the tier's first deployment
+    r.pin_store.put("y", "a", Pin("strong", "openai/gone", "d-0", 0.0))
+    d, _ = r.route(StepRequest("a", [user("easy")], thread="y"))
+    assert (d.tier, d.model) == ("strong", "openai/gpt-4o")
