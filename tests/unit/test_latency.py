@@ -360,3 +360,25 @@ def test_a_timed_out_deployment_counts_its_time_other_failures_do_not():
     assert book.quantiles("fast", now)[1] >= 30
     assert book.quantiles("standard", now) is None
     assert book.quantiles("strong", now) is not None
+
+
+def test_a_streams_time_is_the_providers_not_the_consumers():
+    """A consumer that takes 100 ms over each chunk (a UI rendering it) does not make the tier
+    look slow: only the time spent waiting for the provider's chunks is counted, sync and async."""
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast"),
+                        transport=FunctionTransport(lambda call: "one two three four five"))
+    book = router._dispatcher.latency
+    chunks = 0
+    for _ in router.stream(StepRequest("a", MESSAGES)):
+        chunks += 1
+        time.sleep(0.1)
+    assert chunks >= 5
+    assert book.quantiles("fast", time.monotonic())[1] < 100
+
+    async def consume() -> None:
+        async for _ in router.astream(StepRequest("a", MESSAGES, hint=Hint(tier="strong"))):
+            await asyncio.sleep(0.1)
+
+    asyncio.run(consume())
+    assert book.quantiles("strong", time.monotonic())[1] < 100
+    assert book.quantiles("strong", time.monotonic(), kind=TTFT) is not None
