@@ -13,8 +13,10 @@ A step with ``max_latency_ms``, or a call whose run metadata carries ``steproute
 the decided tier when its observed p95 fits, else takes the cheapest stronger tier (up to
 ``max_tier``) that fits; under a cascade, a tier is skipped too when its p95 and the next
 tier's together exceed the budget (an escalation could not be absorbed). When no allowed tier
-fits, the fastest is taken. A tier with no observations counts as fitting: with none at all,
-the configured order stands and nothing is said. Every move is on the decision's ``reason``,
+fits, or the budget is 0 or less (a passed deadline), the fastest observed tier is taken. A tier
+with no observations counts as fitting a positive budget: with none at all, the configured order
+stands and nothing is said. A deadline more than a year ahead (milliseconds since the epoch, a
+common mistake) is ignored and said once, as one that is not a number is. Every move is on the decision's ``reason``,
 on the ``route`` span (``steproute.latency.moved_from``) and, once, in the log.
 
 Example:
@@ -56,6 +58,8 @@ TOTAL = "total"
 """A call's whole time, from the request to the answer's last token."""
 TTFT = "ttft"
 """A stream's time to its first chunk."""
+_YEAR_S = 366 * 86400.0
+"""A deadline further ahead than this is taken for milliseconds since the epoch and ignored."""
 MAX_DEPLOYMENT_WINDOWS = 1024
 """Bound on the per-deployment windows of one router (deployments are the configuration's)."""
 
@@ -147,7 +151,8 @@ class LatencyStat:
 def budget_of(max_latency_ms: float | None, deadline: Any, wall_now: float) -> tuple[float, str] | None:
     """The call's latency budget in ms and how to name it: the step's ``max_latency_ms``, the time
     left before the run's ``deadline`` (seconds since the epoch), whichever is less. ``None``:
-    no budget. Raises ``ValueError`` for a deadline that is not a finite number.
+    no budget. Raises ``ValueError`` (a fixed message, never the value) for a deadline that is not
+    a finite number, or is more than a year ahead (milliseconds since the epoch, by mistake).
 
     Example:
         >>> budget_of(1000, None, 0.0)
@@ -158,7 +163,10 @@ def budget_of(max_latency_ms: float | None, deadline: Any, wall_now: float) -> t
     if deadline is None:
         return None if max_latency_ms is None else (max_latency_ms, f"max_latency_ms {max_latency_ms:g}")
     if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline):
-        raise ValueError("not a finite number")
+        raise ValueError("is not a number of seconds since the epoch; the deadline is ignored")
+    if deadline - wall_now > _YEAR_S:
+        raise ValueError("is more than a year ahead (milliseconds since the epoch?); it is read as seconds since "
+                         "the epoch, so the deadline is ignored")
     left = (deadline - wall_now) * 1000.0
     if max_latency_ms is not None and max_latency_ms <= left:
         return max_latency_ms, f"max_latency_ms {max_latency_ms:g}"
@@ -172,6 +180,11 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
     ``judged``: a cascade (a tier is skipped too when it and the next cannot both fit). Returns
     ``None`` to keep the decided tier, else the tier and the reason's note. Pure.
 
+    The rule: a tier fits when its p95 is at most a positive budget; a tier not observed yet fits
+    any positive budget (it is tried, the configured order standing until it is known). A budget
+    of 0 or less (a passed deadline) leaves no time: nothing fits. When nothing fits, the fastest
+    *observed* candidate is taken (ties: the cheapest), never an unobserved one.
+
     Example:
         >>> choose_tier(("fast", "strong"), {"fast": 300.0, "strong": 900.0}, 1000, "max_latency_ms 1000", judged=True)
         ('strong', "latency: 'fast' p95 300 ms + an escalation to 'strong' p95 900 ms > max_latency_ms 1000, moved to 'strong'")
@@ -179,6 +192,8 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
     skipped: list[str] = []
     for i, tier in enumerate(candidates):
         own = p95.get(tier)
+        if budget_ms <= 0.0:  # no time left: nothing fits, the fastest observed is taken below
+            break
         if own is not None and own > budget_ms:
             skipped.append(f"{tier!r} p95 {own:.0f} ms")
             continue
@@ -192,10 +207,15 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
             return None
         unseen = " (no observations yet)" if own is None else ""
         return tier, f"latency: {', '.join(skipped)} > {label}, moved to {tier!r}{unseen}"
-    fastest = min(candidates, key=lambda t: p95[t] or 0.0)  # every candidate was observed; ties: the cheapest
-    seen = ", ".join(f"{t!r} p95 {p95[t] or 0.0:.0f} ms" for t in candidates)
+    observed = [t for t in candidates if p95.get(t) is not None]
+    if not observed:
+        return None
+    fastest = min(observed, key=lambda t: p95[t] or 0.0)  # ties: the cheapest
+    seen = ", ".join(f"{t!r} p95 {p95[t] or 0.0:.0f} ms" if p95.get(t) is not None else f"{t!r} not observed"
+                     for t in candidates)
     kept = ", kept" if fastest == candidates[0] else ""
-    return fastest, f"latency: no allowed tier fits {label} ({seen}); the fastest is {fastest!r}{kept}"
+    which = "fastest" if len(observed) == len(candidates) else "fastest observed"
+    return fastest, f"latency: no allowed tier fits {label} ({seen}); the {which} is {fastest!r}{kept}"
 
 
 class LatencyBook:
@@ -296,9 +316,9 @@ class LatencyBook:
             try:
                 budget_ms = budget_of(max_latency_ms, deadline, self.wall_clock())[0]  # type: ignore[index]
                 by_deadline = max_latency_ms is None or budget_ms < max_latency_ms
-            except ValueError:
-                say_once(self, ("latency-deadline", step), f"step {shown(step)}: run metadata {DEADLINE_KEY!r} is not "
-                                                           f"a number of seconds since the epoch; the deadline is ignored")
+            except ValueError as exc:  # the message is fixed text, never the value
+                say_once(self, ("latency-deadline", step, str(exc)),
+                         f"steproute: step {shown(step)}: run metadata {DEADLINE_KEY!r} {exc}")
                 if max_latency_ms is None:
                     return None
                 budget_ms = max_latency_ms

@@ -272,7 +272,7 @@ def test_a_deadline_that_is_not_a_number_is_ignored_and_said_once(caplog):
             decision = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: "sk-secret-tomorrow"}))
             assert decision.tier == "standard"  # max_latency_ms still applies
     said = [r.getMessage() for r in caplog.records if DEADLINE_KEY in r.getMessage()]
-    assert said == ["step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
+    assert said == ["steproute: step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
                     "the deadline is ignored (logged once)"]
     assert "sk-secret" not in caplog.text
 
@@ -382,3 +382,45 @@ def test_a_streams_time_is_the_providers_not_the_consumers():
     asyncio.run(consume())
     assert book.quantiles("strong", time.monotonic())[1] < 100
     assert book.quantiles("strong", time.monotonic(), kind=TTFT) is not None
+
+
+def test_no_time_left_takes_the_fastest_observed_tier_never_an_unobserved_one():
+    """An unobserved tier counts as fitting only a positive budget: with no time left (or when no
+    tier fits), the fastest tier seen is taken, not the untried (and most expensive) one."""
+    tiers = ("fast", "standard", "strong")
+    left = "the run's deadline (0 ms left)"
+    for budget in (0.0, -5000.0):
+        assert choose_tier(tiers, {"fast": 301.0, "standard": 1.0, "strong": None}, budget, left, judged=False) == (
+            "standard", f"latency: no allowed tier fits {left} ('fast' p95 301 ms, 'standard' p95 1 ms, "
+                        "'strong' not observed); the fastest observed is 'standard'")
+    assert choose_tier(tiers, {"fast": 0.0, "standard": None, "strong": None}, 0.0, left, judged=False) == (
+        "fast", f"latency: no allowed tier fits {left} ('fast' p95 0 ms, 'standard' not observed, "
+                "'strong' not observed); the fastest observed is 'fast', kept")
+    # a positive budget: the unobserved tier is tried (the configured order, until it is known)
+    assert choose_tier(tiers, {"fast": 301.0, "standard": 1.0, "strong": None}, 0.5, LIMIT, judged=False)[0] == "strong"
+    router, book, clock = router_with({})
+    book.wall_clock = lambda: 5000.0
+    seen(book, clock, fast=301, standard=1)
+    late = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: 4995.0}))
+    assert (late.tier, late.latency_from) == ("standard", "fast")
+
+
+def test_a_deadline_in_milliseconds_is_ignored_and_said_once(caplog):
+    """``time.time() * 1000 + 100`` (milliseconds, a common mistake) reads as ~50,000 years ahead:
+    it is ignored and said once, without its value."""
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 1000}})
+    book.wall_clock = lambda: 1_700_000_000.0
+    seen(book, clock, fast=2000)
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for _ in range(2):
+            decision = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: 1_700_000_000_100.0}))
+            assert decision.tier == "standard"   # max_latency_ms still applies
+            assert "deadline" not in decision.reason
+    said = [r.getMessage() for r in caplog.records if DEADLINE_KEY in r.getMessage()]
+    assert said == ["steproute: step 'answer': run metadata 'steproute_deadline' is more than a year ahead "
+                    "(milliseconds since the epoch?); it is read as seconds since the epoch, so the deadline is "
+                    "ignored (logged once)"]
+    assert "1700000000100" not in caplog.text
+    assert budget_of(None, 1000.0 + 300 * 86400, 1000.0) is not None     # under a year ahead is a deadline
+    with pytest.raises(ValueError):
+        budget_of(None, 1000.0 + 400 * 86400, 1000.0)
