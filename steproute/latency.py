@@ -17,7 +17,9 @@ fits, or the budget is 0 or less (a passed deadline), the fastest observed tier 
 with no observations counts as fitting a positive budget: with none at all, the configured order
 stands and nothing is said. A deadline more than a year ahead (milliseconds since the epoch, a
 common mistake) is ignored and said once, as one that is not a number is. Every move is on the decision's ``reason``,
-on the ``route`` span (``steproute.latency.moved_from``) and, once, in the log.
+on the ``route`` span (``steproute.latency.moved_from``) and, once, in the log — said once the
+thread's pin is applied (:meth:`LatencyBook.settle`): a move the pin overrode is not said, and a
+pin that keeps a call on a tier over its budget says so (``..., kept by the pin``).
 
 Example:
     >>> book = LatencyBook(("fast", "strong"))
@@ -36,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from steproute.errors import say_once, shown
@@ -218,6 +220,10 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
     return fastest, f"latency: no allowed tier fits {label} ({seen}); the {which} is {fastest!r}{kept}"
 
 
+def _label(budget_ms: float, by_deadline: bool) -> str:
+    return f"the run's deadline ({max(budget_ms, 0.0):.0f} ms left)" if by_deadline else f"max_latency_ms {budget_ms:g}"
+
+
 class LatencyBook:
     """Observed latency of one router's tiers and deployments, and the latency check of its decisions.
 
@@ -296,9 +302,10 @@ class LatencyBook:
     def check(self, step: str, tier: str, metadata: Mapping[str, Any] | None, max_latency_ms: float | None,
               high: int, cascade: Sequence[str] | None) -> tuple[str, str] | None:
         """The tier a call of ``step`` decided at ``tier`` moves to for its latency budget, and the
-        reason's note (see :func:`choose_tier`), said once in the log; ``None``: no move (no budget,
-        the tier fits, nothing observed). ``high``: the rank of the step's ``max_tier``;
-        ``cascade``: a cascade step's tiers. Reads the clocks.
+        reason's note (see :func:`choose_tier`); ``None``: no move (no budget, the tier fits,
+        nothing observed). ``high``: the rank of the step's ``max_tier``; ``cascade``: a cascade
+        step's tiers. Reads the clocks. The move is not logged here: the thread's pin may still
+        override it; :meth:`settle` says what the call follows.
 
         Example:
             >>> book = LatencyBook(("fast", "strong"), clock=lambda: 0.0)
@@ -306,22 +313,10 @@ class LatencyBook:
             >>> book.check("answer", "fast", {}, 1000, 1, None)
             ('strong', "latency: 'fast' p95 2300 ms > max_latency_ms 1000, moved to 'strong' (no observations yet)")
         """
-        deadline = metadata.get(DEADLINE_KEY) if metadata else None
-        by_deadline = False
-        if deadline is None:
-            if max_latency_ms is None:
-                return None
-            budget_ms: float = max_latency_ms
-        else:
-            try:
-                budget_ms = budget_of(max_latency_ms, deadline, self.wall_clock())[0]  # type: ignore[index]
-                by_deadline = max_latency_ms is None or budget_ms < max_latency_ms
-            except ValueError as exc:  # the message is fixed text, never the value
-                say_once(self, ("latency-deadline", step, str(exc)),
-                         f"steproute: step {shown(step)}: run metadata {DEADLINE_KEY!r} {exc}")
-                if max_latency_ms is None:
-                    return None
-                budget_ms = max_latency_ms
+        budget = self._budget(step, metadata, max_latency_ms)
+        if budget is None:
+            return None
+        budget_ms, by_deadline = budget
         rank = self._rank.get(tier)
         if rank is None:
             return None
@@ -334,20 +329,65 @@ class LatencyBook:
         key = (budget_ms, by_deadline, *p95.items(), cascade is not None)
         chosen = self._chosen.get(key, self)
         if chosen is self:  # the same budget and observations choose the same: a slow tier's calls pay once
-            label = f"the run's deadline ({max(budget_ms, 0.0):.0f} ms left)" if by_deadline else \
-                f"max_latency_ms {budget_ms:g}"
-            chosen = choose_tier(candidates, p95, budget_ms, label, judged=cascade is not None)
+            chosen = choose_tier(candidates, p95, budget_ms, _label(budget_ms, by_deadline), judged=cascade is not None)
             if len(self._chosen) >= 256:
                 self._chosen.clear()
             self._chosen[key] = chosen
-        if chosen is not None:
-            told = (step, tier, chosen[0])
-            if told not in self._told:  # said once per step and move (the message is built only then)
-                if len(self._told) >= 4096:
-                    self._told.clear()  # say_once still remembers what was said
-                self._told.add(told)
-                say_once(self, ("latency", *told), f"step {shown(step)}: {chosen[1]}")
         return chosen  # type: ignore[no-any-return]
+
+    def _budget(self, step: str, metadata: Mapping[str, Any] | None,
+                max_latency_ms: float | None) -> tuple[float, bool] | None:
+        """The call's budget in ms and whether the run's deadline set it; ``None``: no budget. A
+        deadline that cannot be one is said once (never its value) and ignored."""
+        deadline = metadata.get(DEADLINE_KEY) if metadata else None
+        if deadline is None:
+            return None if max_latency_ms is None else (max_latency_ms, False)
+        try:
+            budget_ms = budget_of(max_latency_ms, deadline, self.wall_clock())[0]  # type: ignore[index]
+        except ValueError as exc:  # the message is fixed text, never the value
+            say_once(self, ("latency-deadline", step, str(exc)),
+                     f"steproute: step {shown(step)}: run metadata {DEADLINE_KEY!r} {exc}")
+            return None if max_latency_ms is None else (max_latency_ms, False)
+        return budget_ms, max_latency_ms is None or budget_ms < max_latency_ms
+
+    def settle(self, decision: Any, note: str | None, metadata: Mapping[str, Any] | None,
+               max_latency_ms: float | None) -> Any:
+        """The decision a call follows (after the thread's pin), with what its latency budget did
+        said: ``note``, :meth:`check`'s move, is logged once only when ``decision`` still carries
+        it (``latency_from``; a pin that kept the call elsewhere overrides it); a pinned decision
+        whose tier's p95 is over the budget gets ``latency: ... kept by the pin`` on its reason,
+        said once too. Returns the decision (a copy when its reason grows).
+
+        Example:
+            >>> from steproute.types import Decision
+            >>> book = LatencyBook(("fast", "strong"), clock=lambda: 0.0)
+            >>> book.observe("fast", "m", TOTAL, 0.3, now=0.0)
+            >>> pinned = Decision("answer", None, "fast", "m", "pin", "pinned to tier 'fast'", pinned=True)
+            >>> book.settle(pinned, None, {}, 200).reason
+            "pinned to tier 'fast'; latency: 'fast' p95 300 ms > max_latency_ms 200, kept by the pin"
+        """
+        step = decision.step
+        if decision.latency_from is not None:
+            if note is not None:
+                self._say((step, decision.latency_from, decision.tier), note)
+            return decision
+        if not decision.pinned or (max_latency_ms is None and not (metadata and DEADLINE_KEY in metadata)):
+            return decision
+        budget = self._budget(step, metadata, max_latency_ms)
+        q = self.quantiles(decision.tier, self.clock()) if budget is not None else None
+        if q is None or q[1] <= budget[0]:  # type: ignore[index]
+            return decision
+        budget_ms, by_deadline = budget  # type: ignore[misc]
+        kept = f"latency: {decision.tier!r} p95 {q[1]:.0f} ms > {_label(budget_ms, by_deadline)}, kept by the pin"
+        self._say((step, decision.tier, "pin"), kept)
+        return replace(decision, reason=f"{decision.reason}; {kept}")
+
+    def _say(self, told: tuple[str, ...], note: str) -> None:
+        if told not in self._told:  # said once per step and move (a set lookup on the usual path)
+            if len(self._told) >= 4096:
+                self._told.clear()  # say_once still remembers what was said
+            self._told.add(told)
+            say_once(self, ("latency", *told), f"steproute: step {shown(told[0])}: {note}")
 
     # -- metrics ---------------------------------------------------------------------------------
 

@@ -191,7 +191,7 @@ def test_a_slow_tier_moves_the_call_and_the_reason_span_and_log_say_so_once(capl
         assert result.decision.latency_from == "fast"
         assert result.decision.model == "openai/gpt-4.1-mini"
     warnings = [r.getMessage() for r in caplog.records if "latency" in r.getMessage()]
-    assert warnings == [f"step 'answer': {note} (logged once)"]
+    assert warnings == [f"steproute: step 'answer': {note} (logged once)"]
     routes = [s for s in exporter.get_finished_spans() if s.name == "route answer"]
     assert len(routes) == 2
     for span in routes:
@@ -424,3 +424,34 @@ def test_a_deadline_in_milliseconds_is_ignored_and_said_once(caplog):
     assert budget_of(None, 1000.0 + 300 * 86400, 1000.0) is not None     # under a year ahead is a deadline
     with pytest.raises(ValueError):
         budget_of(None, 1000.0 + 400 * 86400, 1000.0)
+
+
+def test_a_pin_that_keeps_the_call_is_what_the_reason_and_the_log_say(caplog):
+    """The latency check decides before the thread's pin: a move the pin overrides is not said
+    (the call did not move); a pin that keeps the call on a tier over the budget is, on the
+    reason and once in the log. A move the decision followed is said, with the steproute prefix."""
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 200}})
+    note = "latency: 'fast' p95 251 ms > max_latency_ms 200"
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        router.route(StepRequest("answer", MESSAGES, thread="t1"))          # pinned at 'fast', nothing observed
+        seen(book, clock, fast=251)
+        for _ in range(2):
+            kept, _ = router.route(StepRequest("answer", MESSAGES, thread="t1"))
+            assert (kept.tier, kept.pinned, kept.latency_from) == ("fast", True, None)
+            assert kept.reason.startswith("pinned to tier 'fast' (sticky")
+            assert kept.reason.endswith(f"; {note}, kept by the pin")
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [f"steproute: step 'answer': {note}, kept by the pin (logged once)"]
+        caplog.clear()
+        moved, _ = asyncio.run(router.aroute(StepRequest("answer", MESSAGES, thread="t2")))
+        assert (moved.tier, moved.latency_from) == ("standard", "fast")
+        assert [r.getMessage() for r in caplog.records] == [
+            f"steproute: step 'answer': {note}, moved to 'standard' (no observations yet) (logged once)"]
+        caplog.clear()
+        seen(book, clock, standard=303)             # the pin on 'standard' keeps t2 there, over the budget too
+        again, _ = asyncio.run(router.aroute(StepRequest("answer", MESSAGES, thread="t2")))
+        assert (again.tier, again.pinned, again.latency_from) == ("standard", True, None)
+        assert again.reason.endswith("; latency: 'standard' p95 303 ms > max_latency_ms 200, kept by the pin")
+        assert [r.getMessage() for r in caplog.records] == [
+            "steproute: step 'answer': latency: 'standard' p95 303 ms > max_latency_ms 200, kept by the pin (logged once)"]
+    assert all("moved to 'strong'" not in r.getMessage() for r in caplog.records)
