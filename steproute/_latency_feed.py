@@ -5,7 +5,9 @@ Every call to a tier goes through its client (the walk's attempts, a cascade's p
 ``llm`` policy's question), so wrapping the client once is the one place every outcome passes.
 An answer counts from its request, or from the end of the last deployment that failed before it
 (in-tier fallback), to its last token; a stream also counts its first chunk; a stream its
-consumer stopped counts its first chunk only. A deployment that timed out counts its time too
+consumer stopped counts its first chunk only. A stream's total leaves out the time its consumer
+spent with each chunk (between a chunk handed over and the next one asked for): a UI that takes
+100 ms to render each chunk does not make the provider look slow. A deployment that timed out counts its time too
 (it was that slow); other failures are not latencies and are not counted.
 """
 
@@ -81,7 +83,7 @@ class TimedTier:
 
     def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                prefer: str | None = None) -> Iterator[CompletionChunk]:
-        started, first, ended = time.time_ns(), None, None
+        started, first, ended, consumer = time.time_ns(), None, None, 0
         model: str | None = None
         failed: Sequence[Attempt] = ()
         chunks = self._client.stream(step, messages, params, prefer)
@@ -92,8 +94,10 @@ class TimedTier:
                 model = chunk.model or model
                 if chunk.usage is not None:
                     failed = chunk.failed_attempts
+                handed = time.time_ns()
                 yield chunk
-            ended = time.time_ns()
+                consumer += time.time_ns() - handed  # the consumer's time with the chunk is not the provider's
+            ended = time.time_ns() - consumer
         except DispatchError as exc:
             failed = exc.attempts
             raise
@@ -105,7 +109,7 @@ class TimedTier:
 
     async def astream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                       prefer: str | None = None) -> AsyncIterator[CompletionChunk]:
-        started, first, ended = time.time_ns(), None, None
+        started, first, ended, consumer = time.time_ns(), None, None, 0
         model: str | None = None
         failed: Sequence[Attempt] = ()
         chunks = self._client.astream(step, messages, params, prefer)
@@ -116,8 +120,10 @@ class TimedTier:
                 model = chunk.model or model
                 if chunk.usage is not None:
                     failed = chunk.failed_attempts
+                handed = time.time_ns()
                 yield chunk
-            ended = time.time_ns()
+                consumer += time.time_ns() - handed  # the consumer's time with the chunk is not the provider's
+            ended = time.time_ns() - consumer
         except DispatchError as exc:
             failed = exc.attempts
             raise

@@ -11,7 +11,7 @@ No I/O, no model call, no pin: :mod:`steproute._pin_keeper` adds the conversatio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -170,10 +170,39 @@ class Planner:
                         guard="pii:" + ",".join(fired), thread=request.thread)
 
     def decide(self, plan: StepPlan, request: StepRequest, *, speculative: bool = False) -> Decision:
+        """:meth:`_decided`, the decision followed as it is (no pin): a latency move is said."""
+        decision, note = self._decided(plan, request, speculative)
+        return decision if note is None else self.latency.settle(decision, note, request.metadata, plan.max_latency_ms)
+
+    def routed(self, plan: StepPlan, request: StepRequest,
+               follow: Callable[[StepPlan, Decision, StepRequest], tuple[Decision, Any]]) -> tuple[Decision, Any]:
+        """The decision, then ``follow`` (the thread's pin, :meth:`PinKeeper.follow`), then what the
+        latency budget did said of the decision followed (:meth:`~steproute.latency.LatencyBook.settle`)."""
+        decided, note = self._decided(plan, request, False)
+        final, action = follow(plan, decided, request)
+        return self.latency.settle(final, note, request.metadata, plan.max_latency_ms), action
+
+    async def arouted(self, plan: StepPlan, request: StepRequest,
+                      follow: Callable[[StepPlan, Decision, StepRequest], Awaitable[tuple[Decision, Any]]]
+                      ) -> tuple[Decision, Any]:
+        """Async :meth:`routed`: a policy that calls a model runs off the event loop; a speculative
+        cascade decides at its first tier (its ``start`` policy runs beside that tier's call, see
+        :mod:`steproute._walk_drivers`)."""
+        if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
+            decided, note = self._decided(plan, request, True)
+        elif getattr(plan.policy, "blocking", False):
+            decided, note = await asyncio.to_thread(self._decided, plan, request, False)
+        else:
+            decided, note = self._decided(plan, request, False)
+        final, action = await follow(plan, decided, request)
+        return self.latency.settle(final, note, request.metadata, plan.max_latency_ms), action
+
+    def _decided(self, plan: StepPlan, request: StepRequest, speculative: bool) -> tuple[Decision, str | None]:
         """The tier hint, else the policy's choice (the default policy's when the step's has
         none; ``speculative``: the cascade's first tier, decided before its start policy),
         clamped to the plan's bounds, then moved up when the step's latency budget needs it
-        (:meth:`~steproute.latency.LatencyBook.check`); the reason says each step."""
+        (:meth:`~steproute.latency.LatencyBook.check`); the reason says each step. Also returns the
+        latency move's note, said once the decision followed is known."""
         choice: Choice | None
         if plan.fixed is not None:
             choice, policy_name = plan.fixed, "hint"
@@ -208,20 +237,10 @@ class Planner:
             tier, reason, latency_from = moved[0], f"{reason}; {moved[1]}", tier
         return Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier), policy=policy_name,
                         reason=reason, score=choice.score, thread=request.thread, agent=request.agent,
-                        latency_from=latency_from)
+                        latency_from=latency_from), (moved[1] if moved is not None else None)
 
     async def apii_decision(self, plan: StepPlan, request: StepRequest) -> Decision | None:
         """Async :meth:`pii_decision`: a long scan runs off the event loop."""
         if self.pii is not None and request.input_chars > PII_THREAD_CHARS:
             return await asyncio.to_thread(self.pii_decision, plan, request)
         return self.pii_decision(plan, request)
-
-    async def adecide(self, plan: StepPlan, request: StepRequest) -> Decision:
-        """Async :meth:`decide`: a policy that calls a model runs off the event loop; a
-        speculative cascade decides at its first tier (its ``start`` policy runs beside that
-        tier's call, see :mod:`steproute._walk_drivers`)."""
-        if plan.fixed is None and isinstance(plan.policy, CascadePolicy) and plan.policy.speculative:
-            return self.decide(plan, request, speculative=True)
-        if getattr(plan.policy, "blocking", False):
-            return await asyncio.to_thread(self.decide, plan, request)
-        return self.decide(plan, request)

@@ -13,9 +13,13 @@ A step with ``max_latency_ms``, or a call whose run metadata carries ``steproute
 the decided tier when its observed p95 fits, else takes the cheapest stronger tier (up to
 ``max_tier``) that fits; under a cascade, a tier is skipped too when its p95 and the next
 tier's together exceed the budget (an escalation could not be absorbed). When no allowed tier
-fits, the fastest is taken. A tier with no observations counts as fitting: with none at all,
-the configured order stands and nothing is said. Every move is on the decision's ``reason``,
-on the ``route`` span (``steproute.latency.moved_from``) and, once, in the log.
+fits, or the budget is 0 or less (a passed deadline), the fastest observed tier is taken. A tier
+with no observations counts as fitting a positive budget: with none at all, the configured order
+stands and nothing is said. A deadline more than a year ahead (milliseconds since the epoch, a
+common mistake) is ignored and said once, as one that is not a number is. Every move is on the decision's ``reason``,
+on the ``route`` span (``steproute.latency.moved_from``) and, once, in the log — said once the
+thread's pin is applied (:meth:`LatencyBook.settle`): a move the pin overrode is not said, and a
+pin that keeps a call on a tier over its budget says so (``..., kept by the pin``).
 
 Example:
     >>> book = LatencyBook(("fast", "strong"))
@@ -34,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from steproute.errors import say_once, shown
@@ -56,6 +60,8 @@ TOTAL = "total"
 """A call's whole time, from the request to the answer's last token."""
 TTFT = "ttft"
 """A stream's time to its first chunk."""
+_YEAR_S = 366 * 86400.0
+"""A deadline further ahead than this is taken for milliseconds since the epoch and ignored."""
 MAX_DEPLOYMENT_WINDOWS = 1024
 """Bound on the per-deployment windows of one router (deployments are the configuration's)."""
 
@@ -147,7 +153,8 @@ class LatencyStat:
 def budget_of(max_latency_ms: float | None, deadline: Any, wall_now: float) -> tuple[float, str] | None:
     """The call's latency budget in ms and how to name it: the step's ``max_latency_ms``, the time
     left before the run's ``deadline`` (seconds since the epoch), whichever is less. ``None``:
-    no budget. Raises ``ValueError`` for a deadline that is not a finite number.
+    no budget. Raises ``ValueError`` (a fixed message, never the value) for a deadline that is not
+    a finite number, or is more than a year ahead (milliseconds since the epoch, by mistake).
 
     Example:
         >>> budget_of(1000, None, 0.0)
@@ -158,7 +165,10 @@ def budget_of(max_latency_ms: float | None, deadline: Any, wall_now: float) -> t
     if deadline is None:
         return None if max_latency_ms is None else (max_latency_ms, f"max_latency_ms {max_latency_ms:g}")
     if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline):
-        raise ValueError("not a finite number")
+        raise ValueError("is not a number of seconds since the epoch; the deadline is ignored")
+    if deadline - wall_now > _YEAR_S:
+        raise ValueError("is more than a year ahead (milliseconds since the epoch?); it is read as seconds since "
+                         "the epoch, so the deadline is ignored")
     left = (deadline - wall_now) * 1000.0
     if max_latency_ms is not None and max_latency_ms <= left:
         return max_latency_ms, f"max_latency_ms {max_latency_ms:g}"
@@ -172,6 +182,11 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
     ``judged``: a cascade (a tier is skipped too when it and the next cannot both fit). Returns
     ``None`` to keep the decided tier, else the tier and the reason's note. Pure.
 
+    The rule: a tier fits when its p95 is at most a positive budget; a tier not observed yet fits
+    any positive budget (it is tried, the configured order standing until it is known). A budget
+    of 0 or less (a passed deadline) leaves no time: nothing fits. When nothing fits, the fastest
+    *observed* candidate is taken (ties: the cheapest), never an unobserved one.
+
     Example:
         >>> choose_tier(("fast", "strong"), {"fast": 300.0, "strong": 900.0}, 1000, "max_latency_ms 1000", judged=True)
         ('strong', "latency: 'fast' p95 300 ms + an escalation to 'strong' p95 900 ms > max_latency_ms 1000, moved to 'strong'")
@@ -179,6 +194,8 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
     skipped: list[str] = []
     for i, tier in enumerate(candidates):
         own = p95.get(tier)
+        if budget_ms <= 0.0:  # no time left: nothing fits, the fastest observed is taken below
+            break
         if own is not None and own > budget_ms:
             skipped.append(f"{tier!r} p95 {own:.0f} ms")
             continue
@@ -192,10 +209,19 @@ def choose_tier(candidates: Sequence[str], p95: Mapping[str, float | None], budg
             return None
         unseen = " (no observations yet)" if own is None else ""
         return tier, f"latency: {', '.join(skipped)} > {label}, moved to {tier!r}{unseen}"
-    fastest = min(candidates, key=lambda t: p95[t] or 0.0)  # every candidate was observed; ties: the cheapest
-    seen = ", ".join(f"{t!r} p95 {p95[t] or 0.0:.0f} ms" for t in candidates)
+    observed = [t for t in candidates if p95.get(t) is not None]
+    if not observed:
+        return None
+    fastest = min(observed, key=lambda t: p95[t] or 0.0)  # ties: the cheapest
+    seen = ", ".join(f"{t!r} p95 {p95[t] or 0.0:.0f} ms" if p95.get(t) is not None else f"{t!r} not observed"
+                     for t in candidates)
     kept = ", kept" if fastest == candidates[0] else ""
-    return fastest, f"latency: no allowed tier fits {label} ({seen}); the fastest is {fastest!r}{kept}"
+    which = "fastest" if len(observed) == len(candidates) else "fastest observed"
+    return fastest, f"latency: no allowed tier fits {label} ({seen}); the {which} is {fastest!r}{kept}"
+
+
+def _label(budget_ms: float, by_deadline: bool) -> str:
+    return f"the run's deadline ({max(budget_ms, 0.0):.0f} ms left)" if by_deadline else f"max_latency_ms {budget_ms:g}"
 
 
 class LatencyBook:
@@ -276,9 +302,10 @@ class LatencyBook:
     def check(self, step: str, tier: str, metadata: Mapping[str, Any] | None, max_latency_ms: float | None,
               high: int, cascade: Sequence[str] | None) -> tuple[str, str] | None:
         """The tier a call of ``step`` decided at ``tier`` moves to for its latency budget, and the
-        reason's note (see :func:`choose_tier`), said once in the log; ``None``: no move (no budget,
-        the tier fits, nothing observed). ``high``: the rank of the step's ``max_tier``;
-        ``cascade``: a cascade step's tiers. Reads the clocks.
+        reason's note (see :func:`choose_tier`); ``None``: no move (no budget, the tier fits,
+        nothing observed). ``high``: the rank of the step's ``max_tier``; ``cascade``: a cascade
+        step's tiers. Reads the clocks. The move is not logged here: the thread's pin may still
+        override it; :meth:`settle` says what the call follows.
 
         Example:
             >>> book = LatencyBook(("fast", "strong"), clock=lambda: 0.0)
@@ -286,22 +313,10 @@ class LatencyBook:
             >>> book.check("answer", "fast", {}, 1000, 1, None)
             ('strong', "latency: 'fast' p95 2300 ms > max_latency_ms 1000, moved to 'strong' (no observations yet)")
         """
-        deadline = metadata.get(DEADLINE_KEY) if metadata else None
-        by_deadline = False
-        if deadline is None:
-            if max_latency_ms is None:
-                return None
-            budget_ms: float = max_latency_ms
-        else:
-            try:
-                budget_ms = budget_of(max_latency_ms, deadline, self.wall_clock())[0]  # type: ignore[index]
-                by_deadline = max_latency_ms is None or budget_ms < max_latency_ms
-            except ValueError:
-                say_once(self, ("latency-deadline", step), f"step {shown(step)}: run metadata {DEADLINE_KEY!r} is not "
-                                                           f"a number of seconds since the epoch; the deadline is ignored")
-                if max_latency_ms is None:
-                    return None
-                budget_ms = max_latency_ms
+        budget = self._budget(step, metadata, max_latency_ms)
+        if budget is None:
+            return None
+        budget_ms, by_deadline = budget
         rank = self._rank.get(tier)
         if rank is None:
             return None
@@ -314,20 +329,65 @@ class LatencyBook:
         key = (budget_ms, by_deadline, *p95.items(), cascade is not None)
         chosen = self._chosen.get(key, self)
         if chosen is self:  # the same budget and observations choose the same: a slow tier's calls pay once
-            label = f"the run's deadline ({max(budget_ms, 0.0):.0f} ms left)" if by_deadline else \
-                f"max_latency_ms {budget_ms:g}"
-            chosen = choose_tier(candidates, p95, budget_ms, label, judged=cascade is not None)
+            chosen = choose_tier(candidates, p95, budget_ms, _label(budget_ms, by_deadline), judged=cascade is not None)
             if len(self._chosen) >= 256:
                 self._chosen.clear()
             self._chosen[key] = chosen
-        if chosen is not None:
-            told = (step, tier, chosen[0])
-            if told not in self._told:  # said once per step and move (the message is built only then)
-                if len(self._told) >= 4096:
-                    self._told.clear()  # say_once still remembers what was said
-                self._told.add(told)
-                say_once(self, ("latency", *told), f"step {shown(step)}: {chosen[1]}")
         return chosen  # type: ignore[no-any-return]
+
+    def _budget(self, step: str, metadata: Mapping[str, Any] | None,
+                max_latency_ms: float | None) -> tuple[float, bool] | None:
+        """The call's budget in ms and whether the run's deadline set it; ``None``: no budget. A
+        deadline that cannot be one is said once (never its value) and ignored."""
+        deadline = metadata.get(DEADLINE_KEY) if metadata else None
+        if deadline is None:
+            return None if max_latency_ms is None else (max_latency_ms, False)
+        try:
+            budget_ms = budget_of(max_latency_ms, deadline, self.wall_clock())[0]  # type: ignore[index]
+        except ValueError as exc:  # the message is fixed text, never the value
+            say_once(self, ("latency-deadline", step, str(exc)),
+                     f"steproute: step {shown(step)}: run metadata {DEADLINE_KEY!r} {exc}")
+            return None if max_latency_ms is None else (max_latency_ms, False)
+        return budget_ms, max_latency_ms is None or budget_ms < max_latency_ms
+
+    def settle(self, decision: Any, note: str | None, metadata: Mapping[str, Any] | None,
+               max_latency_ms: float | None) -> Any:
+        """The decision a call follows (after the thread's pin), with what its latency budget did
+        said: ``note``, :meth:`check`'s move, is logged once only when ``decision`` still carries
+        it (``latency_from``; a pin that kept the call elsewhere overrides it); a pinned decision
+        whose tier's p95 is over the budget gets ``latency: ... kept by the pin`` on its reason,
+        said once too. Returns the decision (a copy when its reason grows).
+
+        Example:
+            >>> from steproute.types import Decision
+            >>> book = LatencyBook(("fast", "strong"), clock=lambda: 0.0)
+            >>> book.observe("fast", "m", TOTAL, 0.3, now=0.0)
+            >>> pinned = Decision("answer", None, "fast", "m", "pin", "pinned to tier 'fast'", pinned=True)
+            >>> book.settle(pinned, None, {}, 200).reason
+            "pinned to tier 'fast'; latency: 'fast' p95 300 ms > max_latency_ms 200, kept by the pin"
+        """
+        step = decision.step
+        if decision.latency_from is not None:
+            if note is not None:
+                self._say((step, decision.latency_from, decision.tier), note)
+            return decision
+        if not decision.pinned or (max_latency_ms is None and not (metadata and DEADLINE_KEY in metadata)):
+            return decision
+        budget = self._budget(step, metadata, max_latency_ms)
+        q = self.quantiles(decision.tier, self.clock()) if budget is not None else None
+        if q is None or q[1] <= budget[0]:  # type: ignore[index]
+            return decision
+        budget_ms, by_deadline = budget  # type: ignore[misc]
+        kept = f"latency: {decision.tier!r} p95 {q[1]:.0f} ms > {_label(budget_ms, by_deadline)}, kept by the pin"
+        self._say((step, decision.tier, "pin"), kept)
+        return replace(decision, reason=f"{decision.reason}; {kept}")
+
+    def _say(self, told: tuple[str, ...], note: str) -> None:
+        if told not in self._told:  # said once per step and move (a set lookup on the usual path)
+            if len(self._told) >= 4096:
+                self._told.clear()  # say_once still remembers what was said
+            self._told.add(told)
+            say_once(self, ("latency", *told), f"steproute: step {shown(told[0])}: {note}")
 
     # -- metrics ---------------------------------------------------------------------------------
 

@@ -148,7 +148,7 @@ class StepRouter:
         guarded = self._planner.pii_decision(plan, request)
         if guarded is not None:  # forced, and never pinned: the conversation's pin is for its ordinary calls
             return guarded, None
-        return self._pins.follow(plan, self._planner.decide(plan, request), request)
+        return self._planner.routed(plan, request, self._pins.follow)  # decide, pin, then say what latency did
 
     async def aroute(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """Async :meth:`route` (the pin store is read with its async API)."""
@@ -158,7 +158,7 @@ class StepRouter:
         guarded = await self._planner.apii_decision(plan, request)
         if guarded is not None:
             return guarded, None
-        return await self._pins.afollow(plan, await self._planner.adecide(plan, request), request)
+        return await self._planner.arouted(plan, request, self._pins.afollow)
 
     # -- calling: plan → route (decide, pin) → budget → walk → record -----------------------
 

@@ -191,7 +191,7 @@ def test_a_slow_tier_moves_the_call_and_the_reason_span_and_log_say_so_once(capl
         assert result.decision.latency_from == "fast"
         assert result.decision.model == "openai/gpt-4.1-mini"
     warnings = [r.getMessage() for r in caplog.records if "latency" in r.getMessage()]
-    assert warnings == [f"step 'answer': {note} (logged once)"]
+    assert warnings == [f"steproute: step 'answer': {note} (logged once)"]
     routes = [s for s in exporter.get_finished_spans() if s.name == "route answer"]
     assert len(routes) == 2
     for span in routes:
@@ -272,7 +272,7 @@ def test_a_deadline_that_is_not_a_number_is_ignored_and_said_once(caplog):
             decision = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: "sk-secret-tomorrow"}))
             assert decision.tier == "standard"  # max_latency_ms still applies
     said = [r.getMessage() for r in caplog.records if DEADLINE_KEY in r.getMessage()]
-    assert said == ["step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
+    assert said == ["steproute: step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
                     "the deadline is ignored (logged once)"]
     assert "sk-secret" not in caplog.text
 
@@ -360,3 +360,98 @@ def test_a_timed_out_deployment_counts_its_time_other_failures_do_not():
     assert book.quantiles("fast", now)[1] >= 30
     assert book.quantiles("standard", now) is None
     assert book.quantiles("strong", now) is not None
+
+
+def test_a_streams_time_is_the_providers_not_the_consumers():
+    """A consumer that takes 100 ms over each chunk (a UI rendering it) does not make the tier
+    look slow: only the time spent waiting for the provider's chunks is counted, sync and async."""
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast"),
+                        transport=FunctionTransport(lambda call: "one two three four five"))
+    book = router._dispatcher.latency
+    chunks = 0
+    for _ in router.stream(StepRequest("a", MESSAGES)):
+        chunks += 1
+        time.sleep(0.1)
+    assert chunks >= 5
+    assert book.quantiles("fast", time.monotonic())[1] < 100
+
+    async def consume() -> None:
+        async for _ in router.astream(StepRequest("a", MESSAGES, hint=Hint(tier="strong"))):
+            await asyncio.sleep(0.1)
+
+    asyncio.run(consume())
+    assert book.quantiles("strong", time.monotonic())[1] < 100
+    assert book.quantiles("strong", time.monotonic(), kind=TTFT) is not None
+
+
+def test_no_time_left_takes_the_fastest_observed_tier_never_an_unobserved_one():
+    """An unobserved tier counts as fitting only a positive budget: with no time left (or when no
+    tier fits), the fastest tier seen is taken, not the untried (and most expensive) one."""
+    tiers = ("fast", "standard", "strong")
+    left = "the run's deadline (0 ms left)"
+    for budget in (0.0, -5000.0):
+        assert choose_tier(tiers, {"fast": 301.0, "standard": 1.0, "strong": None}, budget, left, judged=False) == (
+            "standard", f"latency: no allowed tier fits {left} ('fast' p95 301 ms, 'standard' p95 1 ms, "
+                        "'strong' not observed); the fastest observed is 'standard'")
+    assert choose_tier(tiers, {"fast": 0.0, "standard": None, "strong": None}, 0.0, left, judged=False) == (
+        "fast", f"latency: no allowed tier fits {left} ('fast' p95 0 ms, 'standard' not observed, "
+                "'strong' not observed); the fastest observed is 'fast', kept")
+    # a positive budget: the unobserved tier is tried (the configured order, until it is known)
+    assert choose_tier(tiers, {"fast": 301.0, "standard": 1.0, "strong": None}, 0.5, LIMIT, judged=False)[0] == "strong"
+    router, book, clock = router_with({})
+    book.wall_clock = lambda: 5000.0
+    seen(book, clock, fast=301, standard=1)
+    late = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: 4995.0}))
+    assert (late.tier, late.latency_from) == ("standard", "fast")
+
+
+def test_a_deadline_in_milliseconds_is_ignored_and_said_once(caplog):
+    """``time.time() * 1000 + 100`` (milliseconds, a common mistake) reads as ~50,000 years ahead:
+    it is ignored and said once, without its value."""
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 1000}})
+    book.wall_clock = lambda: 1_700_000_000.0
+    seen(book, clock, fast=2000)
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for _ in range(2):
+            decision = router.decide(StepRequest("answer", MESSAGES, metadata={DEADLINE_KEY: 1_700_000_000_100.0}))
+            assert decision.tier == "standard"   # max_latency_ms still applies
+            assert "deadline" not in decision.reason
+    said = [r.getMessage() for r in caplog.records if DEADLINE_KEY in r.getMessage()]
+    assert said == ["steproute: step 'answer': run metadata 'steproute_deadline' is more than a year ahead "
+                    "(milliseconds since the epoch?); it is read as seconds since the epoch, so the deadline is "
+                    "ignored (logged once)"]
+    assert "1700000000100" not in caplog.text
+    assert budget_of(None, 1000.0 + 300 * 86400, 1000.0) is not None     # under a year ahead is a deadline
+    with pytest.raises(ValueError):
+        budget_of(None, 1000.0 + 400 * 86400, 1000.0)
+
+
+def test_a_pin_that_keeps_the_call_is_what_the_reason_and_the_log_say(caplog):
+    """The latency check decides before the thread's pin: a move the pin overrides is not said
+    (the call did not move); a pin that keeps the call on a tier over the budget is, on the
+    reason and once in the log. A move the decision followed is said, with the steproute prefix."""
+    router, book, clock = router_with({"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 200}})
+    note = "latency: 'fast' p95 251 ms > max_latency_ms 200"
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        router.route(StepRequest("answer", MESSAGES, thread="t1"))          # pinned at 'fast', nothing observed
+        seen(book, clock, fast=251)
+        for _ in range(2):
+            kept, _ = router.route(StepRequest("answer", MESSAGES, thread="t1"))
+            assert (kept.tier, kept.pinned, kept.latency_from) == ("fast", True, None)
+            assert kept.reason.startswith("pinned to tier 'fast' (sticky")
+            assert kept.reason.endswith(f"; {note}, kept by the pin")
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [f"steproute: step 'answer': {note}, kept by the pin (logged once)"]
+        caplog.clear()
+        moved, _ = asyncio.run(router.aroute(StepRequest("answer", MESSAGES, thread="t2")))
+        assert (moved.tier, moved.latency_from) == ("standard", "fast")
+        assert [r.getMessage() for r in caplog.records] == [
+            f"steproute: step 'answer': {note}, moved to 'standard' (no observations yet) (logged once)"]
+        caplog.clear()
+        seen(book, clock, standard=303)             # the pin on 'standard' keeps t2 there, over the budget too
+        again, _ = asyncio.run(router.aroute(StepRequest("answer", MESSAGES, thread="t2")))
+        assert (again.tier, again.pinned, again.latency_from) == ("standard", True, None)
+        assert again.reason.endswith("; latency: 'standard' p95 303 ms > max_latency_ms 200, kept by the pin")
+        assert [r.getMessage() for r in caplog.records] == [
+            "steproute: step 'answer': latency: 'standard' p95 303 ms > max_latency_ms 200, kept by the pin (logged once)"]
+    assert all("moved to 'strong'" not in r.getMessage() for r in caplog.records)
