@@ -63,21 +63,10 @@ class CapabilityGate:
         Raises:
             CapabilityError: no tier the call may use can serve it (the record is closed as failed).
         """
-        needs = needs_of(request.messages, params)
-        if self.filter.trivial(needs):
+        judged = self._judge(plan, request, decision, params)
+        if judged is None:
             return decision, None
-        start = self._rank[decision.tier]
-        fixed = plan.fixed is not None or decision.guard is not None
-        end = start + 1 if fixed else max(plan.high, start) + 1
-        if self.filter.windows_fit(needs):  # the verdict depends on the kinds of need only: made once per kind
-            key = (start, end, needs.vision, needs.audio, needs.tools, needs.response_schema)
-            verdict = self._verdicts.get(key)
-            if verdict is None:
-                verdict = self._verdicts[key] = self._verdict(self._tiers[start:end], needs)
-        else:
-            verdict = self._verdict(self._tiers[start:end], needs)
-        if verdict is None:
-            return decision, None
+        needs, start, end, fixed, verdict = judged
         record.annotate(verdict.attributes)
         if verdict.chosen is None:
             capability = verdict.skipped[decision.tier]
@@ -92,6 +81,35 @@ class CapabilityGate:
                 f"steproute: step {shown(request.step)}: {verdict.moved}; the call went to tier {verdict.chosen!r}"))
         return (replace(decision, tier=verdict.chosen, model=verdict.model, reason=decision.reason + verdict.reason),
                 verdict.capable)
+
+    def target(self, plan: StepPlan, request: StepRequest, decision: Decision,
+               params: Mapping[str, Any]) -> tuple[str, int]:
+        """The tier :meth:`admit` will send the call to and the position of its first deployment
+        that can serve it, without booking anything: the budget reserves at it."""
+        judged = self._judge(plan, request, decision, params)
+        verdict = None if judged is None else judged[4]
+        if verdict is None or verdict.chosen is None:
+            return decision.tier, 0
+        subset = verdict.capable.subsets.get(verdict.chosen) if verdict.capable is not None else None
+        return verdict.chosen, subset[0] if subset else 0
+
+    def _judge(self, plan: StepPlan, request: StepRequest, decision: Decision, params: Mapping[str, Any],
+               ) -> tuple[Needs, int, int, bool | str, _Verdict] | None:
+        """What the call needs, the tiers it may use (``start:end``), what fixed its tier, the verdict."""
+        needs = needs_of(request.messages, params)
+        if self.filter.trivial(needs):
+            return None
+        start = self._rank[decision.tier]
+        fixed = _fixed_by(plan, decision)
+        end = start + 1 if fixed else max(plan.high, start) + 1
+        if self.filter.windows_fit(needs):  # the verdict depends on the kinds of need only: made once per kind
+            key = (start, end, needs.vision, needs.audio, needs.tools, needs.response_schema)
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict = self._verdicts[key] = self._verdict(self._tiers[start:end], needs)
+        else:
+            verdict = self._verdict(self._tiers[start:end], needs)
+        return None if verdict is None else (needs, start, end, fixed, verdict)
 
     def _say(self, key: tuple[str, ...], message: Callable[[], str]) -> None:
         if key not in self._said:  # the usual case, a set lookup; say_once keeps it once across threads
@@ -130,6 +148,16 @@ class CapabilityGate:
             reason += f"; {phrase(capability, needs)}: skipped {models} of {chosen!r}"
         model = deployments[subsets[chosen][0]].model if chosen in subsets else deployments[0].model
         return _Verdict(attributes, skipped, chosen, model, reason, moved, Capable(frozenset(skipped), subsets))
+
+
+def _fixed_by(plan: StepPlan, decision: Decision) -> str:
+    """What fixed the call's tier ('' when nothing did): a tier hint, the PII guard, a budget cap."""
+    if plan.fixed is not None:
+        return "a `tier` hint"
+    guard = decision.guard or ""
+    if not guard:
+        return ""
+    return {"pii": "the PII guard", "budget": "a budget cap"}.get(guard.split(":")[0], f"the guard {guard!r}")
 
 
 @dataclass(frozen=True)

@@ -71,14 +71,16 @@ class CapabilityError(StepRouteError, RuntimeError):
         step 'describe' needs vision: no deployment of the tiers it may use ('fast', 'standard') has it
     """
 
-    def __init__(self, step: str, capability: str, tiers: Sequence[str], need: str, *, fixed: bool = False) -> None:
+    def __init__(self, step: str, capability: str, tiers: Sequence[str], need: str, *, fixed: bool | str = False) -> None:
         self.step = step
         self.capability = capability
         """One of :data:`CAPABILITIES`: what the first tier checked lacks."""
         self.tiers: tuple[str, ...] = tuple(tiers)
         """The tiers checked, weakest first: the decided tier up to the step's ``max_tier``."""
         where = ", ".join(repr(t) for t in self.tiers)
-        why = " (its tier is fixed by a hint or a guard)" if fixed else ""
+        # fixed: what fixed the tier ("a `tier` hint", "the PII guard", "a budget cap"); True: unnamed
+        by = fixed if isinstance(fixed, str) else "a hint or a guard"
+        why = f" (its tier is fixed by {by})" if fixed else ""
         super().__init__(f"step {shown(step)} {need}: no deployment of the tiers it may use ({where}) has it{why}")
 
 

