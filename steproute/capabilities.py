@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,11 @@ _AUDIO_PARTS = frozenset({"input_audio", "audio"})
 _MESSAGE_TOKENS = 4
 """Tokens a message costs besides its text (role and separators), as OpenAI's chat format counts."""
 COUNT_CHARS = 16_384
-"""Text up to this many characters is counted whole; longer text from a sample of this size."""
+"""Text up to this many characters is counted whole; longer text from a sample of this size,
+taken in :data:`_SLICES` slices spread evenly over it (the first and the last among them)."""
+_SLICES = 8
+_SAFE_BYTES_PER_TOKEN = 5
+"""A sampled estimate is never below the text's UTF-8 bytes / 5 (English runs about 4 a token)."""
 BYTES_PER_TOKEN = 8
 """A token of ordinary text or code carries fewer bytes than this (English: about 4), so a text
 of more than ``window × 8`` bytes cannot fit ``window``: decided without counting."""
@@ -146,12 +151,14 @@ class Needs:
     """What one call needs. The input tokens are counted at most once, and only when their cheap
     bound does not fit a window (:meth:`fits`)."""
 
-    __slots__ = ("_messages", "audio", "bound", "counted", "images", "output_tokens", "response_schema", "tools",
+    __slots__ = ("_extra", "_messages", "audio", "bound", "counted", "images", "output_tokens", "response_schema", "tools",
                  "vision")
 
     def __init__(self, messages: Sequence[Mapping[str, Any]], vision: bool, audio: bool, tools: bool,
-                 response_schema: bool, output_tokens: int, bound: int, images: int) -> None:
+                 response_schema: bool, output_tokens: int, bound: int, images: int, extra: str = "") -> None:
         self._messages = messages
+        self._extra = extra
+        """The ``tools`` schemas, as JSON: counted with the messages."""
         self.vision, self.audio, self.tools, self.response_schema = vision, audio, tools, response_schema
         self.output_tokens = output_tokens
         """``max_tokens`` asked (0: none)."""
@@ -177,21 +184,22 @@ class Needs:
 
     def input_tokens(self) -> int:
         """The input tokens, counted (once) with LiteLLM's tokenizer; images at a fixed estimate.
-        Text over :data:`COUNT_CHARS` characters is estimated from its first and last
-        ``COUNT_CHARS // 2`` (tokens a byte there, times its bytes), so a count stays a few
-        milliseconds however long the conversation."""
+        Text over :data:`COUNT_CHARS` characters is estimated from :data:`_SLICES` slices spread
+        evenly over it (tokens a byte there, times its bytes), and never below its bytes / 5, so a
+        count stays a few milliseconds however long the conversation. The text is the messages'
+        content, their tool calls' arguments and the ``tools`` schemas."""
         if self.counted is None:
-            texts = [_text(m.get("content")) for m in self._messages]
+            texts = [_text(m) for m in self._messages]
             overhead = _MESSAGE_TOKENS * len(texts) + 3 + _IMAGE_TOKENS * self.images
-            text = "\n".join(texts)
-            half = COUNT_CHARS // 2
-            sample = text if len(text) <= COUNT_CHARS else text[:half] + text[-half:]
+            text = "\n".join([*texts, self._extra] if self._extra else texts)
+            sample = text if len(text) <= COUNT_CHARS else _sample(text)
             try:
                 counted = int(litellm().token_counter(text=sample, count_response_tokens=True))
             except Exception:  # text LiteLLM cannot count: about 3 characters a token
                 counted = len(sample) // 3 + 1
             if sample is not text:
-                counted = -(-counted * _size(text) // max(_size(sample), 1))
+                size = _size(text)
+                counted = max(-(-counted * size // max(_size(sample), 1)), size // _SAFE_BYTES_PER_TOKEN)
             self.counted = counted + overhead
         return self.counted
 
@@ -200,12 +208,43 @@ class Needs:
         return (self.counted if self.counted is not None else self.bound // BYTES_PER_TOKEN) + self.output_tokens
 
 
-def _text(content: Any) -> str:
+def _text(message: Mapping[str, Any]) -> str:
+    """A message's text: its content's, and its tool calls' arguments."""
+    content = message.get("content")
     if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        return "\n".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-    return ""
+        text = content
+    elif isinstance(content, Sequence):
+        text = "\n".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    else:
+        text = ""
+    arguments = _arguments(message)
+    return f"{text}\n{arguments}" if arguments else text
+
+
+def _arguments(message: Mapping[str, Any]) -> str:
+    """The arguments of a message's tool calls (and legacy ``function_call``), joined."""
+    calls = message.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if isinstance(calls, Sequence) else []
+    functions.append(message.get("function_call"))
+    found = [f.get("arguments") for f in functions if isinstance(f, Mapping)]
+    return "\n".join(a for a in found if isinstance(a, str))
+
+
+def _sample(text: str) -> str:
+    """:data:`COUNT_CHARS` characters of ``text`` in :data:`_SLICES` slices spread evenly over it."""
+    width = COUNT_CHARS // _SLICES
+    step = (len(text) - width) / (_SLICES - 1)
+    return "".join(text[int(i * step):int(i * step) + width] for i in range(_SLICES))
+
+
+def _tools_text(tools: Any) -> str:
+    """The ``tools`` schemas as sent (JSON), for the window ('' when they are not plain data)."""
+    if not tools:
+        return ""
+    try:
+        return json.dumps(tools, default=str)
+    except (TypeError, ValueError):
+        return ""
 
 
 def _size(text: str) -> int:
@@ -218,14 +257,14 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
     Example:
         >>> needs = needs_of([{"role": "user", "content": "hi"}], {"tools": [{"type": "function"}], "max_tokens": 50})
         >>> needs.tools, needs.vision, needs.output_tokens, needs.bound
-        (True, False, 50, 6)
+        (True, False, 50, 28)
     """
     vision = audio = False
     images = 0
     bound = 0
     for message in messages:
         content = message.get("content")
-        bound += _MESSAGE_TOKENS
+        bound += _MESSAGE_TOKENS + _size(_arguments(message))
         if isinstance(content, str):
             bound += _size(content)
         elif isinstance(content, Sequence):
@@ -242,12 +281,14 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
                 if isinstance(text, str):
                     bound += _size(text)
     tools = bool(params.get("tools")) and params.get("tool_choice") != "none"
+    extra = _tools_text(params.get("tools"))
     response_format = params.get("response_format")
     schema = isinstance(response_format, type) or (
         isinstance(response_format, Mapping) and response_format.get("type") == "json_schema")
     output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
     output = output if isinstance(output, int) and output > 0 else 0
-    return Needs(messages, vision, audio, tools, schema, output, bound + _IMAGE_TOKENS * images, images)
+    return Needs(messages, vision, audio, tools, schema, output, bound + _IMAGE_TOKENS * images + _size(extra),
+                 images, extra)
 
 
 def missing(facts: Facts, needs: Needs, *, emulated: bool) -> str | None:

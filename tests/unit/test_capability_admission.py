@@ -70,3 +70,43 @@ def test_a_capability_move_within_the_budget_reserves_at_the_moved_tier():
     result = router.complete(StepRequest("s", IMAGE, tenant="acme"), max_tokens=100)
     assert result.decision.tier == "advanced"
     assert [c.tier for c in calls] == ["advanced"]
+
+
+# -- the window estimate -------------------------------------------------------------------------
+
+WINDOW_TIERS = {"fast": {"models": ["openai/gpt-3.5-turbo"]}, "strong": {"models": ["openai/gpt-4o"]}}
+
+
+def test_tool_call_arguments_count_toward_the_window():
+    import json
+    body = "def f(x):\n    return x * 2  # a line of generated code\n" * 1200
+    messages = [{"role": "user", "content": "write the module"},
+                {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+                    "name": "write_file", "arguments": json.dumps({"path": "m.py", "text": body})}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    router = StepRouter(RouterConfig(tiers=WINDOW_TIERS, default="fast"), transport=FunctionTransport(lambda c: "ok"))
+    result = router.complete(StepRequest("s", messages))  # ~22.9k tokens: over gpt-3.5-turbo's 16,385
+    assert result.decision.tier == "strong"
+    assert "context window" in result.decision.reason
+
+
+def test_tool_schemas_count_toward_the_window():
+    from steproute.capabilities import needs_of
+    tool = {"type": "function", "function": {"name": "f", "description": "x" * 4000, "parameters": {}}}
+    plain = needs_of([{"role": "user", "content": "hi"}], {})
+    with_tools = needs_of([{"role": "user", "content": "hi"}], {"tools": [tool]})
+    assert with_tools.bound >= plain.bound + 4000
+    assert with_tools.input_tokens() >= plain.input_tokens() + 4000 // 8
+
+
+def test_long_mixed_text_is_not_undercounted_by_its_ends():
+    import os
+
+    import litellm
+    from steproute.capabilities import needs_of
+    english = ("The quick brown fox jumps over the lazy dog while the committee deliberates. " * 120)[:8192]
+    messages = [{"role": "user", "content": english},
+                {"role": "tool", "tool_call_id": "c", "content": os.urandom(20000).hex()},
+                {"role": "user", "content": english}]
+    real = litellm.token_counter(model="gpt-3.5-turbo", messages=messages)
+    assert needs_of(messages, {}).input_tokens() >= real * 0.85
