@@ -77,7 +77,8 @@ class CapabilityGate:
             record.failed(error)
             raise error
         if verdict.moved:
-            self._say(("moved", request.step, decision.tier, verdict.chosen), lambda: (
+            needed = ",".join(dict.fromkeys(verdict.skipped.values()))  # once per step, tiers and capability
+            self._say(("moved", request.step, decision.tier, verdict.chosen, needed), lambda: (
                 f"steproute: step {shown(request.step)}: {verdict.moved}; the call went to tier {verdict.chosen!r}"))
         return (replace(decision, tier=verdict.chosen, model=verdict.model, reason=decision.reason + verdict.reason),
                 verdict.capable)

@@ -110,3 +110,18 @@ def test_long_mixed_text_is_not_undercounted_by_its_ends():
                 {"role": "user", "content": english}]
     real = litellm.token_counter(model="gpt-3.5-turbo", messages=messages)
     assert needs_of(messages, {}).input_tokens() >= real * 0.85
+
+
+def test_moves_of_one_step_for_different_capabilities_are_each_logged_once(caplog):
+    tiers = {"fast": {"models": [{"model": "openai/gpt-4o-mini", "capabilities": {"tools": False, "max_input_tokens": 1000}}]},
+             "strong": {"models": ["openai/gpt-4o"]}}
+    router = StepRouter(RouterConfig(tiers=tiers, default="fast"), transport=FunctionTransport(lambda c: "ok"))
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
+    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 200} for i in range(10)]
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for _ in range(2):
+            router.complete(StepRequest("s", [{"role": "user", "content": "hi"}]), tools=[tool])
+            router.complete(StepRequest("s", long))
+    moves = [r.getMessage() for r in caplog.records if "the call went to tier" in r.getMessage()]
+    assert len(moves) == 2
+    assert any("function calling" in m for m in moves) and any("context window" in m for m in moves)
