@@ -16,6 +16,7 @@ from steproute.capabilities import CapabilityError, Needs, filter_of, needs_of, 
 from steproute.config import RouterConfig
 from steproute.dispatch import Dispatcher
 from steproute.errors import say_once, shown
+from steproute.latency import DEADLINE_KEY, budget_of, choose_tier
 from steproute.telemetry import CAPABILITY_NEEDS, CAPABILITY_SKIPPED
 from steproute.tier_client import TierClient
 from steproute.types import Decision, StepRequest
@@ -80,8 +81,37 @@ class CapabilityGate:
             needed = ",".join(dict.fromkeys(verdict.skipped.values()))  # once per step, tiers and capability
             self._say(("moved", request.step, decision.tier, verdict.chosen, needed), lambda: (
                 f"steproute: step {shown(request.step)}: {verdict.moved}; the call went to tier {verdict.chosen!r}"))
-        return (replace(decision, tier=verdict.chosen, model=verdict.model, reason=decision.reason + verdict.reason),
-                verdict.capable)
+        chosen, model, reason = verdict.chosen, verdict.model, decision.reason + verdict.reason
+        timed = self._in_time(plan, request, verdict, end) if verdict.moved else None
+        if timed is not None:  # the tier moved to is too slow for the step's latency budget
+            chosen, note = timed
+            subset = verdict.capable.subsets.get(chosen) if verdict.capable is not None else None
+            model = self._dispatcher.deployments(chosen)[subset[0] if subset else 0].model
+            reason += f"; {note}"
+            self._say(("capability-latency", request.step, verdict.chosen, chosen),
+                      lambda: f"steproute: step {shown(request.step)}: after the capability move, {note}")
+        return replace(decision, tier=chosen, model=model, reason=reason), verdict.capable
+
+    def _in_time(self, plan: StepPlan, request: StepRequest, verdict: _Verdict, end: int) -> tuple[str, str] | None:
+        """After a move: the cheapest capable tier whose observed p95 fits the step's latency
+        budget, else the fastest, and the reason's note (``None``: the tier moved to fits, or no budget)."""
+        deadline = request.metadata.get(DEADLINE_KEY) if request.metadata else None
+        if plan.max_latency_ms is None and deadline is None or verdict.chosen is None:
+            return None
+        book = self._dispatcher.latency
+        try:
+            budget = budget_of(plan.max_latency_ms, deadline, book.wall_clock())
+        except ValueError:  # the decision's latency check has said the deadline is ignored
+            budget = budget_of(plan.max_latency_ms, None, 0.0)
+        if budget is None:
+            return None
+        candidates = tuple(t for t in self._tiers[self._rank[verdict.chosen]:end] if t not in verdict.skipped)
+        now = book.clock()
+        p95 = {t: (q[1] if (q := book.quantiles(t, now)) is not None else None) for t in candidates}
+        own = p95[verdict.chosen]
+        if own is None or own <= budget[0]:
+            return None
+        return choose_tier(candidates, p95, budget[0], budget[1], judged=False)
 
     def target(self, plan: StepPlan, request: StepRequest, decision: Decision,
                params: Mapping[str, Any]) -> tuple[str, int]:
@@ -91,8 +121,10 @@ class CapabilityGate:
         verdict = None if judged is None else judged[4]
         if verdict is None or verdict.chosen is None:
             return decision.tier, 0
-        subset = verdict.capable.subsets.get(verdict.chosen) if verdict.capable is not None else None
-        return verdict.chosen, subset[0] if subset else 0
+        timed = self._in_time(plan, request, verdict, judged[2]) if verdict.moved else None
+        chosen = verdict.chosen if timed is None else timed[0]
+        subset = verdict.capable.subsets.get(chosen) if verdict.capable is not None else None
+        return chosen, subset[0] if subset else 0
 
     def _judge(self, plan: StepPlan, request: StepRequest, decision: Decision, params: Mapping[str, Any],
                ) -> tuple[Needs, int, int, bool | str, _Verdict] | None:

@@ -125,3 +125,37 @@ def test_moves_of_one_step_for_different_capabilities_are_each_logged_once(caplo
     moves = [r.getMessage() for r in caplog.records if "the call went to tier" in r.getMessage()]
     assert len(moves) == 2
     assert any("function calling" in m for m in moves) and any("context window" in m for m in moves)
+
+
+# -- a capability move and the step's latency budget ------------------------------------------------
+
+THREE = {"fast": {"models": ["openai/gpt-3.5-turbo"]}, "standard": {"models": ["openai/gpt-4o-mini"]},
+         "advanced": {"models": ["openai/gpt-4o"]}}
+
+
+def latency_router(standard_s: float, advanced_s: float) -> StepRouter:
+    from steproute.latency import TOTAL
+    router = StepRouter(RouterConfig(tiers=THREE, default="fast",
+                                     steps={"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 200}}),
+                        transport=FunctionTransport(lambda c: "ok"))
+    book = router._dispatcher.latency
+    for _ in range(5):
+        book.observe("standard", "openai/gpt-4o-mini", TOTAL, standard_s, now=book.clock())
+        book.observe("advanced", "openai/gpt-4o", TOTAL, advanced_s, now=book.clock())
+    return router
+
+
+def test_a_capability_move_prefers_the_cheapest_capable_tier_that_fits_the_latency_budget(caplog):
+    router = latency_router(0.3, 0.05)  # standard p95 300 ms > 200 ms; advanced 50 ms fits
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        result = router.complete(StepRequest("answer", IMAGE))
+    assert result.decision.tier == "advanced"
+    assert "needs vision" in result.decision.reason and "latency" in result.decision.reason
+    assert any("latency" in r.getMessage() for r in caplog.records)
+
+
+def test_a_capability_move_says_when_no_capable_tier_fits_the_latency_budget():
+    router = latency_router(0.3, 0.5)
+    result = router.complete(StepRequest("answer", IMAGE))
+    assert result.decision.tier == "standard"  # the fastest capable tier
+    assert "no allowed tier fits max_latency_ms 200" in result.decision.reason
