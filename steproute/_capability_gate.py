@@ -49,11 +49,12 @@ class CapabilityGate:
         self._said: set[tuple[str, ...]] = set()
         self.filter = filter_of(config)
         for name, tier in config.tiers.items():
-            for i, (model, fact) in enumerate(zip(tier.models, self.filter.facts[name], strict=True)):
-                if not fact.known and fact.unknown:
+            for i, model in enumerate(tier.models):
+                unknown = self.filter.unknown(name, i)
+                if unknown:
                     said = f"tiers.{name}.models[{i}]" if model.model_from_env else model.model
                     say_once(self, ("capabilities", said),
-                             f"steproute: LiteLLM has no model information for {said}: its {', '.join(fact.unknown)} "
+                             f"steproute: LiteLLM has no model information for {said}: its {', '.join(unknown)} "
                              f"are unknown and counted as capable; say what it can serve with capabilities: "
                              f"on tiers.{name}.models[{i}]")
 

@@ -347,6 +347,21 @@ class CapabilityFilter:
         smallest window of all (the usual call: checked in a few comparisons)."""
         return not needs.special and self.windows_fit(needs)
 
+    def unknown(self, tier: str, index: int) -> tuple[str, ...]:
+        """The facts of deployment ``index`` of ``tier`` nobody gave (LiteLLM has no information
+        on its model, nor the configuration); on a ``json`` tier, tools and response schemas are
+        emulated and not among them.
+
+        Example:
+            >>> CapabilityFilter({"fast": [Facts(vision=False)]}, ("fast",)).unknown("fast", 0)
+            ('audio', 'max_input_tokens', 'max_output_tokens')
+        """
+        fact = self.facts[tier][index]
+        if fact.known:
+            return ()
+        emulated = ("tools", "response_schema") if tier in self._emulated else ()
+        return tuple(n for n in fact.unknown if n not in emulated)
+
     def tiers_having(self, capability: str) -> tuple[str, ...]:
         """The tiers with a deployment that may have ``capability`` (``vision``, ``audio``,
         ``tools``, ``response_schema``): known to, or not known not to; a ``json`` tier emulates

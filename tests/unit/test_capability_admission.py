@@ -159,3 +159,37 @@ def test_a_capability_move_says_when_no_capable_tier_fits_the_latency_budget():
     result = router.complete(StepRequest("answer", IMAGE))
     assert result.decision.tier == "standard"  # the fastest capable tier
     assert "no allowed tier fits max_latency_ms 200" in result.decision.reason
+
+
+# -- tool_calling: json tiers and what steproute check says -----------------------------------------
+
+
+def test_a_json_tier_does_not_warn_that_tools_or_schemas_are_unknown(caplog):
+    tiers = {"fast": {"tool_calling": "json", "models": [
+        {"model": "openai/smollm2-135m", "api_base": "http://127.0.0.1:1/v1", "api_key": "local",
+         "capabilities": {"vision": False, "audio": False, "max_input_tokens": 8192, "max_output_tokens": 2048}}]},
+        "strong": {"models": ["openai/gpt-4o"]}}
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        StepRouter(RouterConfig(tiers=tiers, default="fast"), transport=FunctionTransport(lambda c: "ok"))
+    assert not [r for r in caplog.records if "no model information" in r.getMessage()]
+
+
+def test_check_says_in_one_line_which_facts_are_unknown(tmp_path):
+    from steproute.config_check import check_file
+    path = tmp_path / "local.yaml"
+    path.write_text("tiers:\n  fast:\n    tool_calling: json\n    models: [{model: openai/my-local, api_base: "
+                    "'http://127.0.0.1:1/v1', api_key: local}]\n  strong: {models: [openai/gpt-4o]}\ndefault: fast\n")
+    report = check_file(path)
+    unknown = [w for w in report.warnings if "no model information" in w.message]
+    assert [w.path for w in unknown] == ["tiers.fast.models[0]"]
+    assert "vision" in unknown[0].message and "tools" not in unknown[0].message
+
+
+def test_check_names_the_tiers_that_have_a_capability_in_plain_grammar(tmp_path):
+    from steproute.config_check import check_file
+    path = tmp_path / "caps.yaml"
+    path.write_text("tiers:\n  fast:\n    models: [{model: openai/gpt-3.5-turbo}]\n"
+                    "  mid: {models: [openai/gpt-4o-mini]}\n  strong: {models: [openai/gpt-4o]}\n"
+                    "default: fast\nsteps:\n  act: {policy: fixed, tier: fast, max_tier: fast}\n")
+    messages = [w.message for w in check_file(path).warnings if "vision" in w.message]
+    assert messages and messages[0].endswith("(tiers 'mid', 'strong' have it)")
