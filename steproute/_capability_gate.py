@@ -150,6 +150,16 @@ class CapabilityGate:
             self._said.add(key)
             say_once(self, key, message())
 
+    def _lacks(self, capability: str, tiers: list[str], needs: Needs) -> str:
+        """Why ``tiers`` cannot serve the call, for the reason: ``needs vision: no deployment of
+        'fast' has it``, ``max_tokens 20000 exceeds max_output_tokens of 'fast' (4096)``."""
+        if capability != "output":
+            return f"{phrase(capability, needs)}: no deployment of {' or '.join(map(repr, tiers))} has it"
+        facts = [(t, self.filter.facts[t]) for t in tiers]
+        asked = needs.output_tokens or max(f.default_output or 0 for _, fs in facts for f in fs)
+        limits = ", ".join(f"{t!r} ({max(f.max_output_tokens or 0 for f in fs)})" for t, fs in facts)
+        return f"max_tokens {asked} exceeds max_output_tokens of {limits}"
+
     def _verdict(self, candidates: tuple[str, ...], needs: Needs) -> _Verdict | None:
         """Which of ``candidates`` (the decided tier first) can serve ``needs`` (``None``: all of them, whole)."""
         skipped: dict[str, str] = {}
@@ -171,9 +181,9 @@ class CapabilityGate:
         reason = moved = ""
         by_need: dict[str, list[str]] = {}
         for tier in candidates[:candidates.index(chosen)]:
-            by_need.setdefault(skipped[tier], []).append(repr(tier))
+            by_need.setdefault(skipped[tier], []).append(tier)
         if by_need:
-            moved = "; ".join(f"{phrase(c, needs)}: no deployment of {' or '.join(ts)} has it" for c, ts in by_need.items())
+            moved = "; ".join(self._lacks(c, ts, needs) for c, ts in by_need.items())
             reason = f"; {moved}; tier {chosen!r}"
         deployments = self._dispatcher.deployments(chosen)
         lacking_here = partial.get(chosen, ())

@@ -40,6 +40,7 @@ from steproute.config import DeploymentConfig, RouterConfig
 from steproute.errors import StepRouteError, shown
 
 __all__ = ["BYTES_PER_TOKEN", "CAPABILITIES", "COUNT_CHARS", "CapabilityError", "CapabilityFilter", "Facts", "Needs", "facts_of",
+           "tokens_of",
            "filter_of", "missing", "needs_of", "phrase"]
 
 logger = logging.getLogger("steproute")
@@ -101,6 +102,9 @@ class Facts:
     max_output_tokens: int | None = None
     known: bool = False
     """LiteLLM's map knows the model (its missing ``supports_*`` keys then mean "no")."""
+    default_output: int | None = None
+    """The deployment's own ``max_tokens`` (its configuration's LiteLLM parameters): what a call
+    that sets none asks of it."""
 
     @property
     def unknown(self) -> tuple[str, ...]:
@@ -138,7 +142,25 @@ def facts_of(deployment: DeploymentConfig) -> Facts:
     override = deployment.capabilities
     if override is not None:
         facts.update({k: v for k, v in override.model_dump().items() if v is not None})
-    return Facts(**facts, known=known)
+    extra = deployment.__pydantic_extra__ or {}
+    own = tokens_of(extra.get("max_tokens")) or tokens_of(extra.get("max_completion_tokens"))
+    return Facts(**facts, known=known, default_output=own or None)
+
+
+def tokens_of(value: Any) -> int:
+    """A ``max_tokens`` value as a number of tokens (``"8000"`` too); 0: none, or not a number.
+
+    Example:
+        >>> tokens_of("8000"), tokens_of(512), tokens_of(None), tokens_of("lots"), tokens_of(True)
+        (8000, 512, 0, 0, 0)
+    """
+    if isinstance(value, bool) or value is None:
+        return 0
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return max(number, 0)
 
 
 def filter_of(config: RouterConfig) -> CapabilityFilter:
@@ -173,14 +195,16 @@ class Needs:
         """The call needs more than a window: an image, audio, tools or a response schema."""
         return self.vision or self.audio or self.tools or self.response_schema
 
-    def fits(self, window: int) -> bool:
-        """Whether the input and ``max_tokens`` fit ``window`` tokens: the bounds decide when they
-        can (at most one token a byte; at least one per :data:`BYTES_PER_TOKEN` bytes), else the count."""
-        if self.bound + self.output_tokens <= window:
+    def fits(self, window: int, output: int | None = None) -> bool:
+        """Whether the input and ``max_tokens`` (``output``: this many instead) fit ``window``
+        tokens: the bounds decide when they can (at most one token a byte; at least one per
+        :data:`BYTES_PER_TOKEN` bytes), else the count."""
+        out = self.output_tokens if output is None else output
+        if self.bound + out <= window:
             return True
-        if self.counted is None and self.bound // BYTES_PER_TOKEN + self.output_tokens > window:
+        if self.counted is None and self.bound // BYTES_PER_TOKEN + out > window:
             return False
-        return self.input_tokens() + self.output_tokens <= window
+        return self.input_tokens() + out <= window
 
     def input_tokens(self) -> int:
         """The input tokens, counted (once) with LiteLLM's tokenizer; images at a fixed estimate.
@@ -285,8 +309,7 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
     response_format = params.get("response_format")
     schema = isinstance(response_format, type) or (
         isinstance(response_format, Mapping) and response_format.get("type") == "json_schema")
-    output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
-    output = output if isinstance(output, int) and output > 0 else 0
+    output = tokens_of(params.get("max_tokens")) or tokens_of(params.get("max_completion_tokens"))
     return Needs(messages, vision, audio, tools, schema, output, bound + _IMAGE_TOKENS * images + _size(extra),
                  images, extra)
 
@@ -302,9 +325,10 @@ def missing(facts: Facts, needs: Needs, *, emulated: bool) -> str | None:
         return "tools"
     if needs.response_schema and not emulated and facts.response_schema is False:
         return "response_schema"
-    if needs.output_tokens and facts.max_output_tokens is not None and needs.output_tokens > facts.max_output_tokens:
+    output = needs.output_tokens or facts.default_output or 0  # the call's max_tokens, else the deployment's own
+    if output and facts.max_output_tokens is not None and output > facts.max_output_tokens:
         return "output"
-    if facts.max_input_tokens is not None and not needs.fits(facts.max_input_tokens):
+    if facts.max_input_tokens is not None and not needs.fits(facts.max_input_tokens, output):
         return "window"
     return None
 
@@ -319,7 +343,8 @@ def phrase(capability: str, needs: Needs) -> str:
     if capability == "window":
         return f"needs a context window of {'about' if needs.counted is not None else 'at least'} {needs.estimate():,} tokens"
     if capability == "output":
-        return f"needs max_tokens {needs.output_tokens} (above max_output_tokens)"
+        asked = needs.output_tokens or "of its deployment"
+        return f"needs max_tokens {asked} (above max_output_tokens)"
     return "needs " + {"vision": "vision", "audio": "audio input", "tools": "function calling",
                        "response_schema": "a JSON-schema response format"}[capability]
 
@@ -341,6 +366,8 @@ class CapabilityFilter:
         self._smallest = min(windows, default=None)
         outputs = [f.max_output_tokens for fs in self.facts.values() for f in fs if f.max_output_tokens is not None]
         self._least_output = min(outputs, default=None)
+        self._own_output = max((f.default_output or 0 for fs in self.facts.values() for f in fs), default=0)
+        """The most a deployment's own ``max_tokens`` asks (0: none sets one): a call that sets none asks that."""
 
     def trivial(self, needs: Needs) -> bool:
         """Every deployment serves ``needs``: nothing special asked, and the cheap bound fits the
@@ -377,8 +404,9 @@ class CapabilityFilter:
 
     def windows_fit(self, needs: Needs) -> bool:
         """The cheap bound and ``max_tokens`` fit every deployment's limits: no window decides."""
-        return (self._smallest is None or needs.bound + needs.output_tokens <= self._smallest) \
-            and (self._least_output is None or needs.output_tokens <= self._least_output)
+        output = needs.output_tokens or self._own_output
+        return (self._smallest is None or needs.bound + output <= self._smallest) \
+            and (self._least_output is None or output <= self._least_output)
 
     def serving(self, tier: str, needs: Needs) -> tuple[tuple[int, ...], tuple[tuple[int, str], ...]]:
         """The deployments of ``tier`` that can serve ``needs`` (their positions), and those that

@@ -193,3 +193,33 @@ def test_check_names_the_tiers_that_have_a_capability_in_plain_grammar(tmp_path)
                     "default: fast\nsteps:\n  act: {policy: fixed, tier: fast, max_tier: fast}\n")
     messages = [w.message for w in check_file(path).warnings if "vision" in w.message]
     assert messages and messages[0].endswith("(tiers 'mid', 'strong' have it)")
+
+
+# -- max_tokens: the message, a string, a deployment's own --------------------------------------------
+
+OUT_TIERS = {"fast": {"models": [{"model": "openai/gpt-3.5-turbo", "capabilities": {"max_output_tokens": 4096}}]},
+             "strong": {"models": ["openai/gpt-4o"]}}
+
+
+def test_a_move_for_max_tokens_names_the_limit_it_exceeds():
+    router = StepRouter(RouterConfig(tiers=OUT_TIERS, default="fast"), transport=FunctionTransport(lambda c: "ok"))
+    result = router.complete(StepRequest("s", [{"role": "user", "content": "hi"}]), max_tokens=10000)
+    assert result.decision.tier == "strong"
+    assert "max_tokens 10000 exceeds max_output_tokens of 'fast' (4096)" in result.decision.reason
+
+
+def test_max_tokens_given_as_a_string_is_read_as_a_number():
+    router = StepRouter(RouterConfig(tiers=OUT_TIERS, default="fast"), transport=FunctionTransport(lambda c: "ok"))
+    result = router.complete(StepRequest("s", [{"role": "user", "content": "hi"}]), max_tokens="10000")
+    assert result.decision.tier == "strong"
+
+
+def test_a_deployments_own_max_tokens_counts_when_the_call_sets_none():
+    tiers = {"fast": {"models": [{"model": "openai/gpt-3.5-turbo", "max_tokens": 10000,
+                                  "capabilities": {"max_output_tokens": 4096}}]},
+             "strong": {"models": ["openai/gpt-4o"]}}
+    router = StepRouter(RouterConfig(tiers=tiers, default="fast"), transport=FunctionTransport(lambda c: "ok"))
+    result = router.complete(StepRequest("s", [{"role": "user", "content": "hi"}]))
+    assert result.decision.tier == "strong"
+    assert "max_tokens 10000 exceeds max_output_tokens of 'fast' (4096)" in result.decision.reason
+    assert router.complete(StepRequest("s", [{"role": "user", "content": "hi"}]), max_tokens=100).decision.tier == "fast"
