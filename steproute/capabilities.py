@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from steproute.config import DeploymentConfig, RouterConfig
 from steproute.errors import StepRouteError, shown
 
 __all__ = ["BYTES_PER_TOKEN", "CAPABILITIES", "COUNT_CHARS", "CapabilityError", "CapabilityFilter", "Facts", "Needs", "facts_of",
+           "tokens_of",
            "filter_of", "missing", "needs_of", "phrase"]
 
 logger = logging.getLogger("steproute")
@@ -52,7 +54,11 @@ _AUDIO_PARTS = frozenset({"input_audio", "audio"})
 _MESSAGE_TOKENS = 4
 """Tokens a message costs besides its text (role and separators), as OpenAI's chat format counts."""
 COUNT_CHARS = 16_384
-"""Text up to this many characters is counted whole; longer text from a sample of this size."""
+"""Text up to this many characters is counted whole; longer text from a sample of this size,
+taken in :data:`_SLICES` slices spread evenly over it (the first and the last among them)."""
+_SLICES = 8
+_SAFE_BYTES_PER_TOKEN = 5
+"""A sampled estimate is never below the text's UTF-8 bytes / 5 (English runs about 4 a token)."""
 BYTES_PER_TOKEN = 8
 """A token of ordinary text or code carries fewer bytes than this (English: about 4), so a text
 of more than ``window × 8`` bytes cannot fit ``window``: decided without counting."""
@@ -71,14 +77,16 @@ class CapabilityError(StepRouteError, RuntimeError):
         step 'describe' needs vision: no deployment of the tiers it may use ('fast', 'standard') has it
     """
 
-    def __init__(self, step: str, capability: str, tiers: Sequence[str], need: str, *, fixed: bool = False) -> None:
+    def __init__(self, step: str, capability: str, tiers: Sequence[str], need: str, *, fixed: bool | str = False) -> None:
         self.step = step
         self.capability = capability
         """One of :data:`CAPABILITIES`: what the first tier checked lacks."""
         self.tiers: tuple[str, ...] = tuple(tiers)
         """The tiers checked, weakest first: the decided tier up to the step's ``max_tier``."""
         where = ", ".join(repr(t) for t in self.tiers)
-        why = " (its tier is fixed by a hint or a guard)" if fixed else ""
+        # fixed: what fixed the tier ("a `tier` hint", "the PII guard", "a budget cap"); True: unnamed
+        by = fixed if isinstance(fixed, str) else "a hint or a guard"
+        why = f" (its tier is fixed by {by})" if fixed else ""
         super().__init__(f"step {shown(step)} {need}: no deployment of the tiers it may use ({where}) has it{why}")
 
 
@@ -94,6 +102,9 @@ class Facts:
     max_output_tokens: int | None = None
     known: bool = False
     """LiteLLM's map knows the model (its missing ``supports_*`` keys then mean "no")."""
+    default_output: int | None = None
+    """The deployment's own ``max_tokens`` (its configuration's LiteLLM parameters): what a call
+    that sets none asks of it."""
 
     @property
     def unknown(self) -> tuple[str, ...]:
@@ -131,7 +142,25 @@ def facts_of(deployment: DeploymentConfig) -> Facts:
     override = deployment.capabilities
     if override is not None:
         facts.update({k: v for k, v in override.model_dump().items() if v is not None})
-    return Facts(**facts, known=known)
+    extra = deployment.__pydantic_extra__ or {}
+    own = tokens_of(extra.get("max_tokens")) or tokens_of(extra.get("max_completion_tokens"))
+    return Facts(**facts, known=known, default_output=own or None)
+
+
+def tokens_of(value: Any) -> int:
+    """A ``max_tokens`` value as a number of tokens (``"8000"`` too); 0: none, or not a number.
+
+    Example:
+        >>> tokens_of("8000"), tokens_of(512), tokens_of(None), tokens_of("lots"), tokens_of(True)
+        (8000, 512, 0, 0, 0)
+    """
+    if isinstance(value, bool) or value is None:
+        return 0
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return max(number, 0)
 
 
 def filter_of(config: RouterConfig) -> CapabilityFilter:
@@ -144,12 +173,14 @@ class Needs:
     """What one call needs. The input tokens are counted at most once, and only when their cheap
     bound does not fit a window (:meth:`fits`)."""
 
-    __slots__ = ("_messages", "audio", "bound", "counted", "images", "output_tokens", "response_schema", "tools",
+    __slots__ = ("_extra", "_messages", "audio", "bound", "counted", "images", "output_tokens", "response_schema", "tools",
                  "vision")
 
     def __init__(self, messages: Sequence[Mapping[str, Any]], vision: bool, audio: bool, tools: bool,
-                 response_schema: bool, output_tokens: int, bound: int, images: int) -> None:
+                 response_schema: bool, output_tokens: int, bound: int, images: int, extra: str = "") -> None:
         self._messages = messages
+        self._extra = extra
+        """The ``tools`` schemas, as JSON: counted with the messages."""
         self.vision, self.audio, self.tools, self.response_schema = vision, audio, tools, response_schema
         self.output_tokens = output_tokens
         """``max_tokens`` asked (0: none)."""
@@ -164,32 +195,35 @@ class Needs:
         """The call needs more than a window: an image, audio, tools or a response schema."""
         return self.vision or self.audio or self.tools or self.response_schema
 
-    def fits(self, window: int) -> bool:
-        """Whether the input and ``max_tokens`` fit ``window`` tokens: the bounds decide when they
-        can (at most one token a byte; at least one per :data:`BYTES_PER_TOKEN` bytes), else the count."""
-        if self.bound + self.output_tokens <= window:
+    def fits(self, window: int, output: int | None = None) -> bool:
+        """Whether the input and ``max_tokens`` (``output``: this many instead) fit ``window``
+        tokens: the bounds decide when they can (at most one token a byte; at least one per
+        :data:`BYTES_PER_TOKEN` bytes), else the count."""
+        out = self.output_tokens if output is None else output
+        if self.bound + out <= window:
             return True
-        if self.counted is None and self.bound // BYTES_PER_TOKEN + self.output_tokens > window:
+        if self.counted is None and self.bound // BYTES_PER_TOKEN + out > window:
             return False
-        return self.input_tokens() + self.output_tokens <= window
+        return self.input_tokens() + out <= window
 
     def input_tokens(self) -> int:
         """The input tokens, counted (once) with LiteLLM's tokenizer; images at a fixed estimate.
-        Text over :data:`COUNT_CHARS` characters is estimated from its first and last
-        ``COUNT_CHARS // 2`` (tokens a byte there, times its bytes), so a count stays a few
-        milliseconds however long the conversation."""
+        Text over :data:`COUNT_CHARS` characters is estimated from :data:`_SLICES` slices spread
+        evenly over it (tokens a byte there, times its bytes), and never below its bytes / 5, so a
+        count stays a few milliseconds however long the conversation. The text is the messages'
+        content, their tool calls' arguments and the ``tools`` schemas."""
         if self.counted is None:
-            texts = [_text(m.get("content")) for m in self._messages]
+            texts = [_text(m) for m in self._messages]
             overhead = _MESSAGE_TOKENS * len(texts) + 3 + _IMAGE_TOKENS * self.images
-            text = "\n".join(texts)
-            half = COUNT_CHARS // 2
-            sample = text if len(text) <= COUNT_CHARS else text[:half] + text[-half:]
+            text = "\n".join([*texts, self._extra] if self._extra else texts)
+            sample = text if len(text) <= COUNT_CHARS else _sample(text)
             try:
                 counted = int(litellm().token_counter(text=sample, count_response_tokens=True))
             except Exception:  # text LiteLLM cannot count: about 3 characters a token
                 counted = len(sample) // 3 + 1
             if sample is not text:
-                counted = -(-counted * _size(text) // max(_size(sample), 1))
+                size = _size(text)
+                counted = max(-(-counted * size // max(_size(sample), 1)), size // _SAFE_BYTES_PER_TOKEN)
             self.counted = counted + overhead
         return self.counted
 
@@ -198,12 +232,43 @@ class Needs:
         return (self.counted if self.counted is not None else self.bound // BYTES_PER_TOKEN) + self.output_tokens
 
 
-def _text(content: Any) -> str:
+def _text(message: Mapping[str, Any]) -> str:
+    """A message's text: its content's, and its tool calls' arguments."""
+    content = message.get("content")
     if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        return "\n".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-    return ""
+        text = content
+    elif isinstance(content, Sequence):
+        text = "\n".join(p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    else:
+        text = ""
+    arguments = _arguments(message)
+    return f"{text}\n{arguments}" if arguments else text
+
+
+def _arguments(message: Mapping[str, Any]) -> str:
+    """The arguments of a message's tool calls (and legacy ``function_call``), joined."""
+    calls = message.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if isinstance(calls, Sequence) else []
+    functions.append(message.get("function_call"))
+    found = [f.get("arguments") for f in functions if isinstance(f, Mapping)]
+    return "\n".join(a for a in found if isinstance(a, str))
+
+
+def _sample(text: str) -> str:
+    """:data:`COUNT_CHARS` characters of ``text`` in :data:`_SLICES` slices spread evenly over it."""
+    width = COUNT_CHARS // _SLICES
+    step = (len(text) - width) / (_SLICES - 1)
+    return "".join(text[int(i * step):int(i * step) + width] for i in range(_SLICES))
+
+
+def _tools_text(tools: Any) -> str:
+    """The ``tools`` schemas as sent (JSON), for the window ('' when they are not plain data)."""
+    if not tools:
+        return ""
+    try:
+        return json.dumps(tools, default=str)
+    except (TypeError, ValueError):
+        return ""
 
 
 def _size(text: str) -> int:
@@ -216,14 +281,14 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
     Example:
         >>> needs = needs_of([{"role": "user", "content": "hi"}], {"tools": [{"type": "function"}], "max_tokens": 50})
         >>> needs.tools, needs.vision, needs.output_tokens, needs.bound
-        (True, False, 50, 6)
+        (True, False, 50, 28)
     """
     vision = audio = False
     images = 0
     bound = 0
     for message in messages:
         content = message.get("content")
-        bound += _MESSAGE_TOKENS
+        bound += _MESSAGE_TOKENS + _size(_arguments(message))
         if isinstance(content, str):
             bound += _size(content)
         elif isinstance(content, Sequence):
@@ -240,12 +305,13 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
                 if isinstance(text, str):
                     bound += _size(text)
     tools = bool(params.get("tools")) and params.get("tool_choice") != "none"
+    extra = _tools_text(params.get("tools"))
     response_format = params.get("response_format")
     schema = isinstance(response_format, type) or (
         isinstance(response_format, Mapping) and response_format.get("type") == "json_schema")
-    output = params.get("max_tokens") or params.get("max_completion_tokens") or 0
-    output = output if isinstance(output, int) and output > 0 else 0
-    return Needs(messages, vision, audio, tools, schema, output, bound + _IMAGE_TOKENS * images, images)
+    output = tokens_of(params.get("max_tokens")) or tokens_of(params.get("max_completion_tokens"))
+    return Needs(messages, vision, audio, tools, schema, output, bound + _IMAGE_TOKENS * images + _size(extra),
+                 images, extra)
 
 
 def missing(facts: Facts, needs: Needs, *, emulated: bool) -> str | None:
@@ -259,9 +325,10 @@ def missing(facts: Facts, needs: Needs, *, emulated: bool) -> str | None:
         return "tools"
     if needs.response_schema and not emulated and facts.response_schema is False:
         return "response_schema"
-    if needs.output_tokens and facts.max_output_tokens is not None and needs.output_tokens > facts.max_output_tokens:
+    output = needs.output_tokens or facts.default_output or 0  # the call's max_tokens, else the deployment's own
+    if output and facts.max_output_tokens is not None and output > facts.max_output_tokens:
         return "output"
-    if facts.max_input_tokens is not None and not needs.fits(facts.max_input_tokens):
+    if facts.max_input_tokens is not None and not needs.fits(facts.max_input_tokens, output):
         return "window"
     return None
 
@@ -276,7 +343,8 @@ def phrase(capability: str, needs: Needs) -> str:
     if capability == "window":
         return f"needs a context window of {'about' if needs.counted is not None else 'at least'} {needs.estimate():,} tokens"
     if capability == "output":
-        return f"needs max_tokens {needs.output_tokens} (above max_output_tokens)"
+        asked = needs.output_tokens or "of its deployment"
+        return f"needs max_tokens {asked} (above max_output_tokens)"
     return "needs " + {"vision": "vision", "audio": "audio input", "tools": "function calling",
                        "response_schema": "a JSON-schema response format"}[capability]
 
@@ -298,11 +366,28 @@ class CapabilityFilter:
         self._smallest = min(windows, default=None)
         outputs = [f.max_output_tokens for fs in self.facts.values() for f in fs if f.max_output_tokens is not None]
         self._least_output = min(outputs, default=None)
+        self._own_output = max((f.default_output or 0 for fs in self.facts.values() for f in fs), default=0)
+        """The most a deployment's own ``max_tokens`` asks (0: none sets one): a call that sets none asks that."""
 
     def trivial(self, needs: Needs) -> bool:
         """Every deployment serves ``needs``: nothing special asked, and the cheap bound fits the
         smallest window of all (the usual call: checked in a few comparisons)."""
         return not needs.special and self.windows_fit(needs)
+
+    def unknown(self, tier: str, index: int) -> tuple[str, ...]:
+        """The facts of deployment ``index`` of ``tier`` nobody gave (LiteLLM has no information
+        on its model, nor the configuration); on a ``json`` tier, tools and response schemas are
+        emulated and not among them.
+
+        Example:
+            >>> CapabilityFilter({"fast": [Facts(vision=False)]}, ("fast",)).unknown("fast", 0)
+            ('audio', 'max_input_tokens', 'max_output_tokens')
+        """
+        fact = self.facts[tier][index]
+        if fact.known:
+            return ()
+        emulated = ("tools", "response_schema") if tier in self._emulated else ()
+        return tuple(n for n in fact.unknown if n not in emulated)
 
     def tiers_having(self, capability: str) -> tuple[str, ...]:
         """The tiers with a deployment that may have ``capability`` (``vision``, ``audio``,
@@ -319,8 +404,9 @@ class CapabilityFilter:
 
     def windows_fit(self, needs: Needs) -> bool:
         """The cheap bound and ``max_tokens`` fit every deployment's limits: no window decides."""
-        return (self._smallest is None or needs.bound + needs.output_tokens <= self._smallest) \
-            and (self._least_output is None or needs.output_tokens <= self._least_output)
+        output = needs.output_tokens or self._own_output
+        return (self._smallest is None or needs.bound + output <= self._smallest) \
+            and (self._least_output is None or output <= self._least_output)
 
     def serving(self, tier: str, needs: Needs) -> tuple[tuple[int, ...], tuple[tuple[int, str], ...]]:
         """The deployments of ``tier`` that can serve ``needs`` (their positions), and those that

@@ -192,6 +192,12 @@ def check_file(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = 
                                         tier == router.baseline))
     routes = []
     capable = filter_of(config)
+    for name, tier_config in config.tiers.items():
+        for i in range(len(tier_config.models)):
+            if unknown := capable.unknown(name, i):
+                warnings.append(ConfigProblem(f"tiers.{name}.models[{i}]", (
+                    f"LiteLLM has no model information for it: its {', '.join(unknown)} are unknown and counted as "
+                    "capable; say what it can serve with capabilities:")))
     for entry, policy in [*config.steps.items(), ("(default)", config.default)]:
         prefix = "default" if entry == "(default)" else f"steps.{entry}"
         tiers, moved = _reach(config, policy)
@@ -221,8 +227,14 @@ def _unreachable(config: RouterConfig, capable: CapabilityFilter, policy: Any, p
             field = "max_tier" if policy.max_tier else "min_tier"
             out.append(ConfigProblem(f"{prefix}.{field}", f"no tier within the step's bounds "
                                      f"({', '.join(repr(t) for t in allowed)}) has {what}: such calls raise "
-                                     f"CapabilityError (tier {', '.join(repr(t) for t in having)} has it)"))
+                                     f"CapabilityError ({_have(having)})"))
     return out
+
+
+def _have(tiers: tuple[str, ...]) -> str:
+    """``tier 'strong' has it``, ``tiers 'mid', 'strong' have it``."""
+    named = ", ".join(repr(t) for t in tiers)
+    return f"tier {named} has it" if len(tiers) == 1 else f"tiers {named} have it"
 
 
 def _price_map() -> dict[str, Any]:

@@ -105,7 +105,7 @@ class StepRouter:
         guards = config.guards
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
-        self._gate = BudgetGate(self._budget, self._dispatcher, self._rank)
+        self._gate = BudgetGate(self._budget, self._dispatcher, self._rank, self._calls.capabilities.target)
 
     @property
     def pin_store(self) -> PinStore:
