@@ -247,9 +247,11 @@ def _text(message: Mapping[str, Any]) -> str:
 
 def _arguments(message: Mapping[str, Any]) -> str:
     """The arguments of a message's tool calls (and legacy ``function_call``), joined."""
-    calls = message.get("tool_calls")
-    functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if isinstance(calls, Sequence) else []
-    functions.append(message.get("function_call"))
+    calls, legacy = message.get("tool_calls"), message.get("function_call")
+    if not calls and not legacy:  # the usual message: one pass over the history stays cheap
+        return ""
+    functions = [c.get("function") for c in calls if isinstance(c, Mapping)] if isinstance(calls, (list, tuple)) else []
+    functions.append(legacy)
     found = [f.get("arguments") for f in functions if isinstance(f, Mapping)]
     return "\n".join(a for a in found if isinstance(a, str))
 
@@ -265,10 +267,21 @@ def _tools_text(tools: Any) -> str:
     """The ``tools`` schemas as sent (JSON), for the window ('' when they are not plain data)."""
     if not tools:
         return ""
+    cached = _TOOLS_TEXT.get(id(tools))
+    if cached is not None and cached[0] is tools:  # the same tools list, call after call: dumped once
+        return cached[1]
     try:
-        return json.dumps(tools, default=str)
+        text = json.dumps(tools, default=str)
     except (TypeError, ValueError):
-        return ""
+        text = ""
+    if len(_TOOLS_TEXT) >= 64:
+        _TOOLS_TEXT.clear()
+    _TOOLS_TEXT[id(tools)] = (tools, text)  # holds the list: its id is not reused while cached
+    return text
+
+
+_TOOLS_TEXT: dict[int, tuple[Any, str]] = {}
+"""The ``tools`` lists last seen and their JSON (bounded): calls of a bound model pass the same list."""
 
 
 def _size(text: str) -> int:
@@ -288,7 +301,9 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
     bound = 0
     for message in messages:
         content = message.get("content")
-        bound += _MESSAGE_TOKENS + _size(_arguments(message))
+        bound += _MESSAGE_TOKENS
+        if message.get("tool_calls") or message.get("function_call"):
+            bound += _size(_arguments(message))
         if isinstance(content, str):
             bound += _size(content)
         elif isinstance(content, Sequence):
