@@ -132,7 +132,15 @@ def report(times: dict[str, list[float]], rounds: int, calls: int, seconds: floa
     return "\n".join(lines) + "\n"
 
 
-_COUNTED = ("What is counted toward the window: the messages' text, their tool calls' arguments (`tool_calls[].function.arguments`, and a legacy `function_call`'s), and the `tools` schemas as JSON. Text over 16,384 characters is counted from 8 slices of 2,048 characters spread evenly over it (the first and the last among them) and scaled by its bytes, and the estimate is never below the whole text's UTF-8 bytes / 5 (English runs about 4 bytes a token; 5 keeps plain repetitive prose, 5 bytes a word, from being over-counted): a conversation whose middle differs from its ends (English around a hex or base64 tool result) is no longer under-counted about 2x as a first-and-last sample was.",)
+_COUNTED = ((
+    "What is counted toward the window: the messages' text, their tool calls' arguments "
+    "(`tool_calls[].function.arguments`, and a legacy `function_call`'s), and the `tools` schemas as JSON. Text "
+    "over 16,384 characters is counted from 8 slices of 2,048 characters spread evenly over it (the first and the "
+    "last among them) and scaled by its bytes, and the estimate is never below the whole text's UTF-8 bytes / 5 "
+    "(English runs about 4 bytes a token; 5 keeps plain repetitive prose, 5 bytes a word, from being over-counted):"
+    " a conversation whose middle differs from its ends (English around a hex or base64 tool result) is no longer "
+    "under-counted about 2x as a first-and-last sample was."
+),)
 """What the window estimate counts (kept with the generated figures)."""
 
 

@@ -97,7 +97,7 @@ class CapabilityGate:
         """After a move: the cheapest capable tier whose observed p95 fits the step's latency
         budget, else the fastest, and the reason's note (``None``: the tier moved to fits, or no budget)."""
         deadline = request.metadata.get(DEADLINE_KEY) if request.metadata else None
-        if plan.max_latency_ms is None and deadline is None or verdict.chosen is None:
+        if (plan.max_latency_ms is None and deadline is None) or verdict.chosen is None:
             return None
         book = self._dispatcher.latency
         try:
@@ -120,10 +120,10 @@ class CapabilityGate:
         that can serve it, without booking anything: the budget reserves at it."""
         judged = self._judge(plan, request, decision, params)
         verdict = None if judged is None else judged[4]
-        if verdict is None or verdict.chosen is None:
+        if judged is None or verdict is None or verdict.chosen is None:
             return decision.tier, 0
         timed = self._in_time(plan, request, verdict, judged[2]) if verdict.moved else None
-        chosen = verdict.chosen if timed is None else timed[0]
+        chosen: str = verdict.chosen if timed is None else timed[0]
         subset = verdict.capable.subsets.get(chosen) if verdict.capable is not None else None
         return chosen, subset[0] if subset else 0
 

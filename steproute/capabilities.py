@@ -39,9 +39,21 @@ from steproute._litellm import litellm
 from steproute.config import DeploymentConfig, RouterConfig
 from steproute.errors import StepRouteError, shown
 
-__all__ = ["BYTES_PER_TOKEN", "CAPABILITIES", "COUNT_CHARS", "CapabilityError", "CapabilityFilter", "Facts", "Needs", "facts_of",
-           "tokens_of",
-           "filter_of", "missing", "needs_of", "phrase"]
+__all__ = [
+    "BYTES_PER_TOKEN",
+    "CAPABILITIES",
+    "COUNT_CHARS",
+    "CapabilityError",
+    "CapabilityFilter",
+    "Facts",
+    "Needs",
+    "facts_of",
+    "filter_of",
+    "missing",
+    "needs_of",
+    "phrase",
+    "tokens_of",
+]
 
 logger = logging.getLogger("steproute")
 

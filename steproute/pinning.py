@@ -374,7 +374,8 @@ def apply_pin(decision: Any, pin: Pin | None, settings: PinSettings, thread: str
         return (replace(decision, pin_group=group, reason=f"{decision.reason}; upgraded from pinned tier {pin.tier!r}"),
                 PinAction(thread, settings, mine, "replace", made=True))
     held = "pinned for this turn: tier" if settings.mode == "turn" else "pinned to tier"
-    pinned = replace(decision, tier=pin.tier, model=pin.model, policy="pin", pinned=True, pin_group=group, score=None, latency_from=None,
+    pinned = replace(decision, tier=pin.tier, model=pin.model, policy="pin", pinned=True, pin_group=group, score=None,
+                     latency_from=None,
                      reason=f"{held} {pin.tier!r} ({settings.mode}, group {group!r}) by {pin.decision_id}")
     return pinned, PinAction(thread, settings, pin)
 

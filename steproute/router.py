@@ -100,7 +100,8 @@ class StepRouter:
             decision_log = JsonlDecisionLog(decision_log)
         self.decision_log: DecisionLog | None = decision_log
         self._pins = PinKeeper(pin_store if pin_store is not None else InMemoryPinStore(
-            max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds), self._rank, self._dispatcher.deployments)
+            max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds),
+            self._rank, self._dispatcher.deployments)
         self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price)
         guards = config.guards
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()

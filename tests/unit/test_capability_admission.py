@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from steproute import BudgetExceeded, CapabilityError, RouterConfig, StepRequest, StepRouter
+from steproute import CapabilityError, RouterConfig, StepRequest, StepRouter
 from steproute.testing import FunctionTransport, Reply, TierCall
 from steproute.types import Hint, Usage
 
@@ -103,6 +103,7 @@ def test_long_mixed_text_is_not_undercounted_by_its_ends():
     import os
 
     import litellm
+
     from steproute.capabilities import needs_of
     english = ("The quick brown fox jumps over the lazy dog while the committee deliberates. " * 120)[:8192]
     messages = [{"role": "user", "content": english},
