@@ -91,7 +91,7 @@ class CapabilityGate:
             reason += f"; {note}"
             self._say(("capability-latency", request.step, verdict.chosen, chosen),
                       lambda: f"steproute: step {shown(request.step)}: after the capability move, {note}")
-        return replace(decision, tier=chosen, model=model, reason=reason), verdict.capable
+        return decision.moved(chosen, model, reason), verdict.capable
 
     def _in_time(self, plan: StepPlan, request: StepRequest, verdict: _Verdict, end: int) -> tuple[str, str] | None:
         """After a move: the cheapest capable tier whose observed p95 fits the step's latency
