@@ -83,52 +83,71 @@ class TimedTier:
 
     def stream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                prefer: str | None = None) -> Iterator[CompletionChunk]:
-        started, first, ended, consumer = time.time_ns(), None, None, 0
-        model: str | None = None
-        failed: Sequence[Attempt] = ()
+        clock = _StreamClock()
         chunks = self._client.stream(step, messages, params, prefer)
         try:
             for chunk in chunks:
-                if first is None:
-                    first = time.time_ns()
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    failed = chunk.failed_attempts
-                handed = time.time_ns()
+                clock.received(chunk)
                 yield chunk
-                consumer += time.time_ns() - handed  # the consumer's time with the chunk is not the provider's
-            ended = time.time_ns() - consumer
+                clock.taken_back()
+            clock.done()
         except DispatchError as exc:
-            failed = exc.attempts
+            clock.failed = exc.attempts
             raise
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
-            self._ended(model if first is not None else None, started, first, ended, failed)
+            self._ended(clock.model, clock.started, clock.first, clock.ended, clock.failed)
 
     async def astream(self, step: str, messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any],
                       prefer: str | None = None) -> AsyncIterator[CompletionChunk]:
-        started, first, ended, consumer = time.time_ns(), None, None, 0
-        model: str | None = None
-        failed: Sequence[Attempt] = ()
+        clock = _StreamClock()
         chunks = self._client.astream(step, messages, params, prefer)
         try:
             async for chunk in chunks:
-                if first is None:
-                    first = time.time_ns()
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    failed = chunk.failed_attempts
-                handed = time.time_ns()
+                clock.received(chunk)
                 yield chunk
-                consumer += time.time_ns() - handed  # the consumer's time with the chunk is not the provider's
-            ended = time.time_ns() - consumer
+                clock.taken_back()
+            clock.done()
         except DispatchError as exc:
-            failed = exc.attempts
+            clock.failed = exc.attempts
             raise
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-            self._ended(model if first is not None else None, started, first, ended, failed)
+            self._ended(clock.model, clock.started, clock.first, clock.ended, clock.failed)
+
+
+class _StreamClock:
+    """One stream's times: its start, its first chunk, and its end less the time the consumer
+    held the chunks (the consumer's time with a chunk is not the provider's)."""
+
+    def __init__(self) -> None:
+        self.started = time.time_ns()
+        self.first: int | None = None
+        self.ended: int | None = None
+        self.failed: Sequence[Attempt] = ()
+        self._model: str | None = None
+        self._consumer = self._handed = 0
+
+    @property
+    def model(self) -> str | None:
+        """The model that answered, once a chunk came (``None``: the stream gave nothing)."""
+        return self._model if self.first is not None else None
+
+    def received(self, chunk: CompletionChunk) -> None:
+        now = time.time_ns()
+        if self.first is None:
+            self.first = now
+        self._model = chunk.model or self._model
+        if chunk.usage is not None:
+            self.failed = chunk.failed_attempts
+        self._handed = time.time_ns()
+
+    def taken_back(self) -> None:
+        self._consumer += time.time_ns() - self._handed
+
+    def done(self) -> None:
+        self.ended = time.time_ns() - self._consumer
