@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from steproute._cli_rows import fail, one_line, read_data
+
 __all__ = ["one_line", "run"]
 
 
@@ -23,24 +25,7 @@ def _progress(quiet: bool) -> Any:
     return bar
 
 
-def _fail(command: str, message: str, code: int = 2) -> int:
-    print(f"steproute {command}: {one_line(message)}", file=sys.stderr)
-    return code
-
-
-def one_line(error: object) -> str:
-    """An error as one line: a ``ConfigError``'s problems joined by ``; ``.
-
-    Example:
-        >>> from steproute.errors import ConfigError, ConfigProblem
-        >>> one_line(ConfigError([ConfigProblem("default", "unknown tier 'gold'")], source="s.yaml"))
-        "invalid steproute configuration in s.yaml (1 problem): default: unknown tier 'gold'"
-    """
-    problems = getattr(error, "problems", None)
-    if problems is not None:
-        head = str(error).split("\n", 1)[0].rstrip(":")
-        return f"{head}: " + "; ".join(" ".join(str(p).split()) for p in problems)
-    return " ".join(str(error).split())
+_fail = fail
 
 
 def _target(args: argparse.Namespace) -> Any:
@@ -48,27 +33,6 @@ def _target(args: argparse.Namespace) -> Any:
 
     given = {k: getattr(args, k) for k in ("strong_share", "quality_floor", "quality_ratio") if getattr(args, k) is not None}
     return Target(**given) if given else None
-
-
-def _read(path: str, command: str) -> tuple[list, int]:
-    from steproute._cli_kinds import wrong_kind
-    from steproute.evaluation import DataError, read_rows
-
-    wrong = wrong_kind(path, "rows", "--data ")
-    if wrong:
-        return [], _fail(command, wrong)
-    try:
-        rows, _ = read_rows(path)
-    except DataError as exc:  # one line per bad row, by design
-        print(f"steproute {command}: {exc}", file=sys.stderr)
-        return [], 2
-    except UnicodeDecodeError:
-        return [], _fail(command, f"{path} is not UTF-8 text")
-    except OSError as exc:
-        return [], _fail(command, f"cannot read {path}: {exc.strerror}")
-    if not rows:
-        return [], _fail(command, f"{path} holds no rows")
-    return rows, 0
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -139,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     from steproute.evaluation._semantic_train import train_semantic
     from steproute.evaluation._train import train_classifier
 
-    rows, code = _read(args.data, "train")
+    rows, code = read_data(args.data, "train")
     if code:
         return code
     models = tuple(args.models.split(",")) if args.models else models_by_cost(rows)
@@ -293,7 +257,7 @@ def _eval(args: argparse.Namespace) -> int:
     wrong = _policy_kind(args.policy)
     if wrong:
         return _fail("eval", wrong)
-    rows, code = _read(args.data, "eval")
+    rows, code = read_data(args.data, "eval")
     if code:
         return code
     try:
@@ -447,7 +411,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     wrong = wrong_kind(args.config, "config", "--config ")
     if wrong:
         return _fail("calibrate", wrong)
-    rows, code = _read(args.data, "calibrate")
+    rows, code = read_data(args.data, "calibrate")
     if code:
         return code
     target = _target(args) or Target(quality_ratio=0.95)

@@ -167,7 +167,8 @@ def _add_offline(sub: Any) -> None:
                      "outcome each, so cross-validation is skipped for them (classifier only).",
                      "steproute train --data train.jsonl --out answer.steproute",
                      "steproute train --data train.jsonl --out solve.steproute --policy cascade --strong-share 0.3")
-    train.add_argument("--data", required=True, help="training rows (JSONL, evaluation format)")
+    train.add_argument("--data", required=True,
+                       help="training rows (JSONL, evaluation format), or a decision log with feedback or shadow results")
     train.add_argument("--out", required=True, help="artefact file to write")
     train.add_argument("--policy", choices=("classifier", "semantic", "cascade"), default="classifier",
                        help="classifier (default), semantic, or cascade: the answer scorer, trained on the cheaper "
@@ -204,7 +205,8 @@ def _add_offline(sub: Any) -> None:
                    "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --strong-share 0.3",
                    "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --write",
                    "steproute calibrate --data test.jsonl --config steproute.yaml --step answer --html explorer.html")
-    cal.add_argument("--data", required=True, help="calibration rows (JSONL, evaluation format)")
+    cal.add_argument("--data", required=True,
+                     help="calibration rows (JSONL, evaluation format), or a decision log with shadow results")
     cal.add_argument("--config", required=True, help="steproute.yaml whose step to calibrate")
     cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic)")
     cal.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")

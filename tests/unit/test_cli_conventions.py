@@ -272,14 +272,24 @@ def test_demo_log_into_a_file_that_is_not_a_decision_log_is_refused_before_runni
 # -- the wrong kind of file ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["eval", "train", "calibrate"])
-def test_a_decision_log_given_as_rows_points_at_convert(log, config, tmp_path, capsys, command):
-    extra = {"eval": ["--policy", str(config)], "train": ["--out", str(tmp_path / "a.steproute")],
-             "calibrate": ["--config", str(config), "--step", "plan"]}[command]
-    assert main([command, "--data", str(log), *extra]) == 2
+def test_a_decision_log_given_as_rows_points_at_convert(log, config, tmp_path, capsys):
+    assert main(["eval", "--data", str(log), "--policy", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "is a decision log" in err[0] and f"steproute convert --from log {log}" in err[0]
+
+
+@pytest.mark.parametrize("command", ["train", "calibrate"])
+def test_a_decision_log_without_ratings_is_refused_by_train_and_calibrate(log, config, tmp_path, capsys, command):
+    # train and calibrate read a decision log (tests/unit/test_train_from_log.py); one nobody rated
+    # or shadowed gives no rows, and the error says how to get some
+    extra = {"train": ["--out", str(tmp_path / "a.steproute")],
+             "calibrate": ["--config", str(config), "--step", "plan"]}[command]
+    assert main([command, "--data", str(log), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"steproute {command}: {log}: a decision log with no usable rows (rate decisions with "
+                       "steproute feedback, or shadow a step; write the log with messages: true)")
+    assert not (tmp_path / "a.steproute").exists()
 
 
 def test_an_artefact_given_as_rows_points_at_policy(artefact, config, capsys):

@@ -220,7 +220,7 @@ def test_a_decision_log_with_feedback_becomes_rows(tmp_path):
     assert [(r.step, r.messages[-1]["content"], dict(r.outcomes)) for r in loaded.rows] == [
         ("answer", "what is 2+2?", {"openai/gpt-4o-mini": Outcome(1.0, first.cost_usd, "answer from fast")})]
     assert loaded.problems[0].endswith(":4: not JSON (Expecting property name enclosed in double quotes)")
-    assert loaded.problems[1] == "1 decision(s) have no feedback (or failed) and give no row"
+    assert loaded.problems[1] == "1 decision(s) have no feedback or shadow result (or failed) and give no row"
 
 
 def test_mt_bench_loader_reports_bad_lines(tmp_path):
