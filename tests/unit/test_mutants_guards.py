@@ -409,3 +409,109 @@ def test_a_cards_or_ibans_digits_right_before_a_phone_number_neither_hide_nor_ma
 ])
 def test_email_window_edges(text, found):
     assert fired(text) == found
+
+
+# -- where long text is cut into windows ------------------------------------------------------------
+# The first window is text[0:66_560] cut back to the last whitespace in its final 1,024 characters
+# (or at 66_560 when there is none); the second starts at the word holding position 64_512 (or at
+# 64_512 when no whitespace comes in the 1,024 characters before it). A digit run placed across one
+# of those points makes a card number appear only when a window is cut in the wrong place: the
+# whole run (20+ digits) is no card, its 16-digit part past or before the cut is.
+
+_CARD_NUMBER = "4111111111111111"
+
+
+def _long(n: int, sep: str = " ", *, bare: tuple[tuple[int, int], ...] = (), put: tuple[tuple[int, str], ...] = ()) -> str:
+    """n characters of "word" + sep, with the spans in ``bare`` free of whitespace and the strings
+    of ``put`` written at their positions."""
+    chars = list(("word" + sep) * (n // 5 + 1))[:n]
+    for a, b in bare:
+        chars[a:b] = "x" * (b - a)
+    for at, s in put:
+        chars[at:at + len(s)] = s
+    return "".join(chars)
+
+
+def _card_ending_at(end: int) -> tuple[int, str]:
+    return end - 16, _CARD_NUMBER + "9999"  # 20 digits in all: no card unless a window ends at `end`
+
+
+@pytest.mark.parametrize("sep", [" ", "\n"])
+def test_the_second_window_starts_at_the_start_of_the_word_across_its_cut_point(sep):
+    # a 28-digit run starting at 64_500, right after whitespace, across the cut point 64_512: a
+    # second window starting at 64_512 (the whitespace search dropped, for spaces or newlines)
+    # would read the card number there
+    assert fired(_long(140_000, sep, put=((64_500, "9" * 12 + _CARD_NUMBER),))) == ()
+    # ... and one starting a character past the word's start (cut + 2) would read "9" + card's tail
+    assert fired(_long(140_000, sep, put=((64_500, "9" + _CARD_NUMBER),))) == ()
+    # ... and one starting a character before it (cut - 1) would read "5 1234 56 78": 9 digits, a
+    # phone number, where "1234 56 78" (8 digits) after "A5" is none
+    assert fired(_long(140_000, sep, put=((64_506, " A5 1234 56 78 xx"),))) == ()
+
+
+@pytest.mark.parametrize("sep", [" ", "\n"])
+def test_a_window_ends_at_the_last_whitespace_before_its_end(sep):
+    # the card number ends at 66_560 and its word starts at 66_500: the first window must end at
+    # the whitespace before that word (not at 66_560, as when the whitespace search finds nothing)
+    assert fired(_long(140_000, sep, bare=((66_500, 66_600),), put=(_card_ending_at(66_560),))) == ()
+
+
+def test_a_window_without_whitespace_near_its_end_ends_at_the_full_length():
+    # no whitespace in 64_436..66_760: the first window runs to 66_560, not to 65_536 (where the
+    # card number ends), even when there are spaces and a newline earlier in the text
+    text = _long(140_000, put=((100, "\n"),), bare=((64_436, 66_760),))
+    text = text[:65_520] + _CARD_NUMBER + "9999" + text[65_540:]
+    assert len(text) == 140_000 and fired(text) == ()
+
+
+def test_a_window_ends_at_the_last_whitespace_not_the_first():
+    # a run of ten 4-digit groups: no phone number (six groups are 24 digits, four are 16); cut
+    # at the first whitespace of the last 1,024 characters it keeps three groups, 12 digits: a phone
+    three_before = 65_536 - 14
+    text = _long(140_000, put=((three_before - 1, " " + "1111 " * 10),))
+    assert text[65_536] == " " and fired(text) == ()
+    # a newline first and a newline after the run: cut at the first newline or the last space
+    # (not the last newline), the run keeps nine groups and its last match is a 12-digit phone
+    text = _long(140_000, bare=((65_537, 66_700),),
+                 put=((65_536, "\n" + "1111 " * 9 + "1111\n"),))
+    assert fired(text) == ()
+
+
+def test_a_window_start_moves_only_to_whitespace_within_the_overlap_before_its_cut_point():
+    # newlines at 64_012 and 64_412, no space after 64_012: the second window starts at 64_413
+    # (the last one) and ends at 130_973, in a whitespace-free run; starting at 64_013 it would end
+    # at 130_573, right after the card number
+    text = _long(140_000, bare=((64_012, 64_512), (129_449, 131_100)),
+                 put=((64_012, "\n"), (64_412, "\n"), _card_ending_at(130_573)))
+    assert fired(text) == ()
+    # no whitespace in the 1,024 characters before 64_512, a newline long before: the second
+    # window starts at 64_512 and ends at 131_072; starting after the newline at 63_000 it would
+    # end at 129_561, right after the card number
+    text = _long(140_000, bare=((63_488, 64_600), (128_437, 131_200)),
+                 put=((63_000, "\n"), _card_ending_at(129_561)))
+    assert fired(text) == ()
+
+
+def test_a_newline_after_the_cut_point_does_not_skip_text():
+    # the second window starts near 64_512, not after the text's last newline (190_000)
+    filler = _long(200_000, put=((190_000, "\n"),))
+    text = filler[:100_000] + " ann@example.org " + filler[100_000:]
+    assert fired(text) == ("email",)
+
+
+def test_the_last_window_is_the_rest_of_the_text_when_it_fits_exactly():
+    # the second window starts at 64_510 and the text ends exactly 66_560 later: it is the last
+    # window; cut there, a third one would start mid-run at 129_022, on the card number
+    length = 64_510 + 66_560
+    text = _long(length, bare=((127_900, 129_100),), put=((129_018, "9999" + _CARD_NUMBER),))
+    assert len(text) == length and fired(text) == ()
+
+
+def test_windows_stay_short_when_a_newline_comes_after_their_end():
+    from steproute.guards import _OVERLAP, _WINDOW, _windows
+
+    # no behavioural route: a window that ran on to a later newline finds what the short one finds
+    # (it is longer, so each regex call holds the interpreter longer, which is what windows prevent)
+    text = _long(200_000, put=((150_000, "\n"), (199_000, "\n")))
+    windows = _windows(text)
+    assert all(len(w) <= _WINDOW + _OVERLAP for w in windows) and len(windows) == 4
