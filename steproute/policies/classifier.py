@@ -23,7 +23,8 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
-from itertools import pairwise, repeat
+from itertools import chain, pairwise, repeat
+from operator import itemgetter
 
 import numpy as np
 
@@ -44,6 +45,9 @@ __all__ = ["ClassifierPolicy", "analyse"]
 
 _STEP_CACHE = 4096
 """(step, kind) pairs whose step part is kept."""
+_CACHE_WORDS = 500_000
+"""Words whose term and token ids are kept."""
+_first, _second = itemgetter(0), itemgetter(1)
 
 def analyse(text: str) -> list[str]:
     """Terms of a text: its :func:`~steproute.policies.features.words` and adjacent word pairs.
@@ -80,6 +84,8 @@ class ClassifierPolicy(ScoringPolicy):
         self._w_steps = np.ascontiguousarray(coef[:, v + 2 * d + h:].T)
         self._intercept = a["intercept"].astype(np.float64)
         self._by_step: dict[tuple[str, str | None], np.ndarray] = {}
+        self._words: dict[str, tuple[int, list[int]]] = {}
+        """Each word seen: its unigram's vocabulary index (-1: none) and its token ids (static encoder)."""
         self._encoder = get_encoder(artefact.meta["encoder"])
         self._static = isinstance(self._encoder, StaticEncoder)
 
@@ -89,6 +95,12 @@ class ClassifierPolicy(ScoringPolicy):
         """Load an artefact written by ``steproute train``."""
         artefact = load_artefact(path, "classifier")
         return built(path, lambda: cls(artefact, tiers, threshold))
+
+    def _word(self, word: str) -> tuple[int, list[int]]:
+        if len(self._words) >= _CACHE_WORDS:
+            self._words.clear()
+        record = self._words[word] = (self._vocab.get(word, -1), self._encoder.word_ids(word) if self._static else [])
+        return record
 
     def _step_part(self, step: str, kind: str | None) -> np.ndarray:
         """The intercept plus the step's one-hot columns, per (step, kind): a handful per application."""
@@ -122,8 +134,14 @@ class ClassifierPolicy(ScoringPolicy):
         query, context, turns = routing_text(request)
         query_words = words(query)
         z = self._step_part(request.step, request.kind).copy()
-        # term counts (sublinear TF × IDF, L2-normalised, as TfidfVectorizer(sublinear_tf=True))
-        counts = Counter(map(self._vocab.get, terms(query_words), repeat(-1)))
+        static = self._static and len(query) <= MAX_EMBED_CHARS
+        known = list(map(self._words.get, query_words))  # one lookup a word: its term and its tokens
+        if None in known:
+            known = [k if k is not None else self._word(w) for k, w in zip(known, query_words, strict=True)]
+        # term counts (sublinear TF × IDF, L2-normalised, as TfidfVectorizer(sublinear_tf=True));
+        # the terms are analyse()'s: the words, then the adjacent pairs
+        pairs = map(self._vocab.get, map(" ".join, pairwise(query_words)), repeat(-1))
+        counts = Counter(chain(map(_first, known), pairs))  # type: ignore[arg-type]
         counts.pop(-1, None)
         if counts:
             n = len(counts)
@@ -132,8 +150,8 @@ class ClassifierPolicy(ScoringPolicy):
             vals += 1.0
             vals *= rows[:, 0]
             z += (vals @ rows[:, 1:]) / math.sqrt(vals @ vals)
-        if self._static and len(query) <= MAX_EMBED_CHARS:
-            z += self._w_query @ self._encoder.encode_words(query_words)  # the words TF-IDF already split
+        if static:  # the words TF-IDF already split, their token ids remembered with their terms
+            z += self._w_query @ self._encoder.encode_ids(list(chain.from_iterable(map(_second, known))))  # type: ignore[arg-type]
         else:
             z += self._w_query @ self._encoder.encode_one(query)
         if context:
