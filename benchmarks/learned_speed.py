@@ -257,10 +257,7 @@ def write_doc(speed, static, minilm, n_static: int, n_minilm: int, n_prompts: in
             lines.append(f"| {label} | " + " | ".join(f"{v:.1f} s" for v in t.values()) + " |")
     text = DOC.read_text(encoding="utf-8")
     block = "<!-- learned-speed:start -->\n" + "\n".join(lines) + "\n<!-- learned-speed:end -->"
-    if "<!-- learned-speed:start -->" in text:
-        text = re.sub(r"<!-- learned-speed:start -->.*<!-- learned-speed:end -->", lambda _: block, text, flags=re.S)
-    else:
-        text = text.replace("<!-- speed:end -->", "<!-- speed:end -->\n\n### Learned-policy speed (issue 22)\n\n" + block)
+    text = re.sub(r"<!-- learned-speed:start -->.*<!-- learned-speed:end -->", lambda _: block, text, flags=re.S)
     DOC.write_text(text, encoding="utf-8")
 
 
