@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from steproute.evaluation._calibrate import Target, calibrate
+from steproute.evaluation._embeddings import embed_texts
 from steproute.evaluation._evaluate import request_of
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
@@ -36,37 +38,70 @@ def _sklearn():
     return sp, DictVectorizer, TfidfVectorizer, LogisticRegression
 
 
+def _analysed(terms: list[str]) -> list[str]:
+    """The TF-IDF analyser of rows analysed once per run: the row's terms are already its terms."""
+    return terms
+
+
+class _Parts:
+    """What each row brings to the features, whatever the fold: computed once per run.
+
+    Cross-validation fits one model per fold. Only what is *learned from rows* is fitted per
+    fold, on that fold's training rows, so the held-out fold never shapes its own features:
+    the TF-IDF vocabulary and IDF weights, the hand features' mean and scale, the step columns
+    (:class:`_Features`). A row's terms, embeddings and hand measures depend on the row alone,
+    so they are computed once here (each distinct text embedded once, and read from the
+    on-disk cache when it has it) and every fold slices them.
+    """
+
+    def __init__(self, terms: list[list[str]], emb: np.ndarray, hand: np.ndarray, steps: list[dict]) -> None:
+        self.terms, self.emb, self.hand, self.steps = terms, emb, hand, steps
+
+    @classmethod
+    def of(cls, rows: Sequence[EvalRow], encoder: Any, cache: str | os.PathLike[str] | bool = False,
+           progress: Progress | None = None) -> _Parts:
+        texts = [routing_text(request_of(r)) for r in rows]
+        n = len(texts)
+        both = embed_texts(encoder, [q for q, _, _ in texts] + [c for _, c, _ in texts], cache=cache, progress=progress)
+        emb = np.hstack([both[:n], both[n:]])
+        hand = np.array([hand_features(*t) for t in texts], dtype=float).reshape(n, len(HAND_FEATURES))
+        steps = [dict.fromkeys(step_tokens(r.step, r.kind), 1.0) for r in rows]
+        return cls([analyse(q) for q, _, _ in texts], emb, hand, steps)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> _Parts:
+        """The parts of the rows at ``idx``, in that order."""
+        return _Parts([self.terms[i] for i in idx], self.emb[idx], self.hand[idx], [self.steps[i] for i in idx])
+
+
 class _Features:
     """The classifier's feature matrix; the column order is the one ClassifierPolicy reads."""
 
     def __init__(self, encoder: str, max_terms: int = 50_000) -> None:
         _, DictVectorizer, TfidfVectorizer, _ = _sklearn()
         self.encoder = get_encoder(encoder)
-        self.tfidf = TfidfVectorizer(analyzer=analyse, min_df=2, sublinear_tf=True, max_features=max_terms)
+        self.tfidf = TfidfVectorizer(analyzer=_analysed, min_df=2, sublinear_tf=True, max_features=max_terms)
         self.steps = DictVectorizer()
 
-    def _parts(self, rows: Sequence[EvalRow]) -> tuple[list[str], np.ndarray, np.ndarray, list[dict]]:
-        texts = [routing_text(request_of(r)) for r in rows]
-        queries = [q for q, _, _ in texts]
-        emb = np.hstack([self.encoder.encode(queries), self.encoder.encode([c for _, c, _ in texts])])
-        hand = np.array([hand_features(*t) for t in texts], dtype=float).reshape(len(rows), len(HAND_FEATURES))
-        steps = [dict.fromkeys(step_tokens(r.step, r.kind), 1.0) for r in rows]
-        return queries, emb, hand, steps
+    def _parts(self, rows: Sequence[EvalRow] | _Parts) -> _Parts:
+        return rows if isinstance(rows, _Parts) else _Parts.of(rows, self.encoder)
 
-    def fit_transform(self, rows: Sequence[EvalRow]):
+    def fit_transform(self, rows: Sequence[EvalRow] | _Parts):
         sp = _sklearn()[0]
-        queries, emb, hand, steps = self._parts(rows)
-        terms = self.tfidf.fit_transform(queries)
+        parts = self._parts(rows)
+        terms = self.tfidf.fit_transform(parts.terms)
+        hand = parts.hand
         self.hand_mean = hand.mean(axis=0)
         self.hand_scale = np.where(hand.std(axis=0) > 0, hand.std(axis=0), 1.0)
-        one_hot = self.steps.fit_transform(steps)
-        return sp.hstack([terms, sp.csr_matrix(emb), sp.csr_matrix((hand - self.hand_mean) / self.hand_scale), one_hot]).tocsr()
+        one_hot = self.steps.fit_transform(parts.steps)
+        return sp.hstack([terms, sp.csr_matrix(parts.emb), sp.csr_matrix((hand - self.hand_mean) / self.hand_scale),
+                          one_hot]).tocsr()
 
-    def transform(self, rows: Sequence[EvalRow]):
+    def transform(self, rows: Sequence[EvalRow] | _Parts):
         sp = _sklearn()[0]
-        queries, emb, hand, steps = self._parts(rows)
-        return sp.hstack([self.tfidf.transform(queries), sp.csr_matrix(emb),
-                          sp.csr_matrix((hand - self.hand_mean) / self.hand_scale), self.steps.transform(steps)]).tocsr()
+        parts = self._parts(rows)
+        return sp.hstack([self.tfidf.transform(parts.terms), sp.csr_matrix(parts.emb),
+                          sp.csr_matrix((parts.hand - self.hand_mean) / self.hand_scale),
+                          self.steps.transform(parts.steps)]).tocsr()
 
 
 def _fit_tier(X, quality: np.ndarray, C: float) -> tuple[np.ndarray, float]:
@@ -84,9 +119,9 @@ def _fit_tier(X, quality: np.ndarray, C: float) -> tuple[np.ndarray, float]:
     return model.coef_[0], float(model.intercept_[0])
 
 
-def _fit(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, C: float):
+def _fit(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, C: float, parts: _Parts | None = None):
     features = _Features(encoder)
-    X = features.fit_transform(rows)
+    X = features.fit_transform(rows if parts is None else parts)
     fitted = []
     for model in models:  # each tier learns from the rows that have its outcome (all, for benchmarks)
         have = np.array([model in r.outcomes for r in rows])
@@ -97,14 +132,25 @@ def _fit(rows: Sequence[EvalRow], models: Sequence[str], encoder: str, C: float)
     return features, np.array([c for c, _ in fitted]), np.array([b for _, b in fitted])
 
 
-def _predict(features: _Features, coef: np.ndarray, intercept: np.ndarray, rows: Sequence[EvalRow]) -> np.ndarray:
+def _predict(features: _Features, coef: np.ndarray, intercept: np.ndarray, rows: Sequence[EvalRow] | _Parts) -> np.ndarray:
     z = features.transform(rows) @ coef.T + intercept
     return 1.0 / (1.0 + np.exp(-z))
 
 
 def cross_validated_scores(rows: Sequence[EvalRow], models: Sequence[str], *, folds: int = 5, encoder: str = "wordllama-l2-256",
-                           C: float = 0.3, seed: int = 0, progress: Progress | None = None) -> np.ndarray:
-    """Out-of-fold estimates for every row (folds stratified by step), to measure or calibrate honestly."""
+                           C: float = 0.3, seed: int = 0, progress: Progress | None = None,
+                           embedding_cache: str | os.PathLike[str] | bool = True) -> np.ndarray:
+    """Out-of-fold estimates for every row (folds stratified by step), to measure or calibrate honestly.
+
+    Each text is embedded once (``embedding_cache``: see :func:`train_classifier`); the
+    features learned from rows are fitted per fold (see :class:`_Parts`).
+    """
+    parts = _Parts.of(rows, get_encoder(encoder), embedding_cache, progress)
+    return _cross_validated(rows, parts, models, folds, encoder, C, seed, progress)
+
+
+def _cross_validated(rows: Sequence[EvalRow], parts: _Parts, models: Sequence[str], folds: int, encoder: str, C: float,
+                     seed: int, progress: Progress | None) -> np.ndarray:
     from sklearn.model_selection import StratifiedKFold
 
     steps = np.array([r.step for r in rows])
@@ -114,8 +160,8 @@ def cross_validated_scores(rows: Sequence[EvalRow], models: Sequence[str], *, fo
     bar = progress("cross-validation folds", folds) if progress else None
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(rows)), strata if len(set(strata)) > 1 else np.zeros(len(rows))):
-        features, coef, intercept = _fit([rows[i] for i in train], models, encoder, C)
-        scores[test] = _predict(features, coef, intercept, [rows[i] for i in test])
+        features, coef, intercept = _fit([rows[i] for i in train], models, encoder, C, parts.take(train))
+        scores[test] = _predict(features, coef, intercept, parts.take(test))
         if bar:
             bar.update(1)
     if bar:
@@ -124,26 +170,41 @@ def cross_validated_scores(rows: Sequence[EvalRow], models: Sequence[str], *, fo
 
 
 def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: Target = DEFAULT_TARGET, folds: int = 5,
-                     encoder: str = "wordllama-l2-256", C: float = 0.3, progress: Progress | None = None) -> Artefact:
+                     encoder: str = "wordllama-l2-256", C: float = 0.3, progress: Progress | None = None,
+                     embedding_cache: str | os.PathLike[str] | bool = True) -> Artefact:
     """Train a ``classifier`` artefact on ``rows`` for ``models`` (cheap to strong).
 
     With ``folds`` >= 2 the rows are first cross-validated: the out-of-fold curve gives the
     default threshold (for ``target``) and the figures stored in the artefact's ``training``
-    metadata; the final model is then fitted on every row.
+    metadata; the final model is then fitted on every row. Each distinct text is embedded
+    once per run; ``embedding_cache`` keeps the embeddings on disk across runs (``True``: in
+    steproute's cache folder, ``$STEPROUTE_CACHE_DIR/embeddings`` or
+    ``~/.cache/steproute/embeddings``; a folder; ``False``: none). ``progress`` shows the
+    embedding, each fold and the final fit.
+
+    Example:
+        >>> from steproute.evaluation import EvalRow, Outcome
+        >>> rows = [EvalRow(f"q{i}", ({"role": "user", "content": f"question {i % 7} about {'maths' if i % 2 else 'maps'}"},),
+        ...                 {"cheap": Outcome(float(i % 2 == 0), 0.1), "strong": Outcome(1.0, 1.0)}) for i in range(40)]
+        >>> artefact = train_classifier(rows, ("cheap", "strong"), folds=0, embedding_cache=False)
+        >>> artefact.labels
+        ('cheap', 'strong')
     """
     meta: dict[str, Any] = {"labels": list(models), "encoder": encoder, "C": C, "rows": len(rows),
                             "target": target.describe(), "hand_features": list(HAND_FEATURES)}
     threshold = 0.0
-    if folds >= 2:
-        outcomes = Outcomes.of(rows, models)  # cross-validation replays every tier: rows need all outcomes
-        oof = cross_validated_scores(rows, models, folds=folds, encoder=encoder, C=C, progress=progress)
+    # cross-validation replays every tier: rows need all outcomes (checked before the embedding's minutes)
+    outcomes = Outcomes.of(rows, models) if folds >= 2 else None
+    parts = _Parts.of(rows, get_encoder(encoder), embedding_cache, progress)
+    if outcomes is not None:
+        oof = _cross_validated(rows, parts, models, folds, encoder, C, 0, progress)
         strong = float(outcomes.quality[:, -1].mean())
         _, curve = summarise(oof, outcomes, 0.0)
         threshold = calibrate(curve, target, strong).threshold
         summary, _ = summarise(oof, outcomes, threshold)
         meta["cross_validation"] = {"folds": folds, **summary.to_json()}
     bar = progress("final fit", 1) if progress else None
-    features, coef, intercept = _fit(rows, models, encoder, C)
+    features, coef, intercept = _fit(rows, models, encoder, C, parts)
     if bar:
         bar.update(1)
         bar.close()

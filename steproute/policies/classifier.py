@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
-from itertools import pairwise, repeat
+from itertools import chain, pairwise, repeat
+from operator import itemgetter
 
 import numpy as np
 
@@ -40,6 +42,12 @@ from steproute.policies.features import (
 from steproute.types import StepRequest
 
 __all__ = ["ClassifierPolicy", "analyse"]
+
+_STEP_CACHE = 4096
+"""(step, kind) pairs whose step part is kept."""
+_CACHE_WORDS = 500_000
+"""Words whose term and token ids are kept."""
+_first, _second = itemgetter(0), itemgetter(1)
 
 def analyse(text: str) -> list[str]:
     """Terms of a text: its :func:`~steproute.policies.features.words` and adjacent word pairs.
@@ -64,17 +72,20 @@ class ClassifierPolicy(ScoringPolicy):
         a = artefact.arrays
         self._bind(artefact, tiers, threshold)
         self._vocab = {term: i for i, term in enumerate(unpack_strings(a["terms"]))}
-        self._idf = a["idf"].astype(np.float64)
         self._steps = {tok: i for i, tok in enumerate(unpack_strings(a["steps"]))}
         self._hand_mean, self._hand_scale = a["hand_mean"], a["hand_scale"]
         coef = a["coef"].astype(np.float64)  # tiers × [terms | query emb | context emb | hand | steps]
         v, d, h = len(self._vocab), int(artefact.meta["embedding_dim"]), len(self._hand_mean)
-        self._dim = d
-        self._w_terms = np.ascontiguousarray(coef[:, :v].T)
-        # query and context embeddings and the standardised hand features are one dense block
-        self._w_dense = np.ascontiguousarray(coef[:, v:v + 2 * d + h])
+        # one row per term: its IDF weight, then its coefficient for each tier (one gather a call)
+        self._term_rows = np.ascontiguousarray(np.hstack([a["idf"].astype(np.float64)[:, None], coef[:, :v].T]))
+        self._w_query = np.ascontiguousarray(coef[:, v:v + d])
+        self._w_context = np.ascontiguousarray(coef[:, v + d:v + 2 * d])
+        self._w_hand = np.ascontiguousarray(coef[:, v + 2 * d:v + 2 * d + h])
         self._w_steps = np.ascontiguousarray(coef[:, v + 2 * d + h:].T)
         self._intercept = a["intercept"].astype(np.float64)
+        self._by_step: dict[tuple[str, str | None], np.ndarray] = {}
+        self._words: dict[str, tuple[int, list[int]]] = {}
+        """Each word seen: its unigram's vocabulary index (-1: none) and its token ids (static encoder)."""
         self._encoder = get_encoder(artefact.meta["encoder"])
         self._static = isinstance(self._encoder, StaticEncoder)
 
@@ -85,31 +96,71 @@ class ClassifierPolicy(ScoringPolicy):
         artefact = load_artefact(path, "classifier")
         return built(path, lambda: cls(artefact, tiers, threshold))
 
+    def _word(self, word: str) -> tuple[int, list[int]]:
+        if len(self._words) >= _CACHE_WORDS:
+            self._words.clear()
+        record = self._words[word] = (self._vocab.get(word, -1), self._encoder.word_ids(word) if self._static else [])
+        return record
+
+    def _step_part(self, step: str, kind: str | None) -> np.ndarray:
+        """The intercept plus the step's one-hot columns, per (step, kind): a handful per application."""
+        z = self._by_step.get((step, kind))
+        if z is None:
+            z = self._intercept.copy()
+            for tok in step_tokens(step, kind):
+                i = self._steps.get(tok)
+                if i is not None:
+                    z += self._w_steps[i]
+            if len(self._by_step) >= _STEP_CACHE:
+                self._by_step.clear()
+            self._by_step[(step, kind)] = z
+        return z
+
     def scores(self, request: StepRequest) -> np.ndarray:
+        """Estimated quality of each tier: the logistic of the linear model over the request's features.
+
+        The same numbers as scikit-learn's ``predict_proba`` on the training pipeline's
+        features with the artefact's parameters, computed without it (a few numpy calls).
+
+        Example:
+            >>> from steproute.evaluation import EvalRow, Outcome
+            >>> from steproute.evaluation._train import train_classifier
+            >>> rows = [EvalRow(f"q{i}", ({"role": "user", "content": "prove it" if i % 2 else "say hi"},),
+            ...                 {"cheap": Outcome(float(i % 2 == 0), 0.1), "strong": Outcome(1.0, 1.0)}) for i in range(40)]
+            >>> policy = ClassifierPolicy(train_classifier(rows, ("cheap", "strong"), folds=0, embedding_cache=False))
+            >>> bool(policy.scores(StepRequest("x", [{"role": "user", "content": "prove it"}]))[0] < 0.5)
+            True
+        """
         query, context, turns = routing_text(request)
-        z = self._intercept.copy()
         query_words = words(query)
-        found = np.fromiter(map(self._vocab.get, terms(query_words), repeat(-1)), dtype=np.intp)
-        found = found[found >= 0]
-        if len(found):
-            idx, counts = np.unique(found, return_counts=True)
-            vals = np.log(counts) + 1.0  # sublinear term frequency, as TfidfVectorizer(sublinear_tf=True)
-            vals *= self._idf[idx]
-            vals /= math.sqrt(float(vals @ vals))
-            z += vals @ self._w_terms[idx]
-        d = self._dim
-        dense = np.empty(self._w_dense.shape[1])
-        if self._static and len(query) <= MAX_EMBED_CHARS:
-            dense[:d] = self._encoder.encode_words(query_words)  # the words TF-IDF already split: no second pass
+        z = self._step_part(request.step, request.kind).copy()
+        static = self._static and len(query) <= MAX_EMBED_CHARS
+        known = list(map(self._words.get, query_words))  # one lookup a word: its term and its tokens
+        if None in known:
+            known = [k if k is not None else self._word(w) for k, w in zip(known, query_words, strict=True)]
+        # term counts (sublinear TF × IDF, L2-normalised, as TfidfVectorizer(sublinear_tf=True));
+        # the terms are analyse()'s: the words, then the adjacent pairs
+        pairs = map(self._vocab.get, map(" ".join, pairwise(query_words)), repeat(-1))
+        counts = Counter(chain(map(_first, known), pairs))  # type: ignore[arg-type]
+        counts.pop(-1, None)
+        if counts:
+            n = len(counts)
+            rows = self._term_rows[np.fromiter(counts, np.intp, n)]
+            vals = np.log(np.fromiter(counts.values(), np.float64, n))
+            vals += 1.0
+            vals *= rows[:, 0]
+            z += (vals @ rows[:, 1:]) / math.sqrt(vals @ vals)
+        if static:  # the words TF-IDF already split, their token ids remembered with their terms
+            z += self._w_query @ self._encoder.encode_ids(list(chain.from_iterable(map(_second, known))))  # type: ignore[arg-type]
         else:
-            dense[:d] = self._encoder.encode_one(query)
-        dense[d:2 * d] = self._encoder.encode_one(context) if context else 0.0
-        dense[2 * d:] = hand_features(query, context, turns)
-        dense[2 * d:] -= self._hand_mean
-        dense[2 * d:] /= self._hand_scale
-        z += self._w_dense @ dense
-        for tok in step_tokens(request.step, request.kind):
-            i = self._steps.get(tok)
-            if i is not None:
-                z += self._w_steps[i]
-        return 1.0 / (1.0 + np.exp(-z))
+            z += self._w_query @ self._encoder.encode_one(query)
+        if context:
+            z += self._w_context @ self._encoder.encode_one(context)
+        hand = np.array(hand_features(query, context, turns))
+        hand -= self._hand_mean
+        hand /= self._hand_scale
+        z += self._w_hand @ hand
+        z *= -1.0
+        np.exp(z, out=z)
+        z += 1.0
+        return np.reciprocal(z, out=z)

@@ -67,8 +67,25 @@ class SemanticPolicy(ScoringPolicy):
 
     def scores(self, request: StepRequest) -> np.ndarray:
         query, _, _ = routing_text(request)
-        similarity = self._embeddings @ self._encoder.encode_one(query)
-        step = self._steps.get(request.step)
-        if step is not None and self.same_step_bonus:
-            similarity = similarity + self.same_step_bonus * (self._step_of == step)
+        return self.estimate(self._encoder.encode_one(query), request.step)
+
+    def estimate(self, embedding: np.ndarray, step: str) -> np.ndarray:
+        """Estimated quality of each tier for a query already embedded (by this artefact's encoder).
+
+        Training's cross-validation embeds every query once and asks this for each fold.
+
+        Example:
+            >>> import numpy as np
+            >>> from steproute.policies._artefact import Artefact, pack_strings
+            >>> policy = SemanticPolicy(Artefact("semantic", {"labels": ["fast", "strong"], "encoder": "wordllama-l2-256",
+            ...     "threshold": 0.05, "neighbours": 1, "temperature": 0.2, "prior_weight": 0.0, "same_step_bonus": 0.0},
+            ...     {"embeddings": np.eye(2, 256, dtype=np.float16), "quality": np.array([[1.0, 1.0], [0.0, 1.0]]),
+            ...      "step_ids": np.zeros(2, dtype=np.int32), "steps": pack_strings(["answer"])}))
+            >>> policy.estimate(np.eye(2, 256, dtype=np.float32)[1], "answer").tolist()
+            [0.0, 1.0]
+        """
+        similarity = self._embeddings @ embedding
+        step_id = self._steps.get(step)
+        if step_id is not None and self.same_step_bonus:
+            similarity = similarity + self.same_step_bonus * (self._step_of == step_id)
         return self._estimate(similarity)

@@ -631,6 +631,7 @@ MARKER_GENERATORS = {  # <!-- name:start --> block -> the script that writes it
     "output-matrix": "tests/integration/test_output_fault_matrix.py",
     "load": "benchmarks/load.py",
     "latency-check": "benchmarks/latency_check.py",
+    "learned-speed": "benchmarks/learned_speed.py",
 }
 IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it names the file)
     "eval-mmlu.png": ("benchmarks/evaluation.py", "eval-{folder}.png"),
