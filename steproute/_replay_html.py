@@ -18,7 +18,7 @@ h1 { margin: 0 0 4px; } h2 { margin: 28px 0 8px; font-size: 17px; }
 .wide { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child, td.why, th.why { text-align: left; }
+th:first-child, td:first-child, td.why, th.why, td.note { text-align: left; }
 td.why { white-space: normal; color: #8a3b12; }
 .chart { display: block; width: 100%; max-width: 900px; height: auto; }
 .chart .axis { font-size: 11px; fill: #444; } .chart .title { font-weight: 600; font-size: 14px; }
@@ -43,7 +43,7 @@ def _row(s: StepReplay) -> str:
                  f"{s.candidate_cost_usd:.6f}", _ci(s.candidate_cost_ci, ".6f"), _q(s.quality, s.quality_n),
                  _q(s.candidate_quality, s.candidate_quality_n)]
         note = ", ".join(f"{t} {n}" for t, n in s.candidate_tiers.items())
-        cls = ""
+        cls = " class=note"
     else:
         cells = [s.step, s.calls, "–", "–", f"{s.cost_usd:.6f}", "–", "–", _q(s.quality, s.quality_n), "–"]
         note, cls = f"not replayed: {s.why_not}", " class=why"
@@ -57,7 +57,7 @@ def _chart(report: ReplayReport) -> str:
     top = max(max(s.cost_usd, s.candidate_cost_ci.high if s.candidate_cost_ci else 0.0) for s in steps) or 1.0
     row, left, width = 34, 140, 600
     height = 40 + row * len(steps) + 30
-    out = [f'<svg class="chart" viewBox="0 0 {left + width + 120} {height}" role="img" '
+    out = [f'<svg class="chart" viewBox="0 0 {left + width + 240} {height}" role="img" '
            f'aria-label="recorded and candidate cost per step">',
            '<text class="title" x="0" y="16">Cost per step: recorded (grey) and under the candidate (blue, with '
            'its 95% interval)</text>']
