@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from steproute.decision_capture import redacted_messages, redacted_text, request_shape
 from steproute.errors import Attempt, BudgetExceeded, DispatchError, shown
 from steproute.pricing import Price, call_cost, estimate_usage
 from steproute.telemetry import STREAM_ABANDONED, USAGE_ESTIMATED, error_type
@@ -199,7 +200,7 @@ class CallRecord:
             if failed_attempts:
                 entry["failed_attempts"] = [{"model": a.model, "error_type": a.error_type} for a in failed_attempts]
             if self._log.include_prompts and response is not None:
-                entry["response"] = response
+                entry["response"] = redacted_text(response, self._telemetry.redact)
             self._log.write(entry)
         return cost_usd
 
@@ -257,7 +258,7 @@ class CallRecord:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
             entry.update(abandoned=True, usage_estimated=estimated)
             if self._log.include_prompts and response is not None:
-                entry["response"] = response
+                entry["response"] = redacted_text(response, self._telemetry.redact)
             self._log.write(entry)
 
     def failed(self, error: BaseException) -> None:
@@ -317,9 +318,10 @@ class CallRecord:
             "baseline_cost_usd": baseline,
             "latency_s": round(time.perf_counter() - self._started, 6),
             "trace_id": self._telemetry.trace_id(self._route),
+            **request_shape(request),
         }
         if self._log is not None and self._log.include_prompts:
-            entry["messages"] = list(request.messages)
+            entry["messages"] = redacted_messages(request.messages, self._telemetry.redact)
         return entry
 
 

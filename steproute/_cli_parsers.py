@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     from steproute._cli_feedback import add_parser
 
     add_parser(sub, _command)
+    from steproute._cli_replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub, _command)
     _add_offline(sub)
     return parser
 

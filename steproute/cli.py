@@ -238,6 +238,8 @@ def _main(argv: list[str] | None = None) -> int:
         from steproute._cli_eval import run
 
         return run(args)
+    if getattr(args, "run", None) is not None:  # a subcommand that names its own runner (replay)
+        return int(args.run(args))
     return _check(args)
 
 

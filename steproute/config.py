@@ -73,6 +73,7 @@ __all__ = [
     "CascadePolicyConfig",
     "ChainPolicyConfig",
     "ClassifierPolicyConfig",
+    "DecisionLogConfig",
     "DeploymentConfig",
     "DispatchConfig",
     "FixedPolicyConfig",
@@ -288,6 +289,26 @@ class GuardsConfig(FrozenConfig):
     budgets: BudgetConfig | None = None
 
 
+class DecisionLogConfig(FrozenConfig):
+    """Where a router built from this configuration logs its decisions (see ``docs/configuration.md``).
+
+    Example:
+        >>> DecisionLogConfig(path="decisions.jsonl", messages=True).messages
+        True
+    """
+
+    path: str = Field(min_length=1)
+    """The JSON-lines file; a relative path is taken from the configuration file's folder."""
+    messages: bool = False
+    """Also log each call's messages (and answer), for ``steproute replay`` and training; redacted
+    by the PII guard's detectors when ``guards.pii`` is configured."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
 def _policy_shorthand(value: Any) -> Any:
     """``"fast"`` means ``{"policy": "fixed", "tier": "fast"}``."""
     if isinstance(value, str):
@@ -320,6 +341,8 @@ class RouterConfig(BaseModel):
     """Personal-data routing and tenant budgets, checked before the policy."""
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     """How observed latency is kept (steps with ``max_latency_ms``, runs with a deadline)."""
+    decision_log: DecisionLogConfig | None = None
+    """The decision log a router built from this configuration writes (``StepRouter(decision_log=...)`` wins)."""
 
     _source: str | None = PrivateAttr(default=None)
 

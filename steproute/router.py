@@ -24,7 +24,8 @@ from steproute._pin_keeper import PinKeeper, preferred_model
 from steproute._plan import Planner, StepPlan
 from steproute._walk_run import WalkRun
 from steproute.config import RouterConfig, load_config
-from steproute.decision_log import DecisionLog, JsonlDecisionLog
+from steproute.decision_capture import open_decision_log
+from steproute.decision_log import DecisionLog
 from steproute.dispatch import CompletionChunk, Deployment, Dispatcher
 from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore
 from steproute.pinning import InMemoryPinStore, PinAction, PinStore
@@ -96,9 +97,7 @@ class StepRouter:
         self._pii = self._planner.pii
         self._telemetry = Telemetry(tracer_provider, meter_provider, record_content=record_content,
                                     redact=self._pii.redact if self._pii is not None else None, latency=self._dispatcher.latency)
-        if decision_log is not None and not isinstance(decision_log, DecisionLog):
-            decision_log = JsonlDecisionLog(decision_log)
-        self.decision_log: DecisionLog | None = decision_log
+        self.decision_log: DecisionLog | None = open_decision_log(config, decision_log)
         self._pins = PinKeeper(pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds),
             self._rank, self._dispatcher.deployments)

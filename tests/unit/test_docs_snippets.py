@@ -521,6 +521,7 @@ CLAIMS = {"README.md:123": [_readme_message]}
 INPUTS = {  # the arguments of each command that name a file it reads
     "check": ["config"], "report": ["log", "--config"], "convert": ["source"],
     "train": ["--data"], "eval": ["--data", "--policy"], "calibrate": ["--data", "--config"],
+    "replay": ["log", "--config"],
 }
 
 
@@ -547,12 +548,14 @@ def _inputs(argv: list[str]) -> list[str]:
 def _parses(argv: list[str]) -> None:
     """The real CLI reads ``argv`` (its subcommand and flags exist) but does no work."""
     import steproute._cli_eval as cli_eval
+    import steproute._cli_replay as cli_replay
     import steproute._demo as demo
     import steproute.cli as cli
 
     seen: list[str] = []
     with pytest.MonkeyPatch.context() as monkeypatch:
-        for module, name in ((cli, "_check"), (cli, "_local"), (cli, "_report"), (cli_eval, "run"), (demo, "main")):
+        for module, name in ((cli, "_check"), (cli, "_local"), (cli, "_report"), (cli_eval, "run"), (demo, "main"),
+                             (cli_replay, "run")):
             monkeypatch.setattr(module, name, lambda *a, _n=name, **k: seen.append(_n) or 0)
         try:
             assert cli.main(argv) == 0
