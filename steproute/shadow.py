@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -89,7 +90,9 @@ class _Lane:
     in_flight: int = 0
     day: int = 0
     spent_usd: float = 0.0
-    futures: set[Future[None]] = field(default_factory=set)
+    futures: set[Any] = field(default_factory=set)
+    """Its shadow calls in flight: :class:`concurrent.futures.Future` (sync calls) and
+    :class:`asyncio.Task` (async calls)."""
 
 
 def _no_model(tier: str, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> str:
@@ -204,7 +207,14 @@ class ShadowRunner:
                 "the router is closed") + "); each one is counted on steproute.shadow.calls")
             return info
         try:
-            future = self._pool.submit(self._shadow, lane, plan, request, routed, dict(params), candidate)
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        try:
+            if loop is not None:  # an async call: a task on its loop, never a thread taking the GIL from it
+                future: Any = loop.create_task(self._ashadow(lane, plan, request, routed, dict(params), candidate))
+            else:
+                future = self._pool.submit(self._shadow, lane, plan, request, routed, dict(params), candidate)
         except RuntimeError:  # the pool shut down between the check and the submit
             self._release(lane, None)
             self._count(step, "skipped_closed")
@@ -230,7 +240,7 @@ class ShadowRunner:
             lane.in_flight += 1
             return None
 
-    def _release(self, lane: _Lane, future: Future[None] | None) -> None:
+    def _release(self, lane: _Lane, future: Any) -> None:
         with self._lock:
             lane.in_flight -= 1
             if future is not None:
@@ -238,20 +248,47 @@ class ShadowRunner:
 
     # -- off the hot path -------------------------------------------------------------------
 
+    def _request(self, plan: StepPlan, request: StepRequest, routed: RoutedCompletion, params: dict[str, Any],
+                 candidate: str) -> tuple[Sequence[Mapping[str, Any]], dict[str, Any]]:
+        decision = replace(routed.decision, tier=candidate, model=self._dispatcher.first_deployment(candidate).model)
+        return styled(self._config, plan.style, request, decision, params)
+
+    def _failed(self, step: str, candidate: str, exc: BaseException) -> None:
+        self._count(step, "error")
+        say_once(self, ("shadow-call", step, type(exc).__name__),
+                 f"step {shown(step)}: a shadow call to tier {shown(candidate)} failed ({type(exc).__name__}); "
+                 "the user's call is not affected; each one is counted on steproute.shadow.calls")
+
     def _shadow(self, lane: _Lane, plan: StepPlan, request: StepRequest, routed: RoutedCompletion,
                 params: dict[str, Any], candidate: str) -> None:
-        step = request.step
         try:
-            decision = replace(routed.decision, tier=candidate, model=self._dispatcher.first_deployment(candidate).model)
-            messages, styled_params = styled(self._config, plan.style, request, decision, params)
-            answer = self._dispatcher.tier(candidate).complete(step, messages, styled_params)
+            messages, styled_params = self._request(plan, request, routed, params, candidate)
+            answer = self._dispatcher.tier(candidate).complete(request.step, messages, styled_params)
             verdict = self._judge(lane, request, routed.completion, answer)
         except Exception as exc:
-            self._count(step, "error")
-            say_once(self, ("shadow-call", step, type(exc).__name__),
-                     f"step {shown(step)}: a shadow call to tier {shown(candidate)} failed ({type(exc).__name__}); "
-                     "the user's call is not affected; each one is counted on steproute.shadow.calls")
+            self._failed(request.step, candidate, exc)
             return
+        self._done(lane, request.step, routed, candidate, answer, verdict)
+
+    async def _ashadow(self, lane: _Lane, plan: StepPlan, request: StepRequest, routed: RoutedCompletion,
+                       params: dict[str, Any], candidate: str) -> None:
+        try:
+            messages, styled_params = self._request(plan, request, routed, params, candidate)
+            answer = await self._dispatcher.tier(candidate).acomplete(request.step, messages, styled_params)
+            if lane.config.judge == "llm":  # the judge's call blocks: off the loop
+                verdict = await asyncio.to_thread(self._judge, lane, request, routed.completion, answer)
+            else:
+                verdict = self._judge(lane, request, routed.completion, answer)
+        except asyncio.CancelledError:  # closed before it finished
+            self._count(request.step, "dropped")
+            raise
+        except Exception as exc:
+            self._failed(request.step, candidate, exc)
+            return
+        self._done(lane, request.step, routed, candidate, answer, verdict)
+
+    def _done(self, lane: _Lane, step: str, routed: RoutedCompletion, candidate: str, answer: Completion,
+              verdict: Judgement) -> None:
         cost = answer.cost_usd + verdict.cost_usd
         with self._lock:
             lane.spent_usd += cost
@@ -294,7 +331,8 @@ class ShadowRunner:
         many were dropped."""
         with self._lock:
             self._closed = True
-            futures = {f: lane.where for lane in self._lanes.values() for f in lane.futures}
+            futures = {f: lane.where for lane in self._lanes.values() for f in lane.futures if isinstance(f, Future)}
+            tasks = [t for lane in self._lanes.values() for t in lane.futures if not isinstance(t, Future)]
         _, pending = wait_futures(list(futures), timeout=max(0.0, timeout))
         self._gave_up = bool(pending)
         dropped = 0
@@ -303,15 +341,36 @@ class ShadowRunner:
                 dropped += 1
                 self._count(futures[future], "dropped")
         self._pool.shutdown(wait=False, cancel_futures=True)
-        running = len(pending) - dropped
+        for task in tasks:  # async calls' shadows on a loop this thread cannot wait on (see aclose): cancelled
+            if not task.done():
+                with contextlib.suppress(RuntimeError):  # its loop is closed: the task is gone with it
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+                pending.add(task)
         if pending:
             logger.warning("steproute: closing dropped %d shadow call(s) (%d still running, their results not written)",
-                           len(pending), running)
+                           len(pending), len(pending) - dropped)
         return len(pending)
 
     async def aclose(self, timeout: float = 5.0) -> int:
-        """Async :meth:`close` (waits on a worker thread, never on the event loop)."""
-        return await asyncio.to_thread(self.close, timeout)
+        """Async :meth:`close`: waits up to ``timeout`` for this loop's shadow tasks (and, on a
+        worker thread, for the sync calls' shadow threads); cancels what is left."""
+        started = time.monotonic()
+        with self._lock:
+            self._closed = True
+            loop = asyncio.get_running_loop()
+            tasks = [t for lane in self._lanes.values() for t in lane.futures
+                     if isinstance(t, asyncio.Task) and t.get_loop() is loop]
+        dropped = 0
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, timeout))
+            for task in late:
+                task.cancel()
+            dropped = len(late)
+            if late:
+                await asyncio.wait(late)
+                logger.warning("steproute: closing dropped %d shadow call(s) still running", len(late))
+        left = max(0.0, timeout - (time.monotonic() - started))
+        return dropped + await asyncio.to_thread(self.close, left)
 
 
 def shadow_books(record: CallRecord, info: Mapping[str, Any] | None) -> None:

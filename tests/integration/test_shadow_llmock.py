@@ -221,3 +221,38 @@ def test_steproute_report_shows_agreement_verdicts_with_intervals_and_the_cost_d
     assert [round(x, 3) for x in step["tie_95"]] == [0.15, 0.85]
     assert step["shadow_cost_usd"] > step["live_cost_usd"] > 0  # gpt-4o costs more than gpt-4o-mini
     assert step["cost_delta_usd"] == pytest.approx(step["shadow_cost_usd"] - step["live_cost_usd"])
+
+
+def test_an_async_call_is_shadowed_by_a_task_on_its_loop_and_aclose_waits_or_drops(llmock, tmp_path):
+    import threading
+
+    llmock.add(Reply(text="Paris", times=None))
+    llmock.add(Delay(1.5, times=2, match=Match(model=CANDIDATE)))
+    router = router_for(llmock, tmp_path)
+    assert router.shadow is not None
+
+    async def main() -> tuple[float, int, int, int]:
+        await router.acomplete(StepRequest("warm", MESSAGES))
+        threads = threading.active_count()
+        started = time.perf_counter()
+        await router.acomplete(StepRequest("answer", MESSAGES))
+        elapsed = time.perf_counter() - started
+        assert router.shadow is not None and router.shadow.in_flight() == 1
+        shadow_threads = threading.active_count() - threads
+        waited = await router.aclose(timeout=30)
+        return elapsed, shadow_threads, waited, router.shadow.in_flight()
+
+    elapsed, shadow_threads, waited, left = asyncio.run(main())
+    assert elapsed < 1.0 and shadow_threads == 0 and waited == 0 and left == 0
+    assert [s["verdict"] for s in log_of(router, tmp_path).shadows] == ["tie"]
+    assert router.shadow.counts() == {("answer", "tie"): 1}
+
+    (tmp_path / "slow").mkdir()
+    slow = router_for(llmock, tmp_path / "slow")
+
+    async def drop() -> int:
+        await slow.acomplete(StepRequest("answer", MESSAGES))
+        return await slow.aclose(timeout=0.2)
+
+    assert asyncio.run(drop()) == 1
+    assert slow.shadow is not None and slow.shadow.counts() == {("answer", "dropped"): 1}
