@@ -38,7 +38,7 @@ class CallRecord:
     """Spans, metrics and the log entry of one call, from decision to answer."""
 
     __slots__ = ("_booked", "_deployment", "_dispatched_ns", "_failed_cost", "_log", "_route", "_spent", "_started",
-                 "_telemetry", "budget", "decision", "request")
+                 "_telemetry", "budget", "decision", "log_extra", "request")
 
     def __init__(self, telemetry: Telemetry, log: DecisionLog | None, request: StepRequest) -> None:
         self._telemetry = telemetry
@@ -57,6 +57,8 @@ class CallRecord:
         self.budget: Any = None
         """The tenant budget's reservation (a :class:`~steproute.guards.BudgetHold`), settled at the end."""
         self.decision: Decision | None = None
+        self.log_extra: dict[str, Any] | None = None
+        """More keys for the log entry (``shadow``: what the step's shadow candidate did)."""
 
     @property
     def failed_cost(self) -> float:
@@ -322,6 +324,8 @@ class CallRecord:
         }
         if self._log is not None and self._log.include_prompts:
             entry["messages"] = redacted_messages(request.messages, self._telemetry.redact)
+        if self.log_extra:
+            entry.update(self.log_extra)
         return entry
 
 

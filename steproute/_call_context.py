@@ -15,6 +15,7 @@ from steproute._style import styled
 from steproute.config import RouterConfig
 from steproute.dispatch import Dispatcher
 from steproute.pricing import Price, call_cost
+from steproute.shadow import ShadowRunner
 from steproute.types import Decision, StepRequest, Usage
 
 __all__ = ["CallContext"]
@@ -28,6 +29,8 @@ class CallContext:
     dispatcher: Dispatcher
     pins: PinKeeper
     baseline_price: Price
+    shadow: ShadowRunner | None = None
+    """The steps' shadow calls (``shadow:`` entries), off the hot path."""
     capabilities: CapabilityGate = field(init=False)
     """The capability filter: every deployment's facts, resolved once here, as the router is built."""
 

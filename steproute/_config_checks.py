@@ -77,6 +77,12 @@ def reference_problems(config: Any) -> list[ConfigProblem]:
         for j, link in enumerate(links):
             where = f"{prefix}.policies[{j}]" if isinstance(policy, ChainPolicyConfig) else prefix
             _link_problems(where, link, tier_ref, problems)
+        if policy.shadow is not None:  # the candidate's tiers and the judge's
+            candidate = policy.shadow.candidate
+            for j, link in enumerate(candidate.policies if isinstance(candidate, ChainPolicyConfig) else [candidate]):
+                where = f"{prefix}.shadow.candidate" + (f".policies[{j}]" if isinstance(candidate, ChainPolicyConfig) else "")
+                _link_problems(where, link, tier_ref, problems)
+            tier_ref(f"{prefix}.shadow.judge_tier", policy.shadow.judge_tier)
     return problems
 
 

@@ -26,6 +26,7 @@ from steproute.pinning import Pin, PinAction
 from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
 from steproute.results import RoutedCompletion
+from steproute.shadow import shadow_books
 from steproute.telemetry import CASCADE_ACCEPTED, CASCADE_CONFIDENCE, CASCADE_ROLE, CASCADE_SIGNAL
 from steproute.tier_client import TierClient
 from steproute.tier_walk import TierWalk, walk_rules
@@ -280,6 +281,8 @@ class WalkRun:
                 attributes.update({CASCADE_SIGNAL + name: value for name, value in last.signals})
             if last.confidence is not None:
                 attributes[CASCADE_CONFIDENCE] = last.confidence
+        if self.ctx.shadow is not None:  # the candidate decides; a sampled disagreement is shadowed off the hot path
+            shadow_books(self.record, self.ctx.shadow.observe(self.plan, self.request, routed, self.params))
         step_cost = self.record.answered(decision, usage=completion.usage, cost_usd=completion.cost_usd,
                                          baseline_cost_usd=routed.baseline_cost_usd, provider=completion.provider,
                                          response_model=completion.response_model, response_id=completion.response_id,

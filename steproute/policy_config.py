@@ -32,6 +32,7 @@ __all__ = [
     "RuleConfig",
     "RulesPolicyConfig",
     "SemanticPolicyConfig",
+    "ShadowConfig",
     "SignalConfig",
     "StepSettings",
     "StyleConfig",
@@ -151,6 +152,8 @@ class StepSettings(FrozenConfig):
     ``max_tier``, whose observed p95 fits (the fastest when none does); a ``cascade`` also skips
     a tier whose p95 and the next's together exceed it. Not observed yet: the configured order.
     A run's ``steproute_deadline`` metadata can shorten it (see ``docs/configuration.md``)."""
+    shadow: ShadowConfig | None = None
+    """A candidate judged beside this step's live policy on sampled calls (``docs/shadow.md``)."""
 
 
 class FixedPolicyConfig(StepSettings):
@@ -283,3 +286,65 @@ PolicyConfig = Annotated[
           ChainPolicyConfig, CascadePolicyConfig],
     Field(discriminator="policy"),
 ]
+
+
+SHADOW_JUDGES = ("exact", "normalised", "json_schema", "tools", "llm")
+_IMPURE = ("llm", "cascade")
+
+
+class ShadowConfig(FrozenConfig):
+    """Shadow mode of a step: a candidate decides every call beside the live policy; on a
+    sampled share of the calls where it picks another tier, that tier is also called, off the
+    hot path, and a judge compares the two answers (see ``docs/shadow.md``).
+
+    Example:
+        >>> ShadowConfig(candidate={"tier": "strong"}, sample=0.1, judge="exact").candidate.tier
+        'strong'
+        >>> ShadowConfig(candidate="strong").candidate.policy
+        'fixed'
+    """
+
+    candidate: PolicyConfig
+    """The candidate: a tier (``{tier: strong}`` or ``strong``) or a pure policy entry
+    (``fixed``, ``rules``, ``classifier``, ``semantic``, ``chain`` of those; no ``llm``, no
+    ``cascade``: they call models to decide)."""
+    sample: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of the disagreeing calls whose candidate tier is also called."""
+    judge: Literal["exact", "normalised", "json_schema", "tools", "llm"] = "normalised"
+    """How the two answers are compared; tool-call turns are always judged by ``tools``."""
+    judge_tier: str | None = None
+    """``judge: llm``: the tier that answers the judging prompt."""
+    max_concurrency: int = Field(default=4, ge=1, le=1024)
+    """Shadow calls of this step in flight at once; a call over it is skipped and counted."""
+    budget_usd_per_day: float | None = Field(default=None, gt=0)
+    """What this step's shadow calls (and their judge) may cost per UTC day, per process; once
+    spent, calls are skipped and counted. Default: no limit."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tier_as_candidate(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            value = dict(value)
+            candidate = value.get("candidate")
+            if isinstance(candidate, str):
+                value["candidate"] = {"policy": "fixed", "tier": candidate}
+            elif isinstance(candidate, Mapping) and "policy" not in candidate:
+                value["candidate"] = {"policy": "fixed", **candidate}
+        return value
+
+    @model_validator(mode="after")
+    def _pure_candidate(self) -> ShadowConfig:
+        links = getattr(self.candidate, "policies", None) or [self.candidate]
+        impure = [p.policy for p in links if p.policy in _IMPURE]
+        if impure:
+            raise ValueError(f"the shadow candidate must decide without calling a model; {impure[0]!r} does")
+        if self.candidate.shadow is not None:
+            raise ValueError("a shadow candidate cannot have a shadow of its own")
+        if self.judge == "llm" and not self.judge_tier:
+            raise ValueError("judge 'llm' needs judge_tier (the tier that judges)")
+        return self
+
+
+for _model in (StepSettings, FixedPolicyConfig, RulesPolicyConfig, LearnedPolicyConfig, ClassifierPolicyConfig,
+               SemanticPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig, ShadowConfig):
+    _model.model_rebuild()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steproute._report_html import page
+from steproute._report_shadow import shadow_json, shadow_lines
 from steproute._report_stats import Report, StepSummary, bucket_name, build_report, iso, parse_since
 from steproute._text_table import text_table
 from steproute.config import RouterConfig
@@ -120,7 +121,7 @@ def format_report(report: Report, under_table: Sequence[str] = ()) -> str:
     """The report as text: the per-step table (:func:`format_table`), the lines ``under_table``,
     the quality against the baseline tier, quality by tier, cost per tenant and the escalation
     rate over time."""
-    parts = [format_table([*report.steps, report.total]), *under_table, quality_line(report)]
+    parts = [format_table([*report.steps, report.total]), *under_table, quality_line(report), *shadow_lines(report.contents)]
     tiers = report.tier_order
     if any(s.tier_ratings for s in report.steps):
         rows = [(s.step, *(_rated(s.tier_quality().get(t)) for t in tiers)) for s in [*report.steps, report.total]]
@@ -185,6 +186,8 @@ def report_json(report: Report, drift: ConfigDrift | None = None) -> dict[str, A
         "filters": {"since": None if report.since is None else iso(report.since), "tenant": list(report.tenant_filter)},
         "problems": len(contents.problems),
     }
+    if contents.shadows or any("shadow" in d for d in contents.decisions):
+        out["shadow"] = shadow_json(contents)
     if drift is not None:
         out["config"] = {"not_called": list(drift.not_called), "not_configured": list(drift.not_configured)}
     return out

@@ -1,10 +1,9 @@
 """StepRouter: decides the tier of each step's call and dispatches it.
 
-Order of one decision: the step's ``tier`` hint if any, else the step's policy (looked up by
-step name, then by step kind, then ``default``); then the config's and the hint's
-``min_tier``/``max_tier`` clamp the choice. The result is an immutable
-:class:`~steproute.types.Decision`. The router core knows nothing of LangGraph or LangChain:
-requests come in as :class:`~steproute.types.StepRequest` with OpenAI-format messages.
+Order of one decision: the step's ``tier`` hint if any, else the step's policy (looked up by step name, then by
+step kind, then ``default``); then the config's and the hint's ``min_tier``/``max_tier`` clamp the choice. The result
+is an immutable :class:`~steproute.types.Decision`. The router core knows nothing of LangGraph or LangChain: requests
+come in as :class:`~steproute.types.StepRequest` with OpenAI-format messages.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from steproute.guards import BudgetGuard, BudgetStore, InMemoryBudgetStore
 from steproute.pinning import InMemoryPinStore, PinAction, PinStore
 from steproute.policies import CascadePolicy, Policy
 from steproute.results import RoutedCompletion, StreamSummary, batch_results
+from steproute.shadow import ShadowRunner, shadow_runner
 from steproute.step_coverage import StepCoverage
 from steproute.telemetry import Telemetry
 from steproute.tier_client import Transport
@@ -61,15 +61,13 @@ class StepRouter:
         >>> result.decision.model, result.completion.content
         ('openai/gpt-4o-mini', 'ok')
 
-    Every call is observed: an OpenTelemetry ``route {step}`` span with a ``chat {model}``
-    span under it, metrics (``tracer_provider``/``meter_provider``, default: the global
-    ones), and, given a ``decision_log`` (a path or a :class:`~steproute.decision_log.DecisionLog`),
-    one JSON line per call. Calls on a thread are pinned per step group (``pinning:`` in the
-    config); pins live in ``pin_store`` (default: bounded, in memory; see
-    :class:`~steproute.pinning.BaseStorePinStore` to share them across replicas).
-    ``record_content=True`` puts prompts and answers on the ``chat`` spans, redacted by the
-    PII guard when one is configured. ``transport`` answers the tiers (default: LiteLLM;
-    :class:`steproute.testing.FunctionTransport` answers from a function, for tests).
+    Every call is observed: an OpenTelemetry ``route {step}`` span with a ``chat {model}`` span under it, metrics
+    (``tracer_provider``/``meter_provider``, default: the global ones), and, given a ``decision_log`` (a path or a
+    :class:`~steproute.decision_log.DecisionLog`), one JSON line per call. Calls on a thread are pinned per step group
+    (``pinning:`` in the config); pins live in ``pin_store`` (default: bounded, in memory; see
+    :class:`~steproute.pinning.BaseStorePinStore` to share them across replicas). ``record_content=True`` puts
+    prompts and answers on the ``chat`` spans, redacted by the PII guard when one is configured. ``transport``
+    answers the tiers (default: LiteLLM; :class:`steproute.testing.FunctionTransport` answers from a function).
     """
 
     def __init__(
@@ -101,7 +99,9 @@ class StepRouter:
         self._pins = PinKeeper(pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds),
             self._rank, self._dispatcher.deployments)
-        self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price)
+        self.shadow: ShadowRunner | None = shadow_runner(config, self._dispatcher, decision_log, meter_provider)
+        self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price,
+                                  self.shadow)
         guards = config.guards
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
@@ -118,20 +118,18 @@ class StepRouter:
 
     def _ask(self, tier: str, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> str:
         """A short deterministic call through ``tier``: what the ``llm`` policy routes with."""
-        completion = self._dispatcher.tier(tier).complete("router", messages, {"max_tokens": max_tokens, "temperature": 0})
-        return completion.content or ""
+        return self._dispatcher.tier(tier).complete("router", messages, {"max_tokens": max_tokens, "temperature": 0}).content
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> StepRouter:
-        """Build a router from a YAML or TOML file (see ``docs/configuration.md``); ``kwargs``
-        as for the constructor."""
+        """Build a router from a YAML or TOML file (see ``docs/configuration.md``); ``kwargs`` as for the constructor."""
         return cls(load_config(path), **kwargs)
 
     # -- deciding ----------------------------------------------------------------------------
 
     def decide(self, request: StepRequest) -> Decision:
-        """Choose a tier for one call by hints, policy and latency budget (the latency observed so
-        far). No I/O, no model call, no pin (:meth:`route` adds the conversation's pin).
+        """Choose a tier for one call by hints, policy and latency budget (the latency observed so far). No I/O, no
+        model call, no pin (:meth:`route` adds the conversation's pin).
 
         Raises:
             RoutingError: a hint names an unknown tier, or its bounds contradict.
@@ -139,9 +137,8 @@ class StepRouter:
         return self._planner.decide(self._plan(request.step, request.kind, request.hint), request)
 
     def route(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        """:meth:`decide`, then the conversation's pin: the decision a call follows, and the
-        pin it follows or has just made (``None``: no thread, or pinning off). A thread's first
-        pin is written here, before the call is dispatched."""
+        """:meth:`decide`, then the conversation's pin: the decision a call follows, and the pin it follows or has just
+        made (``None``: no thread, or pinning off). A thread's first pin is written here, before the call is dispatched."""
         return self._route(self._plan(request.step, request.kind, request.hint), request)
 
     def _route(self, plan: StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
@@ -192,10 +189,9 @@ class StepRouter:
         return WalkRun(self._calls, record, plan, request, decision, action, params, preferred_model(action))
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
-        """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...).
-        When every deployment of the tier fails, a stronger tier may answer (``tier_fallback``);
-        under a ``cascade`` policy, the call is made tier after tier until an answer is accepted
-        (see :mod:`steproute.tier_walk`).
+        """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...). When every deployment
+        of the tier fails, a stronger tier may answer (``tier_fallback``); under a ``cascade`` policy, the call is made
+        tier after tier until an answer is accepted (see :mod:`steproute.tier_walk`).
 
         Raises:
             DispatchError: every tier the call could use failed.
@@ -217,8 +213,7 @@ class StepRouter:
             raise
 
     def stream(self, request: StepRequest, **params: Any) -> Generator[CompletionChunk | StreamSummary, None, None]:
-        """Decide and stream: chunks, then one :class:`StreamSummary` last. Under a
-        ``cascade``, attempts that may be rejected are buffered; the last tier streams live."""
+        """Decide and stream: chunks, then one :class:`StreamSummary` (a cascade's judged attempts buffered, the last live)."""
         call = self._start(request, params)
         yield from drivers.stream(call)
 
@@ -235,14 +230,12 @@ class StepRouter:
 
     def complete_batch(self, requests: Sequence[StepRequest], *, max_concurrency: int | None = None,
                        return_exceptions: bool = False, **params: Any) -> list[Any]:
-        """Decide and call many requests. Cascade steps run phase by phase: the first tier over
-        the whole batch, then only the rejected items go up a tier; each phase runs at most
-        ``max_concurrency`` calls at once (default: the cascades' ``max_concurrency``, else 8).
-        Other requests are plain calls, as many at once.
+        """Decide and call many requests. Cascade steps run phase by phase: the first tier over the whole batch, then
+        only the rejected items go up a tier; each phase runs at most ``max_concurrency`` calls at once (default: the
+        cascades' ``max_concurrency``, else 8). Other requests are plain calls, as many at once.
 
-        Returns one :class:`RoutedCompletion` per request, in order. Raises the first item's
-        error unless ``return_exceptions`` (then the error takes the item's place); every item
-        is finished, answered or booked as failed, first.
+        Returns one :class:`RoutedCompletion` per request, in order. Raises the first item's error unless
+        ``return_exceptions`` (then the error takes the item's place); every item is finished (answered or failed) first.
         """
         return batch_results(_batch.run(self._batch_calls(params), requests, max_concurrency), return_exceptions)
 
@@ -254,8 +247,8 @@ class StepRouter:
 
     def runs_in_phases(self, request: StepRequest) -> bool:
         """Whether a batch runs ``request`` phase by phase: its step is a cascade (no tier hint)."""
-        plan = self._plan(request.step, request.kind, request.hint)
-        return plan.fixed is None and isinstance(plan.policy, CascadePolicy)
+        return (plan := self._plan(request.step, request.kind, request.hint)).fixed is None and isinstance(
+            plan.policy, CascadePolicy)
 
     def _batch_calls(self, params: Mapping[str, Any]) -> _batch.BatchCalls:
         return _batch.BatchCalls(self.runs_in_phases, lambda r: self._start(r, params),
@@ -266,13 +259,20 @@ class StepRouter:
         """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
 
         Raises:
-            ValueError: ``quality`` is not a number in [0, 1], ``decision_id`` is not a non-empty
-                string, an extra key is ``type``, ``id`` or ``quality``, or the router has no
-                decision log. (``steproute feedback`` writes the same entry from the shell.)
+            ValueError: ``quality`` is not a number in [0, 1], ``decision_id`` is not a non-empty string, an extra key
+                is ``type``, ``id`` or ``quality``, or the router has no decision log (``steproute feedback``: the same).
         """
         if self.decision_log is None:
             raise ValueError("feedback needs a decision log: StepRouter(..., decision_log='decisions.jsonl')")
         self.decision_log.write(feedback_entry(decision_id, quality, **extra))
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Wait up to ``timeout`` s for shadow calls in flight, drop the rest; returns how many were dropped."""
+        return self.shadow.close(timeout) if self.shadow is not None else 0
+
+    async def aclose(self, timeout: float = 5.0) -> int:
+        """Async :meth:`close`."""
+        return await self.shadow.aclose(timeout) if self.shadow is not None else 0
 
     def deployments(self, tier: str) -> tuple[Deployment, ...]:
         """A tier's deployments (model, provider, price), in fallback order."""

@@ -627,6 +627,7 @@ def test_only_the_allowed_commands_are_skipped():
 # -- figures --------------------------------------------------------------------------------
 
 MARKER_GENERATORS = {  # <!-- name:start --> block -> the script that writes it
+    "shadow-overhead": "benchmarks/shadow_overhead.py",
     "results": "benchmarks/evaluation.py",
     "speed": "benchmarks/decision_speed.py",
     "cascade": "benchmarks/cascade.py",
