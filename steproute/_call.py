@@ -318,6 +318,8 @@ class CallRecord:
             "latency_s": round(time.perf_counter() - self._started, 6),
             "trace_id": self._telemetry.trace_id(self._route),
         }
+        if (arm := decision.experiment) is not None:  # an A/B experiment's arm (steproute report --by arm)
+            entry.update(experiment=arm.name, arm=arm.arm, control_arm=arm.control, assigned=arm.assigned, unit=arm.unit)
         if self._log is not None and self._log.include_prompts:
             entry["messages"] = list(request.messages)
         return entry

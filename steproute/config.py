@@ -50,6 +50,7 @@ from steproute._config_read import (
     shown_config_value,
 )
 from steproute.errors import ConfigError, ConfigProblem
+from steproute.experiment_config import ExperimentConfig, experiment_problems
 from steproute.policy_config import (
     CascadePolicyConfig,
     ChainPolicyConfig,
@@ -75,6 +76,7 @@ __all__ = [
     "ClassifierPolicyConfig",
     "DeploymentConfig",
     "DispatchConfig",
+    "ExperimentConfig",
     "FixedPolicyConfig",
     "GuardsConfig",
     "LLMPolicyConfig",
@@ -320,6 +322,8 @@ class RouterConfig(BaseModel):
     """Personal-data routing and tenant budgets, checked before the policy."""
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     """How observed latency is kept (steps with ``max_latency_ms``, runs with a deadline)."""
+    experiment: ExperimentConfig | None = None
+    """An A/B experiment over some steps (see :mod:`steproute.experiments`)."""
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -344,6 +348,7 @@ class RouterConfig(BaseModel):
                 problems.extend(p for p in raw_reference_problems(data) if p.path not in said)
                 raise ConfigError(problems, source=source) from None
             problems.extend(reference_problems(self))
+            problems.extend(experiment_problems(self))
         finally:
             FROM_ENV.reset(token)
         if problems:
