@@ -347,3 +347,19 @@ def test_a_tier_hint_still_wins_inside_an_arm_and_the_reason_says_both():
     d = router.decide(StepRequest("answer", MSG, thread="t5", hint=Hint(tier="fast")))
     assert (d.tier, d.policy) == ("fast", "hint")
     assert d.reason == f"experiment 'cheap-answer', arm {d.arm!r}: tier hint 'fast'"
+
+
+def test_unit_ids_are_never_echoed_in_reasons_warnings_or_the_report(tmp_path, caplog):
+    from steproute.report import arm_report, arm_report_json, format_arm_report
+
+    secret_thread, secret_tenant = "sk-live-7f3c9a1b2d4e6f80", "tenant-key-9a8b7c6d5e4f"
+    router = _router(tmp_path, experiment={**EXPERIMENT, "unit": "tenant"})
+    with caplog.at_level(logging.DEBUG, logger="steproute"):
+        with_tenant = router.complete(StepRequest("answer", MSG, thread=secret_thread, tenant=secret_tenant))
+        without = router.complete(StepRequest("answer", MSG, thread=secret_thread))
+    router.decision_log.close()
+    report = arm_report(read_log(tmp_path / "d.jsonl"))
+    said = [with_tenant.decision.reason, without.decision.reason, format_arm_report(report),
+            json.dumps(arm_report_json(report)), *(r.getMessage() for r in caplog.records)]
+    for text in said:
+        assert secret_thread not in text and secret_tenant not in text
