@@ -322,6 +322,8 @@ class CallRecord:
             "trace_id": self._telemetry.trace_id(self._route),
             **request_shape(request),
         }
+        if (arm := decision.experiment) is not None:  # an A/B experiment's arm (steproute report --by arm)
+            entry.update(experiment=arm.name, arm=arm.arm, control_arm=arm.control, assigned=arm.assigned, unit=arm.unit)
         if self._log is not None and self._log.include_prompts:
             entry["messages"] = redacted_messages(request.messages, self._telemetry.redact)
         if self.log_extra:

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "escalation rate over time. Bad lines are warnings, never dropped silently.",
                       "steproute report decisions.jsonl",
                       "steproute report decisions.jsonl --html report.html --config steproute.yaml",
-                      "steproute report decisions.jsonl --since 7d --tenant acme --json")
+                      "steproute report decisions.jsonl --since 7d --tenant acme --json",
+                      "steproute report decisions.jsonl --by arm")
     report.add_argument("log", help="a decision log (JSON lines) written by StepRouter(decision_log=...)")
     report.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
     report.add_argument("--config", metavar="FILE",
@@ -126,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "UTC unless a zone is given) or a duration back from now (30m, 24h, 7d, 2w)")
     report.add_argument("--tenant", action="append", metavar="TENANT",
                         help="only this tenant's decisions (repeatable: any of them)")
+    report.add_argument("--by", choices=("step", "arm"), default="step",
+                        help="'arm': compare an A/B experiment's arms (experiment: in the configuration) per step: "
+                             "calls, cost per call, tier mix, escalations, quality with 95%% intervals, and each "
+                             "arm's difference from the control")
     from steproute._cli_feedback import add_parser
 
     add_parser(sub, _command)

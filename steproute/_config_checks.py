@@ -64,6 +64,8 @@ def reference_problems(config: Any) -> list[ConfigProblem]:
     if guards.budgets is not None:
         tier_ref("guards.budgets.cap_tier", guards.budgets.cap_tier)
     entries = [("default", config.default)] + [(f"steps.{config_key(n)}", p) for n, p in config.steps.items()]
+    if config.experiment is not None:  # an arm says what a steps: entry may say
+        entries += [(f"experiment.arms.{config_key(n)}", p) for n, p in config.experiment.arms.items() if p is not None]
     for prefix, policy in entries:
         low = tier_ref(f"{prefix}.min_tier", policy.min_tier)
         high = tier_ref(f"{prefix}.max_tier", policy.max_tier)
@@ -144,7 +146,7 @@ def problems_from_pydantic(exc: ValidationError, keys: Iterable[str] = (),
     for error in exc.errors(include_input=False, include_url=False):
         # Drop union tags and validator names pydantic inserts into the location.
         loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
-        tag_at = {"default": 1, "steps": 2}.get(str(loc[0]) if loc else "")
+        tag_at = {"default": 1, "steps": 2, "experiment": 3}.get(str(loc[0]) if loc else "")  # experiment.arms.<a>
         if tag_at is not None and len(loc) > tag_at and loc[tag_at] in POLICY_NAMES:
             loc = loc[:tag_at] + loc[tag_at + 1:]
         # ... and the tags of nested policies (a chain's links, a cascade's start)

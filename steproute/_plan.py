@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from steproute.config import RouterConfig
-from steproute.errors import ConfigError, ConfigProblem, RoutingError, shown
+from steproute.errors import ConfigError, ConfigProblem, RoutingError, say_once, shown
+from steproute.experiments import Experiment
 from steproute.guards import PII_THREAD_CHARS, PiiGuard
 from steproute.latency import LatencyBook
 from steproute.pinning import PinSettings
 from steproute.policies import CascadePolicy, Choice, Policy, PolicyContext, build_policy
 from steproute.policy_config import StyleConfig
 from steproute.step_coverage import StepCoverage
-from steproute.types import Decision, Hint, StepRequest
+from steproute.types import ArmAssignment, Decision, Hint, StepRequest
 
 __all__ = ["Planner", "StepPlan"]
 
@@ -54,6 +55,10 @@ class StepPlan:
     """The step matches no ``steps:`` entry while the configuration has some (said in the reason)."""
     max_latency_ms: float | None = None
     """The step's latency budget (``max_latency_ms``; see :mod:`steproute.latency`)."""
+    in_experiment: bool = False
+    """The step's entry is one the configuration's ``experiment:`` covers (see :meth:`Planner.plan_of`)."""
+    arm: ArmAssignment | None = None
+    """The experiment arm this plan is of: its configuration replaced the step's (unless ``null``)."""
 
 
 Ask = Callable[[str, Sequence[Mapping[str, Any]], int], str]
@@ -74,6 +79,7 @@ class Planner:
         self.latency = latency if latency is not None else LatencyBook.from_config(self.tiers, config.latency)
         self.rank: dict[str, int] = {name: i for i, name in enumerate(self.tiers)}
         self.model_of = model_of
+        self.experiment = Experiment.from_config(config.experiment) if config.experiment is not None else None
         self.default, self.policies = self._build_policies(config, ask)
         self.coverage = StepCoverage(config.steps)
         pii = config.guards.pii
@@ -82,7 +88,26 @@ class Planner:
         """``plan(step, kind, hint)``: the :class:`StepPlan`, made once per key."""
 
     def plan_of(self, request: StepRequest) -> StepPlan:
-        return self.plan(request.step, request.kind, request.hint)
+        """The request's plan: its step's, or, in an experiment, its arm's (assigned by its thread or
+        tenant, :meth:`~steproute.experiments.Experiment.assign`; none: the control, said once)."""
+        plan = self.plan(request.step, request.kind, request.hint)
+        if not plan.in_experiment:
+            return plan
+        experiment = self.experiment
+        assert experiment is not None
+        arm = experiment.assign(experiment.unit_of(request))
+        if not arm.assigned:
+            say_once(self, ("experiment", experiment.name), f"experiment {experiment.name!r}: calls with no "
+                     f"{experiment.unit} id go to the control arm {arm.arm!r} and are left out of the arms' comparison")
+        return self.plan(request.step, request.kind, request.hint, arm)
+
+    def armed(self, plan: StepPlan, decision: Decision) -> Decision:
+        """``decision`` with the plan's experiment arm on it, its reason starting with the arm."""
+        if plan.arm is None:
+            return decision
+        armed = object.__new__(Decision)  # as Decision.moved: a copy without re-running __init__ (per call)
+        armed.__dict__.update(decision.__dict__, experiment=plan.arm, reason=f"{plan.arm.note}: {decision.reason}")
+        return armed
 
     def _build_policies(self, config: RouterConfig, ask: Ask) -> tuple[Policy, dict[str, Policy]]:
         """Every policy of the config; one :class:`ConfigError` lists each that cannot be built
@@ -91,7 +116,9 @@ class Planner:
         context = PolicyContext(self.tiers, Path(source).parent if source else Path("."), ask)
         problems: list[ConfigProblem] = []
         built: dict[str, Policy] = {}
-        for path, cfg in [("default", config.default), *((f"steps.{n}", c) for n, c in config.steps.items())]:
+        arms = self.experiment.arms if self.experiment is not None else ()
+        for path, cfg in [("default", config.default), *((f"steps.{n}", c) for n, c in config.steps.items()),
+                          *((f"experiment.arms.{a.name}", a.config) for a in arms if a.config is not None)]:
             try:
                 built[path] = build_policy(cfg, context)
             except (ValueError, ImportError) as exc:
@@ -99,6 +126,9 @@ class Planner:
                 problems.append(ConfigProblem(f"{path}.{field}", str(exc)))
         if problems:
             raise ConfigError(problems, source=source)
+        self.arm_policies = {path.removeprefix("experiment.arms."): built.pop(path) for path in list(built)
+                             if path.startswith("experiment.arms.")}
+        """Arm name → the policy of its configuration (arms with ``null`` keep the step's)."""
         return built.pop("default"), {path.removeprefix("steps."): p for path, p in built.items()}
 
     # -- plans -------------------------------------------------------------------------------
@@ -112,11 +142,15 @@ class Planner:
             raise RoutingError(
                 f"step {shown(step)}: {what} {shown(tier)} is not a tier (known: {', '.join(self.tiers)})") from None
 
-    def _make_plan(self, step: str, declared_kind: str | None, hint: Hint) -> StepPlan:
+    def _make_plan(self, step: str, declared_kind: str | None, hint: Hint, arm: ArmAssignment | None = None) -> StepPlan:
         kind = self.config.kind_of(step, declared_kind)
         entry = self.config.step_entry(step, kind)
         cfg = self.config.default if entry is None else self.config.steps[entry]
         policy = self.default if entry is None else self.policies[entry]
+        own = entry is None
+        arm_config = self.config.experiment.arms.get(arm.arm) if arm is not None and self.config.experiment else None
+        if arm is not None and arm_config is not None:  # the arm's configuration replaces the step's
+            cfg, policy, own = arm_config, self.arm_policies[arm.arm], False
         low, high = 0, len(self.tiers) - 1
         for what, bound in (("config min_tier", cfg.min_tier), ("min_tier hint", hint.min_tier)):
             rank = self.tier_rank(step, what, bound)
@@ -134,10 +168,10 @@ class Planner:
             self.tier_rank(step, "tier hint", hint.tier)
             fixed = Choice(hint.tier, f"tier hint {hint.tier!r}")
         self.coverage.planned(step, entry)
-        return StepPlan(kind, policy, entry is None, low, high, fixed,
+        return StepPlan(kind, policy, own, low, high, fixed,
                         None if fixed is not None else self._pin_settings(step, cfg.pinning, hint), cfg.style,
                         cfg.tier_fallback, tuple(cfg.fallback_on), entry is None and bool(self.config.steps),
-                        cfg.max_latency_ms)
+                        cfg.max_latency_ms, self.experiment is not None and self.experiment.covers(entry), arm)
 
     def _pin_settings(self, step: str, own: Any, hint: Hint) -> PinSettings | None:
         base = self.config.pinning
@@ -165,14 +199,15 @@ class Planner:
         if (plan.fixed is not None and plan.fixed.tier != tier) or not plan.low <= rank <= plan.high:
             raise RoutingError(f"step {request.step!r}: the PII guard ({', '.join(fired)}) requires tier {tier!r}, "
                                f"which the step's hints or bounds do not allow")
-        return Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier),
-                        policy="guard", reason=f"pii guard: {', '.join(fired)} detected; tier {tier!r}",
-                        guard="pii:" + ",".join(fired), thread=request.thread)
+        return self.armed(plan, Decision(step=request.step, kind=plan.kind, tier=tier, model=self.model_of(tier),
+                                         policy="guard", reason=f"pii guard: {', '.join(fired)} detected; tier {tier!r}",
+                                         guard="pii:" + ",".join(fired), thread=request.thread))
 
     def decide(self, plan: StepPlan, request: StepRequest, *, speculative: bool = False) -> Decision:
         """:meth:`_decided`, the decision followed as it is (no pin): a latency move is said."""
         decision, note = self._decided(plan, request, speculative)
-        return decision if note is None else self.latency.settle(decision, note, request.metadata, plan.max_latency_ms)
+        decision = decision if note is None else self.latency.settle(decision, note, request.metadata, plan.max_latency_ms)
+        return self.armed(plan, decision)
 
     def routed(self, plan: StepPlan, request: StepRequest,
                follow: Callable[[StepPlan, Decision, StepRequest], tuple[Decision, Any]]) -> tuple[Decision, Any]:
@@ -180,7 +215,7 @@ class Planner:
         latency budget did said of the decision followed (:meth:`~steproute.latency.LatencyBook.settle`)."""
         decided, note = self._decided(plan, request, False)
         final, action = follow(plan, decided, request)
-        return self.latency.settle(final, note, request.metadata, plan.max_latency_ms), action
+        return self.armed(plan, self.latency.settle(final, note, request.metadata, plan.max_latency_ms)), action
 
     async def arouted(self, plan: StepPlan, request: StepRequest,
                       follow: Callable[[StepPlan, Decision, StepRequest], Awaitable[tuple[Decision, Any]]]
@@ -195,7 +230,7 @@ class Planner:
         else:
             decided, note = self._decided(plan, request, False)
         final, action = await follow(plan, decided, request)
-        return self.latency.settle(final, note, request.metadata, plan.max_latency_ms), action
+        return self.armed(plan, self.latency.settle(final, note, request.metadata, plan.max_latency_ms)), action
 
     def _decided(self, plan: StepPlan, request: StepRequest, speculative: bool) -> tuple[Decision, str | None]:
         """The tier hint, else the policy's choice (the default policy's when the step's has

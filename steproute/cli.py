@@ -160,7 +160,16 @@ def _report_out(args: argparse.Namespace, contents: LogContents, config: RouterC
               file=sys.stderr)
         return 1
     drift = config_drift(report.contents, config) if config is not None else None
-    if args.json:
+    if args.by == "arm":  # an A/B experiment's arms, per step (steproute/_report_arms.py)
+        from steproute.report import arm_report, arm_report_json, format_arm_report
+
+        arms = arm_report(report.contents)
+        if not arms.experiments:
+            print(f"steproute report: {args.log}: no decision carries an experiment arm (see 'experiment:' in "
+                  "docs/configuration.md)", file=sys.stderr)
+            return 1
+        print(json.dumps(arm_report_json(arms), indent=2) if args.json else format_arm_report(arms))
+    elif args.json:
         print(json.dumps(report_json(report, drift), indent=2))
     else:
         print(format_report(report, under_table=[feedback_summary(report.contents)]))

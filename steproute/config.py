@@ -50,6 +50,7 @@ from steproute._config_read import (
     shown_config_value,
 )
 from steproute.errors import ConfigError, ConfigProblem
+from steproute.experiment_config import ExperimentConfig, experiment_problems
 from steproute.policy_config import (
     CascadePolicyConfig,
     ChainPolicyConfig,
@@ -76,6 +77,7 @@ __all__ = [
     "DecisionLogConfig",
     "DeploymentConfig",
     "DispatchConfig",
+    "ExperimentConfig",
     "FixedPolicyConfig",
     "GuardsConfig",
     "LLMPolicyConfig",
@@ -343,6 +345,8 @@ class RouterConfig(BaseModel):
     """How observed latency is kept (steps with ``max_latency_ms``, runs with a deadline)."""
     decision_log: DecisionLogConfig | None = None
     """The decision log a router built from this configuration writes (``StepRouter(decision_log=...)`` wins)."""
+    experiment: ExperimentConfig | None = None
+    """An A/B experiment over some steps (see :mod:`steproute.experiments`)."""
 
     _source: str | None = PrivateAttr(default=None)
 
@@ -367,6 +371,7 @@ class RouterConfig(BaseModel):
                 problems.extend(p for p in raw_reference_problems(data) if p.path not in said)
                 raise ConfigError(problems, source=source) from None
             problems.extend(reference_problems(self))
+            problems.extend(experiment_problems(self))
         finally:
             FROM_ENV.reset(token)
         if problems:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steproute._report_arms import ArmReport, arm_report, arm_report_json, format_arm_report
 from steproute._report_html import page
 from steproute._report_shadow import shadow_json, shadow_lines
 from steproute._report_stats import Report, StepSummary, bucket_name, build_report, iso, parse_since
@@ -23,8 +24,9 @@ from steproute.config import RouterConfig
 from steproute.decision_log import LogContents
 from steproute.errors import shown
 
-__all__ = ["ConfigDrift", "Report", "StepSummary", "build_report", "check_decisions", "config_drift", "format_drift",
-           "format_report", "format_table", "parse_since", "report_json", "summarise", "write_html"]
+__all__ = ["ArmReport", "ConfigDrift", "Report", "StepSummary", "arm_report", "arm_report_json", "build_report",
+           "check_decisions", "config_drift", "format_arm_report", "format_drift", "format_report", "format_table",
+           "parse_since", "report_json", "summarise", "write_html"]
 
 
 _LATEST_TS = 253402300799.0

@@ -134,12 +134,12 @@ class StepRouter:
         Raises:
             RoutingError: a hint names an unknown tier, or its bounds contradict.
         """
-        return self._planner.decide(self._plan(request.step, request.kind, request.hint), request)
+        return self._planner.decide(self._planner.plan_of(request), request)
 
     def route(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """:meth:`decide`, then the conversation's pin: the decision a call follows, and the pin it follows or has just
         made (``None``: no thread, or pinning off). A thread's first pin is written here, before the call is dispatched."""
-        return self._route(self._plan(request.step, request.kind, request.hint), request)
+        return self._route(self._planner.plan_of(request), request)
 
     def _route(self, plan: StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
         guarded = self._planner.pii_decision(plan, request)
@@ -149,7 +149,7 @@ class StepRouter:
 
     async def aroute(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """Async :meth:`route` (the pin store is read with its async API)."""
-        return await self._aroute(self._plan(request.step, request.kind, request.hint), request)
+        return await self._aroute(self._planner.plan_of(request), request)
 
     async def _aroute(self, plan: StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
         guarded = await self._planner.apii_decision(plan, request)
@@ -162,7 +162,7 @@ class StepRouter:
     def _start(self, request: StepRequest, params: Mapping[str, Any]) -> WalkRun:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
-            plan = self._plan(request.step, request.kind, request.hint)
+            plan = self._planner.plan_of(request)
             decision, action = self._route(plan, request)
             decision = self._gate.admit(record, plan, request, decision, params)
         except BaseException as exc:
@@ -173,7 +173,7 @@ class StepRouter:
     async def _astart(self, request: StepRequest, params: Mapping[str, Any]) -> WalkRun:
         record = CallRecord(self._telemetry, self.decision_log, request)
         try:
-            plan = self._plan(request.step, request.kind, request.hint)
+            plan = self._planner.plan_of(request)
             decision, action = await self._aroute(plan, request)
             if self._budget is not None and not isinstance(self.budget_store, InMemoryBudgetStore):
                 decision = await asyncio.to_thread(self._gate.admit, record, plan, request, decision, params)
@@ -247,7 +247,7 @@ class StepRouter:
 
     def runs_in_phases(self, request: StepRequest) -> bool:
         """Whether a batch runs ``request`` phase by phase: its step is a cascade (no tier hint)."""
-        return (plan := self._plan(request.step, request.kind, request.hint)).fixed is None and isinstance(
+        return (plan := self._planner.plan_of(request)).fixed is None and isinstance(
             plan.policy, CascadePolicy)
 
     def _batch_calls(self, params: Mapping[str, Any]) -> _batch.BatchCalls:

@@ -56,6 +56,8 @@ REPINNED = "steproute.repinned"
 ESCALATED_FROM = "steproute.escalated_from"
 GUARD = "steproute.guard"
 LATENCY_FROM = "steproute.latency.moved_from"
+EXPERIMENT, EXPERIMENT_ARM = "steproute.experiment", "steproute.experiment.arm"
+EXPERIMENT_ASSIGNED = "steproute.experiment.assigned"
 FALLBACK_FROM = "steproute.fallback.from"
 ATTEMPTS = "steproute.attempts"
 CASCADE_CHAIN = "steproute.cascade.chain"
@@ -272,6 +274,8 @@ class Telemetry:
             span.set_attribute(LATENCY_FROM, decision.latency_from)
         if decision.pin_group is not None:
             span.set_attribute(PIN_GROUP, decision.pin_group)
+        if (arm := decision.experiment) is not None:
+            span.set_attributes({EXPERIMENT: arm.name, EXPERIMENT_ARM: arm.arm, EXPERIMENT_ASSIGNED: arm.assigned})
 
     def fell_back(self, span: trace.Span, decision: Decision) -> None:
         """A cross-tier fallback on the ``route`` span: the tier that answered, and the one that failed."""

@@ -17,7 +17,7 @@ from typing import Any
 from steproute._encoding import check_sendable
 from steproute.errors import shown
 
-__all__ = ["CascadeAttempt", "Decision", "Hint", "StepKind", "StepRequest", "Usage"]
+__all__ = ["ArmAssignment", "CascadeAttempt", "Decision", "Hint", "StepKind", "StepRequest", "Usage"]
 
 
 class StepKind(str, enum.Enum):
@@ -246,6 +246,37 @@ class CascadeAttempt:
 
 
 @dataclass(frozen=True)
+class ArmAssignment:
+    """The arm of an A/B experiment a call was assigned to (see :mod:`steproute.experiments`).
+
+    Example:
+        >>> ArmAssignment("cheap-answer", "cheap", "control", "thread").as_dict()["arm"]
+        'cheap'
+    """
+
+    name: str
+    """The experiment's name."""
+    arm: str
+    control: str
+    """The experiment's control arm (its first)."""
+    unit: str
+    """What is assigned: ``thread`` or ``tenant``."""
+    assigned: bool = True
+    """``False``: the call had no thread (or tenant) id, so it went to the control unassigned."""
+
+    @cached_property
+    def note(self) -> str:
+        """What the reason of a decision in this arm starts with (made once per assignment)."""
+        if self.assigned:
+            return f"experiment {self.name!r}, arm {self.arm!r}"
+        return f"experiment {self.name!r}: no {self.unit} id, so the control arm {self.arm!r}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "arm": self.arm, "control": self.control, "unit": self.unit,
+                "assigned": self.assigned}
+
+
+@dataclass(frozen=True)
 class Decision:
     """Immutable record of one routing choice.
 
@@ -286,6 +317,13 @@ class Decision:
     latency_from: str | None = None
     """The tier decided before the latency check moved the call (a tier observed too slow for the
     step's ``max_latency_ms`` or the run's deadline; see :mod:`steproute.latency`)."""
+    experiment: ArmAssignment | None = None
+    """The A/B experiment arm whose configuration decided (``None``: the step is in no experiment)."""
+
+    @property
+    def arm(self) -> str | None:
+        """The experiment arm of the call (``None``: in no experiment)."""
+        return self.experiment.arm if self.experiment is not None else None
 
     def moved(self, tier: str, model: str, reason: str) -> Decision:
         """This decision sent to another ``tier`` (and ``model``), with ``reason``: what
@@ -309,6 +347,8 @@ class Decision:
         is enough, and about 20x cheaper than :func:`dataclasses.asdict` on the per-call path)."""
         values = dict(vars(self))
         values["cascade"] = [a.as_dict() for a in self.cascade]
+        if self.experiment is not None:
+            values["experiment"] = self.experiment.as_dict()
         return values
 
 
