@@ -245,6 +245,12 @@ class DriftWatch:
         return bool(self.log is not None and self.log.include_prompts)
 
     @property
+    def held(self) -> int:
+        """How many calls the windows hold, over every step (at most ``max_steps × (window + reference)``)."""
+        with self._lock:
+            return sum(len(w.calls) for w in self._windows.values())
+
+    @property
     def drifting(self) -> frozenset[str]:
         """The steps in a drift episode now."""
         with self._lock:

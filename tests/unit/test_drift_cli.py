@@ -47,7 +47,7 @@ def test_the_text_says_which_figure_moved_before_and_after_with_its_p_value(tmp_
     assert main(["drift", str(log)]) == 3
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if "escalation rate" in ln and "extract" not in ln)
-    assert "→" in line and "p=" in line and "moved" in line
+    assert "→" in line and ("p=" in line or "p<" in line) and "moved" in line
     assert "extract: DRIFTED" in out and "rewrite: steady" in out
     assert "1 of 2 steps drifted: extract" in out
 
