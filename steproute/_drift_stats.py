@@ -29,8 +29,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
-__all__ = ["FIGURES", "CallFacts", "DriftThresholds", "FigureChange", "StepDrift", "call_facts", "compare", "holm", "judge",
-           "family_size"]
+__all__ = [
+    "FIGURES",
+    "CallFacts",
+    "DriftThresholds",
+    "FigureChange",
+    "StepDrift",
+    "call_facts",
+    "compare",
+    "family_size",
+    "holm",
+    "judge",
+]
 
 FIGURES = ("tier_mix", "escalation_rate", "fallback_rate", "cost_per_call", "quality")
 """The figures compared, in the order they are shown."""
@@ -90,9 +100,9 @@ def call_facts(entry: Mapping[str, Any], quality: float | None = None) -> CallFa
         CallFacts(tier='strong', escalated=True, fell_back=False, cost_usd=0.002, quality=None)
     """
     cost = entry.get("cost_usd")
-    number = isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost)
+    usd = float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) else None
     return CallFacts(str(entry.get("tier")), bool(entry.get("escalated_from")), bool(entry.get("fallback_from")),
-                     float(cost) if number else None, quality)
+                     usd, quality)
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,8 @@ def _tier_mix(stats: Any, before: Sequence[CallFacts], recent: Sequence[CallFact
               thresholds: DriftThresholds) -> FigureChange:
     tiers = sorted({c.tier for c in before} | {c.tier for c in recent})
     counts = [[sum(c.tier == t for c in window) for t in tiers] for window in (before, recent)]
-    shares = [{t: n / len(window) for t, n in zip(tiers, row)} for row, window in zip(counts, (before, recent))]
+    shares = [{t: n / len(window) for t, n in zip(tiers, row, strict=True)}
+              for row, window in zip(counts, (before, recent), strict=True)]
     figure = FigureChange("tier_mix", shares[0], shares[1], len(before), len(recent))
     if len(tiers) < 2:
         return replace(figure, note=_SAME)
@@ -209,7 +220,7 @@ def _tier_mix(stats: Any, before: Sequence[CallFacts], recent: Sequence[CallFact
 
 def _small_expected(table: Sequence[Sequence[int]]) -> bool:
     total = sum(map(sum, table))
-    return any(sum(row) * sum(col) / total < 5 for row in table for col in zip(*table))
+    return any(sum(row) * sum(col) / total < 5 for row in table for col in zip(*table, strict=True))
 
 
 def _rate(stats: Any, name: str, before: Sequence[bool], recent: Sequence[bool],
@@ -274,11 +285,11 @@ def judge(steps: Sequence[StepDrift], alpha: float) -> list[StepDrift]:
     tested = [(s, f) for s, step in enumerate(steps) for f, fig in enumerate(step.figures) if fig.p_value is not None]
     adjusted = holm([steps[s].figures[f].p_value or 0.0 for s, f in tested])
     figures = [list(step.figures) for step in steps]
-    for (s, f), p in zip(tested, adjusted):
+    for (s, f), p in zip(tested, adjusted, strict=True):
         fig = figures[s][f]
         figures[s][f] = replace(fig, p_adjusted=p, moved=p <= alpha and fig.large_enough)
     return [replace(step, figures=tuple(figs), drifted=any(f.moved for f in figs))
-            for step, figs in zip(steps, figures)]
+            for step, figs in zip(steps, figures, strict=True)]
 
 
 def family_size(steps: Sequence[StepDrift]) -> int:

@@ -45,8 +45,8 @@ from steproute._drift_stats import (
     StepDrift,
     call_facts,
     compare,
-    judge,
     family_size,
+    judge,
 )
 from steproute.decision_log import DecisionLog, JsonlDecisionLog, LogContents
 from steproute.errors import shown
@@ -204,7 +204,7 @@ class DriftWatch:
 
     def __init__(self, on_drift: Callable[[str, StepDrift], object] | None = None, *,
                  log: DecisionLog | str | os.PathLike[str] | None = None, window: int = 500,
-                 reference: int | None = None, every: int = 100, thresholds: DriftThresholds | None = None,
+                 reference: int | None = None, every: int = 250, thresholds: DriftThresholds | None = None,
                  max_steps: int = 1000, background: bool = True, meter_provider: Any = None) -> None:
         for name, value in (("window", window), ("every", every), ("max_steps", max_steps),
                             ("reference", window if reference is None else reference)):
@@ -291,7 +291,7 @@ class DriftWatch:
         if snapshot is None:
             return
         if self._queue is None:
-            self._check(step, snapshot)
+            self._safe_check(step, snapshot)
             return
         try:
             self._queue.put_nowait((step, snapshot))
@@ -360,11 +360,15 @@ class DriftWatch:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            try:
-                self._check(*item)
-            except Exception as exc:  # scipy missing, a bug: the watch stops judging, the router goes on
-                self._warn_once("check", "drift watch: a check failed (%s); drift is not being judged",
-                                type(exc).__name__)
+            self._safe_check(*item)
+
+    def _safe_check(self, step: str, calls: list[CallFacts]) -> None:
+        try:
+            self._check(step, calls)
+        except Exception as exc:  # scipy missing, a bug: the watch stops judging, the router goes on
+            hint = ": pip install 'steproute[drift]'" if isinstance(exc, ImportError) else ""
+            self._warn_once("check", "drift watch: a check failed (%s%s); drift is not being judged",
+                            type(exc).__name__, hint)
 
     def _check(self, step: str, calls: list[CallFacts]) -> StepDrift:
         split = max(0, len(calls) - self.window)

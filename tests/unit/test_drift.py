@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from scipy.stats import binomtest
 
+from steproute._drift_stats import CallFacts, compare, holm, judge
 from steproute.decision_log import LogContents
 from steproute.drift import DriftThresholds, detect_drift, in_time_order
 from steproute.drift import StepDrift as PublicStepDrift
-from steproute._drift_stats import CallFacts, compare, holm, judge
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("drift_false_positives", ROOT / "benchmarks" / "drift_false_positives.py")

@@ -97,3 +97,40 @@ def test_errors_never_echo_what_the_log_holds(tmp_path, capsys):
     assert main(["drift", str(log)]) == 2
     captured = capsys.readouterr()
     assert secret not in captured.err + captured.out
+
+
+def test_without_scipy_the_command_names_the_extra_and_a_watch_never_fails_the_router(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.unit.test_plain_install import BLOCK_EXTRAS
+
+    log = write_log(tmp_path / "decisions.jsonl")
+    code = BLOCK_EXTRAS + f"""
+import logging, json
+from steproute.cli import main
+status = main(["drift", {str(log)!r}])
+from steproute import RouterConfig, StepRequest, StepRouter
+from steproute.drift import DriftWatch
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+
+warnings = []
+logging.getLogger("steproute").addHandler(Keep())
+watch = DriftWatch(window=40, every=10, background=False)
+fast = {{"models": [{{"model": "openai/gpt-4o-mini", "mock_response": "ok", "api_key": "k"}}]}}
+router = StepRouter(RouterConfig(tiers={{"fast": fast}}, default="fast"), decision_log=watch)
+ask = StepRequest("s", [{{"role": "user", "content": "hi"}}])
+answers = sorted({{router.complete(ask).completion.content for _ in range(100)}})
+print(json.dumps({{"status": status, "answers": answers, "warnings": [w for w in warnings if "drift" in w]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "steproute drift: drift detection needs scipy: pip install 'steproute[drift]'" in proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["status"] == 2 and out["answers"] == ["ok"]
+    assert out["warnings"] == [
+        "drift watch: a check failed (ImportError: pip install 'steproute[drift]'); drift is not being judged"]
