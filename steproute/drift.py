@@ -244,6 +244,11 @@ class DriftWatch:
         """The wrapped log's setting (``False`` without a log)."""
         return bool(self.log is not None and self.log.include_prompts)
 
+    @include_prompts.setter
+    def include_prompts(self, value: bool) -> None:
+        if self.log is not None:
+            self.log.include_prompts = value
+
     @property
     def held(self) -> int:
         """How many calls the windows hold, over every step (at most ``max_steps × (window + reference)``)."""
