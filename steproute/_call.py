@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from steproute._decision_counter import count_decision
 from steproute.decision_capture import redacted_messages, redacted_text, request_shape
 from steproute.errors import Attempt, BudgetExceeded, DispatchError, shown
 from steproute.pricing import Price, call_cost, estimate_usage
@@ -194,6 +195,7 @@ class CallRecord:
             self.budget.settle(cost_usd, usage_known=_reported(usage))
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned,
                                   tier=decision.tier)
+        count_decision(self._telemetry.decisions, decision, "answered")
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
             if decision.cascade:
@@ -256,6 +258,7 @@ class CallRecord:
             self._route.set_attributes(attributes)
         self._telemetry.end_route(self._route, cost_usd, baseline_cost_usd, repinned=decision.repinned,
                                   tier=decision.tier)
+        count_decision(self._telemetry.decisions, decision, "abandoned")
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
             entry.update(abandoned=True, usage_estimated=estimated)
@@ -284,6 +287,8 @@ class CallRecord:
         if self.budget is not None:
             self.budget.settle(spent, usage_known=True)
         self._telemetry.end_route(self._route, spent, None, error, tier=decision.tier if decision else None)
+        if decision is not None:
+            count_decision(self._telemetry.decisions, decision, "failed")
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, spent, 0.0)
             entry["error"] = type(error).__name__

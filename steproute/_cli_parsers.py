@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_parser(sub, _command)
     _add_offline(sub)
+    from steproute._cli_drift import add_parser as add_drift_parser
+
+    add_drift_parser(sub, _command)
     return parser
 
 

@@ -243,6 +243,10 @@ def _main(argv: list[str] | None = None) -> int:
         from steproute._cli_feedback import run as feedback
 
         return feedback(args)
+    if args.command == "drift":
+        from steproute._cli_drift import run as drift
+
+        return drift(args)
     if args.command in ("convert", "train", "eval", "calibrate"):
         from steproute._cli_eval import run
 

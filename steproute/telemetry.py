@@ -25,6 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from steproute._decision_counter import decision_counter
 from steproute.tracing_backends import chat_cost_attributes
 
 if TYPE_CHECKING:
@@ -230,6 +231,7 @@ class Telemetry:
                                                description="Duration of model calls")
         self.decision_duration = meter.create_histogram("steproute.decision.duration", unit="s",
                                                         description="Time to choose a tier")
+        self.decisions = decision_counter(meter)  # steproute.decisions: tier mix, escalation, fallback by step
         if latency is not None:
             latency.export(meter)
 
