@@ -99,7 +99,7 @@ class StepRouter:
         self._pins = PinKeeper(pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds),
             self._rank, self._dispatcher.deployments)
-        self.shadow: ShadowRunner | None = shadow_runner(config, self._dispatcher, decision_log, meter_provider)
+        self.shadow: ShadowRunner | None = shadow_runner(config, self._dispatcher, self.decision_log, meter_provider)
         self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price,
                                   self.shadow)
         guards = config.guards
