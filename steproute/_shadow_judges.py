@@ -9,6 +9,9 @@ differ with no way to tell which is better count as a loss for the candidate.
 - ``exact``: the same text (and the same tool calls, as sent);
 - ``normalised``: the same text once case, Unicode forms, spaces and closing punctuation are
   normalised, or the same JSON value when both parse;
+- ``final_number``: the same final number (the last number in each answer, commas dropped:
+  ``"4 + 9 = 13"`` ties ``"13"``), as a maths step is graded; a live answer with no number is
+  judged ``normalised`` (the entry's ``judge`` says so);
 - ``json_schema``: validity against the call's response schema (valid beats invalid; both the
   same: a tie); a call without a schema is judged ``normalised``;
 - ``tools``: tool-call turns, whatever the configured judge: the same function names with equal
@@ -125,6 +128,11 @@ def judge_answers(judge: str, live: Answer, candidate: Answer, schema: Mapping[s
             judge = "normalised"
         else:
             return Judgement(_ordered(_schema_valid(candidate, schema), _schema_valid(live, schema)), "json_schema")
+    if judge == "final_number":
+        live_number = final_number(live.text)
+        if live_number is not None:
+            return Judgement("tie" if final_number(candidate.text) == live_number else "loss", "final_number")
+        judge = "normalised"
     if judge == "exact":
         return Judgement("tie" if live.text == candidate.text else "loss", "exact")
     if judge == "normalised":
@@ -139,6 +147,20 @@ def judge_answers(judge: str, live: Answer, candidate: Answer, schema: Mapping[s
         verdict = parse_verdict(reply)
         return Judgement({"A": "loss", "B": "win", "TIE": "tie"}[verdict], "llm", cost)
     raise ValueError(f"unknown judge {judge!r}")
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def final_number(text: str) -> float | None:
+    """The last number in ``text`` (thousands commas dropped), or ``None``.
+
+    Example:
+        >>> final_number("3 notebooks at $1,250.50 each"), final_number("none")
+        (1250.5, None)
+    """
+    found = _NUMBER.findall(text.replace(",", ""))
+    return float(found[-1]) if found else None
 
 
 def _schema_valid(answer: Answer, schema: Mapping[str, Any]) -> bool:

@@ -288,7 +288,7 @@ PolicyConfig = Annotated[
 ]
 
 
-SHADOW_JUDGES = ("exact", "normalised", "json_schema", "tools", "llm")
+SHADOW_JUDGES = ("exact", "normalised", "final_number", "json_schema", "tools", "llm")
 _IMPURE = ("llm", "cascade")
 
 
@@ -310,7 +310,7 @@ class ShadowConfig(FrozenConfig):
     ``cascade``: they call models to decide)."""
     sample: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of the disagreeing calls whose candidate tier is also called."""
-    judge: Literal["exact", "normalised", "json_schema", "tools", "llm"] = "normalised"
+    judge: Literal["exact", "normalised", "final_number", "json_schema", "tools", "llm"] = "normalised"
     """How the two answers are compared; tool-call turns are always judged by ``tools``."""
     judge_tier: str | None = None
     """``judge: llm``: the tier that answers the judging prompt."""

@@ -171,3 +171,24 @@ def test_unknown_tiers_in_a_shadow_entry_are_config_problems_at_their_path():
 def test_a_router_without_shadow_entries_has_no_runner(make_router):
     assert make_router().shadow is None
     assert make_router().close() == 0
+
+
+def test_final_number_judge_compares_the_last_number_of_each_answer():
+    from steproute._shadow_judges import judge_answers
+    from steproute.policies.confidence import Answer
+
+    # a worked answer and a bare one agree when they end on the same number (commas, signs, decimals)
+    assert judge_answers("final_number", Answer("13"), Answer("4 + 9 = 13"), None).verdict == "tie"
+    assert judge_answers("final_number", Answer("It is 1,250.50."), Answer("1250.5"), None).verdict == "tie"
+    assert judge_answers("final_number", Answer("-7"), Answer("7"), None).verdict == "loss"
+    assert judge_answers("final_number", Answer("13"), Answer("4 + 9 = 12"), None).verdict == "loss"
+    assert judge_answers("final_number", Answer("13"), Answer("no idea"), None).verdict == "loss"
+    # a live answer with no number: nothing to compare by number, judged as normalised text (and said)
+    judged = judge_answers("final_number", Answer("Paris."), Answer("paris"), None)
+    assert (judged.verdict, judged.judge) == ("tie", "normalised")
+
+
+def test_final_number_is_a_judge_the_configuration_accepts():
+    from steproute.policy_config import ShadowConfig
+
+    assert ShadowConfig(candidate="strong", judge="final_number").judge == "final_number"
