@@ -22,8 +22,9 @@ WHAT = {
 }
 
 _NEXT = {
-    "decision log": "steproute report {p} summarises it, and steproute convert --from log {p} --out rows.jsonl "
-                    "turns its rated decisions into rows",
+    "decision log": "steproute report {p} summarises it, steproute drift {p} checks it for drift, steproute replay "
+                    "{p} --config C re-decides it under another configuration, and steproute train --data {p} learns "
+                    "from its rated and shadowed decisions",
     "rows": "steproute eval --data {p} --policy POLICY replays a policy over them, and "
             "steproute train --data {p} --out FILE learns one",
     "artefact": "steproute eval --policy {p} --data ROWS replays it, and a steproute.yaml names it as artefact:",

@@ -123,7 +123,7 @@ def format_replay(report: ReplayReport) -> str:
         >>> print(format_replay(ReplayReport((StepReplay("plan", 2, 0.5, False, why_not="an llm policy"),))))
         ... # doctest: +NORMALIZE_WHITESPACE
         step  calls  changed  95% CI  cost $    candidate $  95% CI  quality  candidate quality  candidate tiers / why not
-        ----  -----  -------  ------  --------  -----------  ------  -------  -----------------  -------------------------
+        ----  -----  -------  ------  --------  -----------  ------  -------  -----------------  ---------------------------
         plan  2      -        -       0.500000  -            -       -        -                  not replayed: an llm policy
         <BLANKLINE>
         2 calls in 1 step(s); 0 replayed

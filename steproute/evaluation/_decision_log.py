@@ -45,8 +45,8 @@ def from_decision_log(path: str | os.PathLike[str]) -> LogRows:
         ...            {"type": "shadow", "id": "d-1", "tier": "strong", "model": "big", "quality": 1.0, "cost_usd": 0.01}]
         >>> _ = path.write_text("".join(json.dumps(e) + "\\n" for e in entries))
         >>> rows = from_decision_log(path).rows
-        >>> {model: o.quality for model, o in rows[0].outcomes.items()}
-        {'small': 0.0, 'big': 1.0}
+        >>> sorted((model, o.quality) for model, o in rows[0].outcomes.items())
+        [('big', 1.0), ('small', 0.0)]
     """
     contents = read_log(path)
     loaded = LogRows(problems=[str(p) for p in contents.problems])

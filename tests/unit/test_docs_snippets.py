@@ -521,7 +521,7 @@ CLAIMS = {"README.md:123": [_readme_message]}
 INPUTS = {  # the arguments of each command that name a file it reads
     "check": ["config"], "report": ["log", "--config"], "convert": ["source"],
     "train": ["--data"], "eval": ["--data", "--policy"], "calibrate": ["--data", "--config"],
-    "replay": ["log", "--config"],
+    "replay": ["log", "--config"], "drift": ["log"],
 }
 
 
@@ -645,6 +645,7 @@ IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it na
     "phoenix-one-trace.png": ("tests/e2e/test_phoenix.py", "phoenix-one-trace.png"),
     "report-page.png": ("examples/report_page.py", "report-page.png"),
     "threshold-explorer.png": ("examples/threshold_explorer.py", "threshold-explorer.png"),
+    "lifecycle.png": ("examples/lifecycle.py", "lifecycle.png"),
     "phoenix-route-spans.png": ("tests/e2e/test_phoenix.py", "phoenix-route-spans.png"),
 }
 PAGE_GENERATORS = {  # pages written whole by a script
@@ -653,6 +654,7 @@ PAGE_GENERATORS = {  # pages written whole by a script
     "telemetry-overhead.md": "benchmarks/telemetry_overhead.py",
     "call-path-overhead.md": "benchmarks/call_path.py",
     "capability-check.md": "benchmarks/capability_check.py",
+    "lifecycle.md": "examples/lifecycle.py",
 }
 
 
