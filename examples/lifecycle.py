@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from steproute import StepRequest, StepRouter  # noqa: E402
-from steproute._shadow_judges import final_number  # noqa: E402
 from steproute.local import LocalServers  # noqa: E402
+from steproute.shadow import final_number  # noqa: E402
 
 TIERS = """\
 tiers:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from steproute._cli_kinds import wrong_kind
+from steproute._cli_rows import fail
 from steproute.decision_log import read_log
 from steproute.drift import DriftReport, DriftThresholds, FigureChange, StepDrift, detect_drift
 
@@ -53,11 +54,6 @@ def add_parser(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> Non
                    help="print one JSON object: 'steps', each with 'step', 'drifted' and its 'figures'")
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"steproute drift: {message}", file=sys.stderr)
-    return code
-
-
 def _int(text: str, least: int) -> int | None:
     try:
         value = int(text)
@@ -72,40 +68,40 @@ def run(args: argparse.Namespace) -> int:
 
     recent = _int(args.recent, 1)
     if recent is None:
-        return _fail("--recent must be an integer of at least 1 (the number of each step's last calls)")
+        return fail("drift", "--recent must be an integer of at least 1 (the number of each step's last calls)")
     min_calls = _int(args.min_calls, 2)
     if min_calls is None:
-        return _fail("--min-calls must be an integer of at least 2")
+        return fail("drift", "--min-calls must be an integer of at least 2")
     try:
         alpha = float(args.alpha)
         thresholds = DriftThresholds(alpha=alpha, min_calls=min_calls)
     except ValueError:
-        return _fail("--alpha must be a number in (0, 1)")
+        return fail("drift", "--alpha must be a number in (0, 1)")
     path = args.log
     if os.path.exists(path) and not os.path.isfile(path):
-        return _fail(f"{path}: not a regular file (a directory or device); give a decision log")
+        return fail("drift", f"{path}: not a regular file (a directory or device); give a decision log")
     wrong = wrong_kind(path, "decision log")
     if wrong:
-        return _fail(wrong)
+        return fail("drift", wrong)
     if not os.path.exists(path):
-        return _fail(f"{path}: no such decision log (give the file the router writes, StepRouter(decision_log=...))")
+        return fail("drift", f"{path}: no such decision log (give the file the router writes, StepRouter(decision_log=...))")
     try:
         contents = read_log(path)
     except OSError as exc:
-        return _fail(f"cannot read {path}: {exc.strerror}")
+        return fail("drift", f"cannot read {path}: {exc.strerror}")
     except UnicodeDecodeError:
-        return _fail(f"{path}: not UTF-8 text; a decision log is JSON lines")
+        return fail("drift", f"{path}: not UTF-8 text; a decision log is JSON lines")
     wrong = check_decisions(contents)
     if wrong:
-        return _fail(f"{path}: {wrong}")
+        return fail("drift", f"{path}: {wrong}")
     for problem in contents.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if not contents.decisions:
-        return _fail(f"{path} holds no decisions", 1)
+        return fail("drift", f"{path} holds no decisions", 1)
     try:
         report = detect_drift(contents, recent=recent, thresholds=thresholds)
     except ImportError as exc:
-        return _fail(str(exc))
+        return fail("drift", str(exc))
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

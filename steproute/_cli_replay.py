@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from steproute._cli_kinds import wrong_kind
+from steproute._cli_rows import fail
 from steproute._text_table import text_table
 from steproute.errors import ConfigError
 
@@ -43,11 +44,6 @@ def add_parser(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> Non
     p.set_defaults(run=run)
 
 
-def _fail(message: str) -> int:
-    print(f"steproute replay: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
     """Check the inputs, replay, print; the exit status."""
     from steproute._replay_html import replay_page
@@ -57,34 +53,34 @@ def run(args: argparse.Namespace) -> int:
 
     problem = log_path_problem(args.log) or wrong_kind(args.log, "decision log")
     if problem:
-        return _fail(problem)
+        return fail("replay", problem)
     wrong = wrong_kind(args.config, "config", "--config ")
     if wrong:
-        return _fail(wrong)
+        return fail("replay", wrong)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         found = "; ".join(" ".join(str(p).split()) for p in exc.problems)
-        return _fail(f"--config {args.config}: invalid steproute configuration ({len(exc.problems)} "
+        return fail("replay", f"--config {args.config}: invalid steproute configuration ({len(exc.problems)} "
                      f"problem{'s' if len(exc.problems) != 1 else ''}): {found}")
     try:
         contents = read_log(args.log)
     except OSError as exc:
-        return _fail(f"cannot read {args.log}: {exc.strerror}")
+        return fail("replay", f"cannot read {args.log}: {exc.strerror}")
     except UnicodeDecodeError:
-        return _fail(f"{args.log}: not UTF-8 text; a decision log is JSON lines")
+        return fail("replay", f"{args.log}: not UTF-8 text; a decision log is JSON lines")
     if not contents.decisions:
-        return _fail(f"{args.log}: no decision entries to replay ({len(contents.problems)} line(s) not used)")
+        return fail("replay", f"{args.log}: no decision entries to replay ({len(contents.problems)} line(s) not used)")
     try:
         report = replay(contents, config, seed=args.seed)
     except (ImportError, ConfigError) as exc:
-        return _fail(str(exc))
+        return fail("replay", str(exc))
     if args.html:
         try:
             with open(args.html, "w", encoding="utf-8") as f:
                 f.write(replay_page(report, log=args.log, config=args.config))
         except OSError as exc:
-            return _fail(f"--html {args.html}: cannot write: {exc.strerror}")
+            return fail("replay", f"--html {args.html}: cannot write: {exc.strerror}")
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:

@@ -1,6 +1,6 @@
-"""Reading the ``--data`` of ``steproute train | eval | calibrate``: rows of the evaluation format,
-or (for ``train`` and ``calibrate``) a decision log whose rated and shadowed decisions become rows;
-and the one-line errors these commands print."""
+"""The one-line errors of the offline commands (``fail``, ``one_line``), and reading the
+``--data`` of ``steproute train | eval | calibrate``: rows of the evaluation format, or (for
+``train`` and ``calibrate``) a decision log whose rated and shadowed decisions become rows."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 
-from steproute._shadow_judges import Judgement, judge_answers
+from steproute._shadow_judges import Judgement, final_number, judge_answers
 from steproute._style import styled
 from steproute.errors import say_once, shown
 from steproute.policies import Policy, PolicyContext, build_policy
@@ -65,7 +65,8 @@ if TYPE_CHECKING:
     from steproute.results import RoutedCompletion
     from steproute.types import StepRequest
 
-__all__ = ["SHADOW_AGREE", "SHADOW_CANDIDATE", "SHADOW_SKIPPED", "ShadowRunner", "shadow_books", "shadow_runner"]
+__all__ = ["SHADOW_AGREE", "SHADOW_CANDIDATE", "SHADOW_SKIPPED", "ShadowRunner", "final_number", "shadow_books",
+           "shadow_runner"]
 
 logger = logging.getLogger("steproute")
 
