@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,10 +64,13 @@ def test_replay_of_a_candidate_moving_one_step_changes_that_step_only(llmock, tm
     candidate = tmp_path / "candidate.yaml"
     candidate.write_text(_config(llmock, {**LIVE_STEPS, "extract": "advanced"}, log="replayed.jsonl"))
     served = len(llmock.requests)
+    writers = {t for t in threading.enumerate() if t.name == "steproute-decision-log"}
     assert main(["replay", str(log), "--config", str(candidate), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(llmock.requests) == served  # no model was called
-    assert not (tmp_path / "replayed.jsonl").exists()  # nor the candidate's decision log opened
+    # nor the candidate's decision log opened: no file, and no log writer started for it
+    assert not (tmp_path / "replayed.jsonl").exists()
+    assert {t for t in threading.enumerate() if t.name == "steproute-decision-log"} <= writers
     steps = {s["step"]: s for s in out["steps"]}
     assert list(steps) == list(STEPS) and out["calls"] == 15
     decisions = read_log(log).decisions
