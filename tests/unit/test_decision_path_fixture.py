@@ -1,0 +1,49 @@
+"""The classifier's decision path gives the estimates it gave before it was made faster (issue 22).
+
+``data/classifier_fixture.json`` holds 308 requests (300 held-out MMLU prompts and a few edge
+cases: negation words, a backslash, non-ASCII digits, a follow-up turn, no user message, a
+prompt over the embedding's 4,000 characters, repeated words, multi-part content) and the
+estimates of the decision path at commit c0711dc, with ``data/classifier_fixture.steproute``
+(trained on a fifth of the MMLU development rows' 70%).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from steproute.policies.classifier import ClassifierPolicy  # noqa: E402
+from steproute.types import StepRequest  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+
+def _fixture():
+    saved = json.loads((DATA / "classifier_fixture.json").read_text(encoding="utf-8"))
+    requests = [StepRequest(q["step"], q["messages"], kind=q["kind"]) for q in saved["requests"]]
+    return requests, np.array(saved["scores"]), saved["tiers"]
+
+
+def test_estimates_equal_the_saved_ones_cold_and_warm():
+    requests, expected, tiers = _fixture()
+    policy = ClassifierPolicy.load(DATA / "classifier_fixture.steproute")
+    for _ in range(2):  # first with every word new, then from the word caches
+        got = np.array([policy.scores(r) for r in requests])
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 1e-9
+        assert [policy.choose(r).tier for r in requests] == tiers
+
+
+def test_estimates_stay_equal_when_the_word_caches_are_cleared(monkeypatch):
+    import steproute.policies.classifier as classifier
+
+    requests, expected, _ = _fixture()
+    monkeypatch.setattr(classifier, "_CACHE_WORDS", 50)  # cleared many times over
+    policy = ClassifierPolicy.load(DATA / "classifier_fixture.steproute")
+    got = np.array([policy.scores(r) for r in requests])
+    assert np.abs(got - expected).max() < 1e-9
