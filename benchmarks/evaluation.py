@@ -59,13 +59,15 @@ def as_evaluation(name: str, scores: np.ndarray, outcomes: Outcomes) -> Evaluati
     return Evaluation(name, summary, curve, sweep(outcomes.oracle_scores(), outcomes), MODELS)
 
 
-def row_of(name: str, ev: Evaluation, cv: dict | None = None) -> str:
+def row_of(name: str, ev: Evaluation, cv: dict | None = None, estimates: bool = True) -> str:
+    """A table row; ``estimates``: the scores are quality estimates, so their calibration error (ECE) means something."""
     s = ev.summary
+    ece = f"{s.ece:.3f}" if estimates and s.ece is not None else "—"
     cv_part = f"{cv['apgr']:.3f} / {cv['cpt50']:.1%}" if cv else "—"
     saving = 1 - s.cost_usd / s.strong_cost_usd
     point = (f"{s.quality:.3f} ({s.quality / s.strong_quality:.0%}) at {s.strong_share:.0%} strong, "
              f"{saving:.0%} cheaper" if cv else "—")
-    return (f"| {name} | **{s.apgr:.3f}** | **{s.cpt50:.1%}** | {s.cpt80:.1%} | {s.aiq:.3f} | {cv_part} | {point} |")
+    return (f"| {name} | **{s.apgr:.3f}** | **{s.cpt50:.1%}** | {s.cpt80:.1%} | {s.aiq:.3f} | {ece} | {cv_part} | {point} |")
 
 
 def main() -> int:
@@ -96,12 +98,12 @@ def main() -> int:
             f"{len(train)} training rows, {len(test)} held-out rows. Always-cheapest {s.weak_quality:.3f} "
             f"(${s.weak_cost_usd:.2f}), always-strongest {s.strong_quality:.3f} (${s.strong_cost_usd:.2f}), "
             f"oracle {s.oracle_quality:.3f}.", "",
-            "| policy | APGR | CPT(50%) | CPT(80%) | AIQ | 5-fold CV on the 70%: APGR / CPT(50%) "
+            "| policy | APGR | CPT(50%) | CPT(80%) | AIQ | ECE | 5-fold CV on the 70%: APGR / CPT(50%) "
             "| at the calibrated threshold (target: 95% of always-strongest) |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|",
             row_of("classifier", clf, clf_art.meta["cross_validation"]),
             row_of("semantic", sem, sem_art.meta["cross_validation"]),
-            row_of("LiteLLM complexity_router", cx),
+            row_of("LiteLLM complexity_router", cx, estimates=False),  # a complexity score, not a quality estimate
             row_of("random", rnd),
             row_of("oracle", oracle),
             "", f"![{title} curves](images/eval-{folder}.png)", "",

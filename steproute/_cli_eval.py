@@ -86,6 +86,8 @@ def _figures(summary: Any) -> list[tuple[str, str]]:
            ("CPT(50%)", f"{s.cpt50:.1%}"), ("CPT(80%)", f"{s.cpt80:.1%}")]
     if s.aiq is not None:
         out.append(("AIQ", f"{s.aiq:.4f}"))
+    if getattr(s, "ece", None) is not None:
+        out.append(("ECE (10 bins)", f"{s.ece:.4f}"))
     out += [("always cheapest", f"{s.weak_quality:.4f}  ${s.weak_cost_usd:.4f}"),
             ("always strongest", f"{s.strong_quality:.4f}  ${s.strong_cost_usd:.4f}"), ("oracle", f"{s.oracle_quality:.4f}")]
     return out
@@ -128,9 +130,26 @@ def _train(args: argparse.Namespace) -> int:
     if cv:
         from steproute.evaluation import Summary
 
-        figures = {k: (tuple(v) if k == "models" else v) for k, v in cv.items() if k != "folds"}
+        figures = {k: (tuple(v) if k == "models" else v) for k, v in cv.items() if k not in ("folds", "thresholds")}
         _print_figures(f"{cv['folds']}-fold cross-validation (out-of-fold estimates):", Summary(**figures))  # type: ignore[arg-type]
+        _print_spread(cv["folds"], cv.get("thresholds"))
     return 0
+
+
+def _print_spread(folds: int, spread: Any) -> None:
+    """The per-fold thresholds' spread (``ThresholdSpread`` or its JSON), as mean ± sd (min–max)."""
+    from steproute.evaluation._threshold_cv import FoldThreshold, ThresholdSpread
+
+    if isinstance(spread, dict):
+        spread = ThresholdSpread(spread["target"], tuple(FoldThreshold(**f) for f in spread["per_fold"]))
+    if spread is not None:
+        print(f"{folds}-fold check: threshold chosen on {folds - 1} folds, replayed on the {_ordinal(folds)} "
+              "(mean ± sd, min–max; quality and cost against the fold's always-strongest):")
+        print("\n".join(f"  {line}" for line in spread.lines()))
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _folds_for(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:
@@ -426,8 +445,17 @@ def _calibrate(args: argparse.Namespace) -> int:
         return _fail("calibrate", one_line(exc))
     except (OSError, ValueError) as exc:
         return _fail("calibrate", str(exc))
+    from steproute.evaluation._threshold_cv import fold_thresholds
+
+    steps = [args.step or r.step for r in rows]
+    try:
+        spread = fold_thresholds(result.scores, result.outcomes, target, folds=args.folds, steps=steps) \
+            if args.folds >= 2 and result.scores is not None and result.outcomes is not None else None
+    except ValueError as exc:
+        return _fail("calibrate", str(exc))
     out = {"step": args.step, "target": target.describe(), "threshold": point.threshold, "quality": point.quality,
-           "strong_share": point.strong_share, "cost_usd": point.cost_usd}
+           "strong_share": point.strong_share, "cost_usd": point.cost_usd,
+           "cross_validation": spread.to_json() if spread else None}
     if args.html:
         code = _write_explorer("calibrate", args, result, point.threshold, f"calibrated for {target.describe()}")
         if code:
@@ -445,6 +473,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"step {args.step}: threshold {point.threshold:.6g} for {target.describe()}: quality {point.quality:.4f}, "
               f"{point.strong_share:.1%} on stronger tiers, ${point.cost_usd:.4f}"
               + (f"; written to {args.config}" if args.write else " (use --write to save it)"))
+        _print_spread(args.folds, spread)
         if args.html:
             print(f"wrote {args.html}")
     return 0

@@ -222,6 +222,9 @@ def _add_offline(sub: Any) -> None:
     cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic)")
     cal.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
     cal.add_argument("--write", action="store_true", help="write the threshold into the configuration file")
+    cal.add_argument("--folds", type=int, default=5,
+                     help="check how the threshold generalises: chosen on all folds but one, replayed on that one, "
+                          "for each fold; prints the spread (default 5; 0: no check)")
     cal.add_argument("--html", metavar="OUT", help="write the threshold explorer, the calibrated point marked: a "
                                                    "self-contained page whose slider moves the threshold over the sweep")
     cal.add_argument("--json", action="store_true",

@@ -24,6 +24,7 @@ from steproute.evaluation._cascade import (
     train_cascade,
 )
 from steproute.evaluation._decision_log import from_decision_log
+from steproute.evaluation._ece import ReliabilityBin, ece, reliability
 from steproute.evaluation._evaluate import Evaluation, evaluate, models_by_cost, split_rows
 from steproute.evaluation._format import DataError, EvalRow, Loaded, Outcome, read_rows, write_rows
 from steproute.evaluation._metrics import (
@@ -51,6 +52,7 @@ __all__ = [
     "Outcome",
     "Outcomes",
     "Point",
+    "ReliabilityBin",
     "Summary",
     "Target",
     "aiq",
@@ -58,6 +60,7 @@ __all__ = [
     "calibrate",
     "choose_tiers",
     "cpt",
+    "ece",
     "evaluate",
     "evaluate_cascade",
     "from_decision_log",
@@ -67,6 +70,7 @@ __all__ = [
     "load_routellm",
     "models_by_cost",
     "read_rows",
+    "reliability",
     "replay_cascade",
     "split_rows",
     "summarise",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from steproute.evaluation._ece import reliability
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Curve, Outcomes, Point, Summary, summarise, sweep
 from steproute.types import StepRequest
@@ -54,10 +55,16 @@ class Evaluation:
     curve: Curve
     oracle: Curve
     tiers: tuple[str, ...]
+    scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Each row's estimate per tier (a scoring policy's), for calibration and the reliability table."""
+    outcomes: Outcomes | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"policy": self.policy, "tiers": list(self.tiers), **self.summary.to_json(),
-                "curve": [p.__dict__ for p in self.curve.points[:: max(1, len(self.curve.points) // 200)]]}
+        out = {"policy": self.policy, "tiers": list(self.tiers), **self.summary.to_json(),
+               "curve": [p.__dict__ for p in self.curve.points[:: max(1, len(self.curve.points) // 200)]]}
+        if self.scores is not None and self.outcomes is not None and self.summary.ece is not None:
+            out["reliability"] = [b.__dict__ for b in reliability(self.scores, self.outcomes.quality)]
+        return out
 
 
 def is_artefact(path: Path) -> bool:
@@ -113,7 +120,7 @@ def evaluate(rows: Sequence[EvalRow], policy: str | os.PathLike[str], *, step: s
     point = Curve((Point(float("nan"), share, quality, cost),))
     scores = np.zeros(outcomes.quality.shape)
     scores[np.arange(len(choice)), choice] = 1.0  # the decisions as a 0/1 estimate: one point on the curve
-    summary, _ = summarise(scores, outcomes, 0.0)
+    summary = replace(summarise(scores, outcomes, 0.0)[0], ece=None)  # decisions, not estimates: no calibration error
     return Evaluation(f"config {path.name}", summary, point, sweep(outcomes.oracle_scores(), outcomes), router.tiers)
 
 
@@ -141,4 +148,4 @@ def _scored(name: str, scorer: Any, requests: Sequence[StepRequest], outcomes: O
     if bar:
         bar.close()
     summary, curve = summarise(scores, outcomes, scorer.threshold if threshold is None else threshold)
-    return Evaluation(name, summary, curve, sweep(outcomes.oracle_scores(), outcomes), tuple(tiers))
+    return Evaluation(name, summary, curve, sweep(outcomes.oracle_scores(), outcomes), tuple(tiers), scores, outcomes)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from steproute.evaluation._ece import ece
 from steproute.evaluation._format import EvalRow
 
 __all__ = ["Curve", "Outcomes", "Point", "Summary", "aiq", "apgr", "choose_tiers", "cpt", "margins", "summarise", "sweep"]
@@ -216,6 +217,9 @@ class Summary:
     oracle_quality: float
     weak_cost_usd: float
     strong_cost_usd: float
+    ece: float | None = None
+    """Expected calibration error of the estimates (10 bins; :func:`~steproute.evaluation.ece`); ``None``
+    when the scores are not quality estimates (a configuration's decisions)."""
 
     def to_json(self) -> dict[str, object]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -234,4 +238,5 @@ def summarise(scores: np.ndarray, outcomes: Outcomes, threshold: float) -> tuple
         strong_share=share, apgr=apgr(curve, weak, strong), cpt50=cpt(curve, weak, strong, 0.5),
         cpt80=cpt(curve, weak, strong, 0.8), aiq=aiq_value, weak_quality=weak, strong_quality=strong,
         oracle_quality=float(outcomes.quality.max(axis=1).mean()), weak_cost_usd=cost_low, strong_cost_usd=cost_high,
+        ece=ece(scores, outcomes.quality) if len(outcomes.quality) else None,
     ), curve

@@ -12,6 +12,7 @@ from steproute.evaluation._calibrate import Target, calibrate
 from steproute.evaluation._embeddings import embed_texts
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
+from steproute.evaluation._threshold_cv import fold_thresholds
 from steproute.evaluation._train import DEFAULT_TARGET, request_of
 from steproute.policies._artefact import Artefact, pack_strings
 from steproute.policies.features import get_encoder, routing_text
@@ -73,5 +74,6 @@ def train_semantic(rows: Sequence[EvalRow], models: Sequence[str], *, target: Ta
         curve = summarise(oof, outcomes, 0.0)[1]
         threshold = calibrate(curve, target, float(outcomes.quality[:, -1].mean())).threshold
         summary = summarise(oof, outcomes, threshold)[0]
-        meta["cross_validation"] = {"folds": folds, **summary.to_json()}
+        spread = fold_thresholds(oof, outcomes, target, folds=folds, steps=[r.step for r in rows])
+        meta["cross_validation"] = {"folds": folds, **summary.to_json(), "thresholds": spread.to_json()}
     return _artefact(rows, models, encoder, threshold, meta, embeddings)

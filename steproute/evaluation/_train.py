@@ -14,6 +14,7 @@ from steproute.evaluation._embeddings import embed_texts
 from steproute.evaluation._evaluate import request_of
 from steproute.evaluation._format import EvalRow
 from steproute.evaluation._metrics import Outcomes, summarise
+from steproute.evaluation._threshold_cv import fold_thresholds
 from steproute.policies._artefact import Artefact, pack_strings
 from steproute.policies.classifier import analyse
 from steproute.policies.features import HAND_FEATURES, get_encoder, hand_features, routing_text, step_tokens
@@ -177,7 +178,9 @@ def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: 
     With ``folds`` >= 2 the rows are first cross-validated: the out-of-fold curve gives the
     default threshold (for ``target``) and the figures stored in the artefact's ``training``
     metadata; the final model is then fitted on every row. Each distinct text is embedded
-    once per run; ``embedding_cache`` keeps the embeddings on disk across runs (``True``: in
+    once per run; the spread of the threshold across folds (each fold's chosen on the others'
+    out-of-fold estimates, :func:`~steproute.evaluation._threshold_cv.fold_thresholds`) is in
+    ``training.cross_validation.thresholds``. ``embedding_cache`` keeps the embeddings on disk across runs (``True``: in
     steproute's cache folder, ``$STEPROUTE_CACHE_DIR/embeddings`` or
     ``~/.cache/steproute/embeddings``; a folder; ``False``: none). ``progress`` shows the
     embedding, each fold and the final fit.
@@ -202,7 +205,8 @@ def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: 
         _, curve = summarise(oof, outcomes, 0.0)
         threshold = calibrate(curve, target, strong).threshold
         summary, _ = summarise(oof, outcomes, threshold)
-        meta["cross_validation"] = {"folds": folds, **summary.to_json()}
+        spread = fold_thresholds(oof, outcomes, target, folds=folds, steps=[r.step for r in rows])
+        meta["cross_validation"] = {"folds": folds, **summary.to_json(), "thresholds": spread.to_json()}
     bar = progress("final fit", 1) if progress else None
     features, coef, intercept = _fit(rows, models, encoder, C, parts)
     if bar:

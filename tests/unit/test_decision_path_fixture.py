@@ -13,12 +13,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-pytest.importorskip("sklearn")
-
-from steproute.policies.classifier import ClassifierPolicy  # noqa: E402
-from steproute.types import StepRequest  # noqa: E402
+from steproute.policies.classifier import ClassifierPolicy
+from steproute.types import StepRequest
 
 DATA = Path(__file__).parent / "data"
 
