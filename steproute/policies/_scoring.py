@@ -67,7 +67,15 @@ class ScoringPolicy:
     def choose(self, request: StepRequest) -> Choice:
         scores: list[float] = self.scores(request).tolist()
         i = pick(scores, self.threshold)
-        shown = ", ".join([f"{t}={s:.2f}" for t, s in zip(self.tiers, scores, strict=True)])
         margin = max(scores[i + 1:]) - scores[i] if i + 1 < len(scores) else 0.0
-        return Choice(self.tiers[i], f"{self.name}: estimated quality {shown}; threshold {self.threshold:g}",
-                      score=round(margin, 4))
+        return Choice(self.tiers[i], self._reason_format().format(*scores), score=round(margin, 4))
+
+    def _reason_format(self) -> str:
+        """``"<name>: estimated quality fast={:.2f}, strong={:.2f}; threshold 0.05"``, built once per
+        name, tiers and threshold (a decision formats only the estimates)."""
+        key = (self.name, self.tiers, self.threshold)
+        cached = getattr(self, "_reason_cache", None)
+        if cached is None or cached[0] != key:
+            shown = ", ".join(f"{t.replace('{', '{{').replace('}', '}}')}={{:.2f}}" for t in self.tiers)
+            cached = self._reason_cache = (key, f"{self.name}: estimated quality {shown}; threshold {self.threshold:g}")
+        return cached[1]

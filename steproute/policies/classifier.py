@@ -47,7 +47,9 @@ _STEP_CACHE = 4096
 """(step, kind) pairs whose step part is kept."""
 _CACHE_WORDS = 500_000
 """Words whose term and token ids are kept."""
-_first, _second = itemgetter(0), itemgetter(1)
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
+_NONE_FOLLOW: dict[str, int] = {}
+_sum_rows = np.add.reduce
 
 def analyse(text: str) -> list[str]:
     """Terms of a text: its :func:`~steproute.policies.features.words` and adjacent word pairs.
@@ -76,18 +78,30 @@ class ClassifierPolicy(ScoringPolicy):
         self._hand_mean, self._hand_scale = a["hand_mean"], a["hand_scale"]
         coef = a["coef"].astype(np.float64)  # tiers × [terms | query emb | context emb | hand | steps]
         v, d, h = len(self._vocab), int(artefact.meta["embedding_dim"]), len(self._hand_mean)
-        # one row per term: its IDF weight, then its coefficient for each tier (one gather a call)
-        self._term_rows = np.ascontiguousarray(np.hstack([a["idf"].astype(np.float64)[:, None], coef[:, :v].T]))
+        idf = a["idf"].astype(np.float64)
+        # one row per term: its squared IDF weight, then IDF × its coefficient for each tier: for a
+        # text whose terms occur once each, the sum of its terms' rows is the TF-IDF norm² and the
+        # tiers' dot products (one gather, one sum)
+        self._term_rows = np.ascontiguousarray(np.hstack([(idf * idf)[:, None], idf[:, None] * coef[:, :v].T]))
         self._w_query = np.ascontiguousarray(coef[:, v:v + d])
         self._w_context = np.ascontiguousarray(coef[:, v + d:v + 2 * d])
-        self._w_hand = np.ascontiguousarray(coef[:, v + 2 * d:v + 2 * d + h])
+        # the hand measures' scaling folded into their weights: w · (x − mean) / scale = (w / scale) · x − const
+        self._w_hand = np.ascontiguousarray(coef[:, v + 2 * d:v + 2 * d + h] / self._hand_scale)
         self._w_steps = np.ascontiguousarray(coef[:, v + 2 * d + h:].T)
-        self._intercept = a["intercept"].astype(np.float64)
+        self._intercept = a["intercept"].astype(np.float64) - self._w_hand @ self._hand_mean
         self._by_step: dict[tuple[str, str | None], np.ndarray] = {}
-        self._words: dict[str, tuple[int, list[int]]] = {}
-        """Each word seen: its unigram's vocabulary index (-1: none) and its token ids (static encoder)."""
+        self._followers: dict[str, dict[str, int]] = {}
+        """For each word that starts a word-pair term: the words that can follow it, and that pair's index."""
+        for term, i in self._vocab.items():
+            first, space, second = term.partition(" ")
+            if space:
+                self._followers.setdefault(first, {})[second] = i
+        self._words: dict[str, tuple[int, list[int], dict[str, int]]] = {}
+        """Each word seen: its unigram's vocabulary index (-1: none), its token ids (static encoder) and
+        its followers (the pairs it starts): small dictionaries, not a probe into the whole vocabulary."""
         self._encoder = get_encoder(artefact.meta["encoder"])
         self._static = isinstance(self._encoder, StaticEncoder)
+        self._table: np.ndarray = self._encoder.table if self._static else np.zeros((0, 0), np.float32)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], tiers: Sequence[str] | None = None,
@@ -96,10 +110,11 @@ class ClassifierPolicy(ScoringPolicy):
         artefact = load_artefact(path, "classifier")
         return built(path, lambda: cls(artefact, tiers, threshold))
 
-    def _word(self, word: str) -> tuple[int, list[int]]:
+    def _word(self, word: str) -> tuple[int, list[int], dict[str, int]]:
         if len(self._words) >= _CACHE_WORDS:
             self._words.clear()
-        record = self._words[word] = (self._vocab.get(word, -1), self._encoder.word_ids(word) if self._static else [])
+        record = self._words[word] = (self._vocab.get(word, -1), self._encoder.word_ids(word) if self._static else [],
+                                      self._followers.get(word, _NONE_FOLLOW))
         return record
 
     def _step_part(self, step: str, kind: str | None) -> np.ndarray:
@@ -133,33 +148,42 @@ class ClassifierPolicy(ScoringPolicy):
         """
         query, context, turns = routing_text(request)
         query_words = words(query)
-        z = self._step_part(request.step, request.kind).copy()
-        static = self._static and len(query) <= MAX_EMBED_CHARS
         known = list(map(self._words.get, query_words))  # one lookup a word: its term and its tokens
         if None in known:
             known = [k if k is not None else self._word(w) for k, w in zip(known, query_words, strict=True)]
-        # term counts (sublinear TF × IDF, L2-normalised, as TfidfVectorizer(sublinear_tf=True));
-        # the terms are analyse()'s: the words, then the adjacent pairs
-        pairs = map(self._vocab.get, map(" ".join, pairwise(query_words)), repeat(-1))
-        counts = Counter(chain(map(_first, known), pairs))  # type: ignore[arg-type]
-        counts.pop(-1, None)
-        if counts:
+        # TF-IDF (sublinear TF × IDF, L2-normalised, as TfidfVectorizer(sublinear_tf=True)) over
+        # analyse()'s terms: the words, then the adjacent pairs (each word's followers say which pairs are terms)
+        found: list[int] = list(map(_first, known))  # type: ignore[arg-type]  # all known now
+        found += map(dict.get, map(_third, known), query_words[1:], repeat(-1))  # type: ignore[arg-type]
+        distinct = set(found)
+        distinct.discard(-1)
+        z = self._w_hand @ np.array(hand_features(query, context, turns))
+        z += self._step_part(request.step, request.kind)
+        if len(distinct) + found.count(-1) == len(found):  # each term once: TF 1, the rows' sum is all
+            if distinct:
+                s = _sum_rows(self._term_rows.take(np.fromiter(distinct, np.intp, len(distinct)), axis=0), axis=0)
+                z += s[1:] / math.sqrt(s[0])
+        else:
+            counts = Counter(found)
+            counts.pop(-1, None)
             n = len(counts)
-            rows = self._term_rows[np.fromiter(counts, np.intp, n)]
-            vals = np.log(np.fromiter(counts.values(), np.float64, n))
-            vals += 1.0
-            vals *= rows[:, 0]
-            z += (vals @ rows[:, 1:]) / math.sqrt(vals @ vals)
-        if static:  # the words TF-IDF already split, their token ids remembered with their terms
-            z += self._w_query @ self._encoder.encode_ids(list(chain.from_iterable(map(_second, known))))  # type: ignore[arg-type]
+            rows = self._term_rows.take(np.fromiter(counts, np.intp, n), axis=0)
+            tf = np.log(np.fromiter(counts.values(), np.float64, n))
+            tf += 1.0
+            z += (tf @ rows[:, 1:]) / math.sqrt((tf * tf) @ rows[:, 0])
+        if self._static and len(query) <= MAX_EMBED_CHARS:  # the words TF-IDF already split, their token ids remembered
+            # StaticEncoder.encode_ids, inline: the tokens' vectors summed in order (float32), scaled to length 1
+            ids = np.fromiter(chain.from_iterable(map(_second, known)), np.intp)  # type: ignore[arg-type]
+            if len(ids):
+                v = _sum_rows(self._table.take(ids, axis=0), axis=0)
+                norm = math.sqrt(float(v @ v))
+                if norm > 0:
+                    v /= norm
+                z += self._w_query @ v
         else:
             z += self._w_query @ self._encoder.encode_one(query)
         if context:
             z += self._w_context @ self._encoder.encode_one(context)
-        hand = np.array(hand_features(query, context, turns))
-        hand -= self._hand_mean
-        hand /= self._hand_scale
-        z += self._w_hand @ hand
         z *= -1.0
         np.exp(z, out=z)
         z += 1.0

@@ -87,8 +87,8 @@ _NEGATION = re.compile(r"\b(NOT|EXCEPT|LEAST|FALSE)\b")
 HAND_FEATURES = ("log_chars", "digit_share", "math_symbols", "negation", "log_lines", "user_turns", "log_context_chars")
 
 
-_ASCII_DIGITS = tuple("0123456789")
-_MATH_CHARS = tuple("=+-*/^<>")
+_DIGIT_BYTES = b"0123456789"
+_MATH_BYTES = b"=+-*/^<>"
 _NEGATION_WORDS = ("NOT", "EXCEPT", "LEAST", "FALSE")
 
 
@@ -96,8 +96,9 @@ def hand_features(query: str, context: str, user_turns: int) -> list[float]:
     """A few cheap measures of the query (see ``HAND_FEATURES`` for their names).
 
     The counts are the regular expressions' (``_DIGIT``, ``_MATH``, ``_NEGATION``), taken
-    with ``str.count`` where that gives the same number (ASCII text; no backslash; none of
-    the negation words): a decision reads every query, and the scans add up.
+    without them where that gives the same number (ASCII text: the bytes deleted by
+    ``bytes.translate``; no backslash; none of the negation words): a decision reads every
+    query, and the scans add up.
 
     Example:
         >>> [round(x, 3) for x in hand_features("Is 2+2 NOT 5?", "", 1)]
@@ -105,10 +106,12 @@ def hand_features(query: str, context: str, user_turns: int) -> list[float]:
     """
     n = len(query)
     count = query.count
-    # on ASCII text \d is [0-9]; elsewhere it also matches other scripts' digits
-    digits = sum(map(count, _ASCII_DIGITS)) if query.isascii() else len(_DIGIT.findall(query))
+    # on ASCII text \d is [0-9]; elsewhere it also matches other scripts' digits. UTF-8 holds an ASCII
+    # character as that one byte, and a byte below 128 as nothing else
+    encoded = query.encode("utf-8", "surrogatepass")
+    digits = n - len(encoded.translate(None, _DIGIT_BYTES)) if query.isascii() else len(_DIGIT.findall(query))
     # a backslash starts a match only with [a-z] after it: without one, the matches are the symbols
-    maths = len(_MATH.findall(query)) if "\\" in query else sum(map(count, _MATH_CHARS))
+    maths = len(_MATH.findall(query)) if "\\" in query else len(encoded) - len(encoded.translate(None, _MATH_BYTES))
     negation = any(map(query.__contains__, _NEGATION_WORDS)) and _NEGATION.search(query) is not None
     return [math.log1p(n), 10.0 * digits / max(1, n), math.log1p(maths),
             1.0 if negation else 0.0, math.log1p(count("\n")), float(user_turns), math.log1p(len(context))]
@@ -197,6 +200,11 @@ class StaticEncoder:
                 self._ids.clear()
             ids = self._ids[word] = self._tokenizer.encode(word, add_special_tokens=False).ids
         return ids
+
+    @property
+    def table(self) -> np.ndarray:
+        """The token embedding table (tokens × ``dim``, float32), read only."""
+        return self._table
 
     def encode_ids(self, ids: list[int]) -> np.ndarray:
         """The sum of these tokens' vectors scaled to length 1 (zeros for none): what

@@ -44,3 +44,30 @@ def test_estimates_stay_equal_when_the_word_caches_are_cleared(monkeypatch):
     policy = ClassifierPolicy.load(DATA / "classifier_fixture.steproute")
     got = np.array([policy.scores(r) for r in requests])
     assert np.abs(got - expected).max() < 1e-9
+
+
+def test_the_reason_reads_as_before():
+    requests, expected, tiers = _fixture()
+    policy = ClassifierPolicy.load(DATA / "classifier_fixture.steproute", tiers=("f{a}st", "strong"), threshold=0.05)
+    for request, scores in zip(requests[:20], expected[:20], strict=True):
+        shown = ", ".join(f"{t}={s:.2f}" for t, s in zip(("f{a}st", "strong"), scores, strict=True))
+        assert policy.choose(request).reason == f"classifier: estimated quality {shown}; threshold 0.05"
+    policy.threshold = 0.1  # a changed threshold is read on the next decision
+    assert policy.choose(requests[0]).reason.endswith("; threshold 0.1")
+
+
+def test_hand_features_count_as_the_regular_expressions_do():
+    import math
+    import random
+    import re
+
+    from steproute.policies.features import hand_features
+
+    rng = random.Random(0)
+    alphabet = "ab Z09=+-*/^<>\\n\\\\x٣é€NOTEXCEPTLEASTFALSE"
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        got = hand_features(text, "", 1)
+        assert got[1] == 10.0 * len(re.findall(r"\d", text)) / max(1, len(text)), text
+        assert got[2] == math.log1p(len(re.findall(r"[=+\-*/^<>]|\\[a-z]+", text))), text
+        assert got[3] == (1.0 if re.search(r"\b(NOT|EXCEPT|LEAST|FALSE)\b", text) else 0.0), text
