@@ -47,7 +47,7 @@ def test_estimates_stay_equal_when_the_word_caches_are_cleared(monkeypatch):
 
 
 def test_the_reason_reads_as_before():
-    requests, expected, tiers = _fixture()
+    requests, expected, _ = _fixture()
     policy = ClassifierPolicy.load(DATA / "classifier_fixture.steproute", tiers=("f{a}st", "strong"), threshold=0.05)
     for request, scores in zip(requests[:20], expected[:20], strict=True):
         shown = ", ".join(f"{t}={s:.2f}" for t, s in zip(("f{a}st", "strong"), scores, strict=True))
