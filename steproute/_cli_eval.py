@@ -152,7 +152,7 @@ def _print_blend(blend: dict[str, Any]) -> None:
         print(f"chosen: the blend (knn weight {blend['knn_weight']:g}): it beats each member alone")
     else:
         print(f"chosen: {blend['chosen']} alone: no blend beat it in cross-validation, so the artefact is a plain "
-              f"{blend['chosen']} one")
+              f"{blend['chosen']} one (a config reads it with policy: {blend['chosen']})")
 
 
 def _folds_for(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:

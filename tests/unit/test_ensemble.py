@@ -125,6 +125,7 @@ def test_steproute_train_policy_ensemble_says_what_cross_validation_chose(tmp_pa
     assert "cross-validated APGR: classifier 0." in out and ", knn 0." in out and "best blend 0." in out
     chosen = load_artefact(art).meta["blend"]["chosen"]
     assert f"chosen: {'the blend' if chosen == 'ensemble' else chosen}" in out
+    assert chosen == "ensemble" or f"a config reads it with policy: {chosen})" in out
     assert f"wrote {art}: {load_artefact(art).policy} over" in out
     code = main(["eval", "--data", str(tmp_path / "test.jsonl"), "--policy", str(art), "--json"])
     out, err = capsys.readouterr()
