@@ -1,8 +1,9 @@
 """Routing quality vs cost on the shared RouteLLM data: writes the figures of docs/evaluation.md.
 
 For each benchmark (MMLU development rows, GSM8K, MT-Bench) the rows are split 70/30 per step
-(seed 0). The classifier and the semantic policy are trained on the 70% (5-fold
-cross-validation inside it picks their threshold) and replayed on the 30% they never saw.
+(seed 0). The classifier, the semantic and knn policies and the classifier+knn ensemble are
+trained on the 70% (5-fold cross-validation inside it picks their threshold, knn's k and the
+blend weight) and replayed on the 30% they never saw.
 LiteLLM's complexity_router heuristic (its score as the routing score) is replayed on the same
 30%. MMLU is also split with seeds 1 and 2, and the classifier is tried across data sets.
 
@@ -23,13 +24,17 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import numpy as np
 
 from steproute.evaluation import Evaluation, Outcomes, load_routellm, split_rows, summarise, sweep
+from steproute.evaluation._ensemble_train import train_ensemble
 from steproute.evaluation._evaluate import _scored, request_of
+from steproute.evaluation._knn_train import train_knn
 from steproute.evaluation._plots import plot_evaluations
 from steproute.evaluation._routellm import GPT4, MIXTRAL
 from steproute.evaluation._semantic_train import train_semantic
 from steproute.evaluation._train import train_classifier
 from steproute.policies.classifier import ClassifierPolicy
+from steproute.policies.ensemble import EnsemblePolicy
 from steproute.policies.features import routing_text
+from steproute.policies.knn import KnnPolicy
 from steproute.policies.semantic import SemanticPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +57,30 @@ def complexity_scores(rows) -> np.ndarray:
         query, _, _ = routing_text(request_of(row))
         scores[i, 1] = classifier.classify(query)[1]
     return scores
+
+
+def knn_evaluation(train, test, outcomes: Outcomes) -> tuple[Evaluation, dict, float]:
+    """The ``knn`` policy trained on ``train`` (k and the rest chosen by 5-fold CV), replayed on ``test``;
+    its CV figures and its training time (s)."""
+    started = time.time()
+    art = train_knn(train, MODELS, folds=5)
+    seconds = time.time() - started
+    ev = _scored("knn", KnnPolicy(art), [request_of(r) for r in test], outcomes, MODELS, None)
+    return ev, art.meta["cross_validation"], seconds
+
+
+def ensemble_evaluation(train, test, outcomes: Outcomes) -> tuple[str, Evaluation, dict, float]:
+    """``steproute train --policy ensemble`` on ``train``: classifier and knn blended when CV says it helps.
+    Its row's name says what CV chose (a member alone, or the blend and its weight)."""
+    started = time.time()
+    art = train_ensemble(train, MODELS, folds=5)
+    seconds = time.time() - started
+    blend = art.meta["blend"]
+    policy = {"classifier": ClassifierPolicy, "knn": KnnPolicy, "ensemble": EnsemblePolicy}[art.policy](art)
+    chose = f"the blend, knn weight {blend['knn_weight']:g}" if art.policy == "ensemble" else f"{art.policy} alone"
+    name = f"classifier+knn ensemble (CV chose {chose})"
+    ev = _scored(name, policy, [request_of(r) for r in test], outcomes, MODELS, None)
+    return name, ev, art.meta["cross_validation"], seconds
 
 
 def as_evaluation(name: str, scores: np.ndarray, outcomes: Outcomes) -> Evaluation:
@@ -86,12 +115,14 @@ def main() -> int:
         clf = _scored("classifier", ClassifierPolicy(clf_art), [request_of(r) for r in test], outcomes, MODELS, None)
         sem_art = train_semantic(train, MODELS, folds=5)
         sem = _scored("semantic", SemanticPolicy(sem_art), [request_of(r) for r in test], outcomes, MODELS, None)
+        knn, knn_cv, knn_s = knn_evaluation(train, test, outcomes)
+        ens_name, ens, ens_cv, ens_s = ensemble_evaluation(train, test, outcomes)
         cx = as_evaluation("LiteLLM complexity_router", complexity_scores(test), outcomes)
         rng = np.random.default_rng(0)
         rnd = as_evaluation("random", rng.random(outcomes.quality.shape), outcomes)
         oracle = as_evaluation("oracle", outcomes.oracle_scores(), outcomes)
         png = IMAGES / f"eval-{folder}.png"
-        plot_evaluations([clf, sem, cx], png, title=f"{title}: {len(test)} held-out rows (trained on {len(train)})")
+        plot_evaluations([clf, sem, knn, cx], png, title=f"{title}: {len(test)} held-out rows (trained on {len(train)})")
         s = clf.summary
         lines += [
             f"### {title}", "",
@@ -103,6 +134,8 @@ def main() -> int:
             "|---|---|---|---|---|---|---|---|",
             row_of("classifier", clf, clf_art.meta["cross_validation"]),
             row_of("semantic", sem, sem_art.meta["cross_validation"]),
+            row_of(f"knn (trained in {knn_s:.0f} s)", knn, knn_cv),
+            row_of(f"{ens_name} (trained in {ens_s:.0f} s)", ens, ens_cv),
             row_of("LiteLLM complexity_router", cx, estimates=False),  # a complexity score, not a quality estimate
             row_of("random", rnd),
             row_of("oracle", oracle),

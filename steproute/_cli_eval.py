@@ -116,16 +116,19 @@ def _train(args: argparse.Namespace) -> int:
         return refused
     if args.policy == "cascade":
         return _train_cascade(args, rows, models)
-    train = train_classifier if args.policy == "classifier" else train_semantic
+    train = {"classifier": train_classifier, "semantic": train_semantic, **_more_trainers()}[args.policy]
     artefact = _trained(args, train, rows, models, encoder=args.encoder)
     if isinstance(artefact, int):
         return artefact
     cv = artefact.meta.get("cross_validation")
     if args.json:
-        print(json.dumps({"artefact": args.out, "policy": args.policy, "models": list(models),
-                          "threshold": artefact.threshold, "cross_validation": cv}))
+        print(json.dumps({"artefact": args.out, "policy": artefact.policy, "models": list(models),
+                          "threshold": artefact.threshold, "cross_validation": cv,
+                          **({"blend": artefact.meta["blend"]} if "blend" in artefact.meta else {})}))
         return 0
-    print(f"wrote {args.out}: {args.policy} over {', '.join(models)} (cheap to strong), {len(rows)} rows, "
+    if "blend" in artefact.meta:
+        _print_blend(artefact.meta["blend"])
+    print(f"wrote {args.out}: {artefact.policy} over {', '.join(models)} (cheap to strong), {len(rows)} rows, "
           f"threshold {artefact.threshold:.4g} for {artefact.meta['target']}")
     if cv:
         from steproute.evaluation import Summary
@@ -150,6 +153,23 @@ def _print_spread(folds: int, spread: Any) -> None:
 
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+def _more_trainers() -> dict[str, Any]:
+    from steproute.evaluation._ensemble_train import train_ensemble
+    from steproute.evaluation._knn_train import train_knn
+
+    return {"knn": train_knn, "ensemble": train_ensemble}
+
+
+def _print_blend(blend: dict[str, Any]) -> None:
+    """What cross-validation said of each member and of the blend, and what was written."""
+    cv = blend["cv_apgr"]
+    print(f"cross-validated APGR: classifier {cv['classifier']:.3f}, knn {cv['knn']:.3f}, best blend "
+          f"{cv['best_blend']:.3f} (knn weight {blend['best_blend_weight']:g})")
+    if blend["chosen"] == "ensemble":
+        print(f"chosen: the blend (knn weight {blend['knn_weight']:g}): it beats each member alone")
+    else:
+        print(f"chosen: {blend['chosen']} alone: no blend beat it in cross-validation, so the artefact is a plain "
+              f"{blend['chosen']} one (a config reads it with policy: {blend['chosen']})")
 
 
 def _folds_for(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:

@@ -181,9 +181,10 @@ def _add_offline(sub: Any) -> None:
     train.add_argument("--data", required=True,
                        help="training rows (JSONL, evaluation format), or a decision log with feedback or shadow results")
     train.add_argument("--out", required=True, help="artefact file to write")
-    train.add_argument("--policy", choices=("classifier", "semantic", "cascade"), default="classifier",
-                       help="classifier (default), semantic, or cascade: the answer scorer, trained on the cheaper "
-                            "models' recorded answers")
+    train.add_argument("--policy", choices=("classifier", "semantic", "knn", "ensemble", "cascade"), default="classifier",
+                       help="classifier (default), semantic, knn (k nearest neighbours, k chosen by cross-validation), "
+                            "ensemble (classifier and knn blended when cross-validation says it helps), or cascade: "
+                            "the answer scorer, trained on the cheaper models' recorded answers")
     train.add_argument("--models", help="comma-separated models, cheap to strong (default: the rows' models by cost)")
     train.add_argument("--folds", type=int, default=None,
                        help="cross-validation folds for the threshold (0: none; default 5, or 0 when the rows hold "

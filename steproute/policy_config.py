@@ -1,7 +1,7 @@
 """The configuration's policy entries: what ``default:`` and each ``steps:`` entry may say.
 
 One pydantic model per policy (``policy: fixed``, ``rules``, ``classifier``, ``semantic``,
-``llm``, ``chain``, ``cascade``), tagged by ``policy``, over the settings every step shares
+``knn``, ``ensemble``, ``llm``, ``chain``, ``cascade``), tagged by ``policy``, over the settings every step shares
 (:class:`StepSettings`: kind, tier bounds, pinning, style, fallback). :mod:`steproute.config`
 assembles them into :class:`~steproute.config.RouterConfig` and re-exports them.
 
@@ -22,8 +22,10 @@ __all__ = [
     "CascadePolicyConfig",
     "ChainPolicyConfig",
     "ClassifierPolicyConfig",
+    "EnsemblePolicyConfig",
     "FixedPolicyConfig",
     "FrozenConfig",
+    "KnnPolicyConfig",
     "LLMPolicyConfig",
     "LearnedPolicyConfig",
     "PinningConfig",
@@ -38,7 +40,7 @@ __all__ = [
     "StyleConfig",
 ]
 
-POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain", "cascade")
+POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "knn", "ensemble", "llm", "chain", "cascade")
 
 
 class FrozenConfig(BaseModel):
@@ -196,6 +198,18 @@ class SemanticPolicyConfig(LearnedPolicyConfig):
     policy: Literal["semantic"] = "semantic"
 
 
+class KnnPolicyConfig(LearnedPolicyConfig):
+    """Quality per tier: the mean outcome of the k nearest training queries, shrunk to the step's mean."""
+
+    policy: Literal["knn"] = "knn"
+
+
+class EnsemblePolicyConfig(LearnedPolicyConfig):
+    """A weighted average of the bundled learned policies' estimates (``steproute train --policy ensemble``)."""
+
+    policy: Literal["ensemble"] = "ensemble"
+
+
 class LLMPolicyConfig(StepSettings):
     """Ask a model (through a cheap tier) which tier a request needs; strict parsing."""
 
@@ -212,7 +226,8 @@ class LLMPolicyConfig(StepSettings):
 
 
 _LinkConfig = Annotated[
-    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig],
+    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig,
+          EnsemblePolicyConfig, LLMPolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -282,8 +297,8 @@ class CascadePolicyConfig(StepSettings):
 
 
 PolicyConfig = Annotated[
-    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig,
-          ChainPolicyConfig, CascadePolicyConfig],
+    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig,
+          EnsemblePolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig],
     Field(discriminator="policy"),
 ]
 

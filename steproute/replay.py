@@ -42,18 +42,17 @@ from typing import Any
 from steproute.config import (
     CascadePolicyConfig,
     ChainPolicyConfig,
-    ClassifierPolicyConfig,
     FixedPolicyConfig,
     LLMPolicyConfig,
     PolicyConfig,
     RouterConfig,
     RulesPolicyConfig,
-    SemanticPolicyConfig,
     load_config,
 )
 from steproute.decision_log import LogContents, read_log
 from steproute.errors import RoutingError
 from steproute.policies.base import learn_extra_missing
+from steproute.policy_config import LearnedPolicyConfig
 from steproute.pricing import call_cost
 from steproute.router import StepRouter
 from steproute.types import Hint, StepRequest, Usage
@@ -212,7 +211,7 @@ def _needs(policy: PolicyConfig, config: RouterConfig) -> tuple[set[str], str | 
     if isinstance(policy, CascadePolicyConfig):
         return set(), ("the candidate's 'cascade' decides after the call, by judging answers the log does not "
                        "have: only its first tier is known offline")
-    if isinstance(policy, (ClassifierPolicyConfig, SemanticPolicyConfig)):
+    if isinstance(policy, LearnedPolicyConfig):
         return {"text"}, None
     if isinstance(policy, ChainPolicyConfig):
         needs: set[str] = set()

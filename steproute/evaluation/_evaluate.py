@@ -133,6 +133,11 @@ def _policy_class(kind: str) -> Any:
         from steproute.policies.semantic import SemanticPolicy
 
         return SemanticPolicy
+    if kind in ("knn", "ensemble"):
+        from steproute.policies.ensemble import EnsemblePolicy
+        from steproute.policies.knn import KnnPolicy
+
+        return KnnPolicy if kind == "knn" else EnsemblePolicy
     raise ValueError(f"no policy reads a {kind!r} artefact")
 
 

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["FORMAT", "MAX_ARRAY_BYTES", "MAX_FILE_BYTES", "MAX_META_BYTES", "Artefact", "ArtefactError", "built", "load_artefact",
-           "pack_strings", "save_artefact", "unpack_strings"]
+__all__ = ["FORMAT", "MAX_ARRAY_BYTES", "MAX_FILE_BYTES", "MAX_META_BYTES", "MEMBER_KINDS", "Artefact", "ArtefactError", "built",
+           "load_artefact", "member_artefacts", "pack_strings", "save_artefact", "unpack_strings"]
 
 T = TypeVar("T")
 FORMAT = 1
@@ -215,6 +215,10 @@ _REQUIRED: dict[str, tuple[tuple[str, ...], dict[str, type | tuple[type, ...]]]]
                  {"neighbours": int, "temperature": _NUMBER, "prior_weight": _NUMBER, "same_step_bonus": _NUMBER,
                   "encoder": str}),
     "cascade": (("mean", "scale", "coef", "intercept"), {}),
+    "knn": (("references", "quality", "step_ids", "steps", "step_mean", "global_mean", "hand_mean", "hand_scale"),
+            {"embedding_dim": int, "k": int, "weighting": str, "prior_strength": _NUMBER, "context_weight": _NUMBER,
+             "hand_weight": _NUMBER, "step_penalty": _NUMBER, "distance_floor": _NUMBER, "encoder": str}),
+    "ensemble": ((), {"members": list}),
 }
 
 
@@ -276,4 +280,69 @@ def _cascade_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers:
            "mean, scale and coef must be vectors of one length, intercept one value")
 
 
-_SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes}
+def _knn_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    r, d = a["references"], meta["embedding_dim"]
+    _shape(r.ndim == 2 and r.shape[0] >= 1 and d >= 1, "references must be rows × features")
+    h = r.shape[1] - 2 * d
+    _shape(h >= 0 and a["hand_mean"].shape == (h,) and a["hand_scale"].shape == (h,),
+           f"references must have 2 × embedding_dim ({2 * d}) columns plus one a text measure (hand_mean, hand_scale)")
+    _shape(a["quality"].shape == (r.shape[0], tiers), f"quality must be references × {tiers} tiers")
+    steps = len(unpack_strings(a["steps"]))
+    _shape(a["step_ids"].shape == (r.shape[0],), "step_ids must have one step a reference")
+    _shape(a["step_ids"].size == 0 or (0 <= a["step_ids"].min() and a["step_ids"].max() < steps),
+           "step_ids must index steps")
+    _shape(a["step_mean"].shape == (steps, tiers) and a["global_mean"].shape == (tiers,),
+           f"step_mean must be steps × {tiers} tiers, global_mean {tiers} values")
+    if meta["k"] < 1:
+        raise ArtefactError("meta.json: 'k' must be 1 or more")
+    if meta["weighting"] not in ("uniform", "distance"):
+        raise ArtefactError("meta.json: 'weighting' must be 'uniform' or 'distance'")
+    if meta["prior_strength"] < 0 or meta["distance_floor"] <= 0:
+        raise ArtefactError("meta.json: 'prior_strength' must be 0 or more and 'distance_floor' above 0")
+
+
+MEMBER_KINDS = ("classifier", "semantic", "knn")
+"""What an ensemble may bundle."""
+
+
+def member_artefacts(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[tuple[float, Artefact]]:
+    """An ``ensemble`` artefact's members, with their weights: member ``i``'s arrays are stored as ``m<i>.<name>``.
+
+    Example:
+        >>> member_artefacts({"labels": ["a", "b"], "members": [{"policy": "x", "weight": 1, "meta": {}}]},
+        ...                  {"m0.v": np.zeros(1)})[0][1].arrays["v"].tolist()
+        [0.0]
+    """
+    out = []
+    for i, member in enumerate(meta["members"]):
+        prefix = f"m{i}."
+        inner = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        out.append((float(member["weight"]), Artefact(member["policy"], {**member["meta"], "labels": meta["labels"],
+                                                                         "threshold": 0.0}, inner)))
+    return out
+
+
+def _ensemble_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    members = meta["members"]
+    if not members:
+        raise ArtefactError("meta.json: 'members' must list one member or more")
+    for i, member in enumerate(members):
+        where = f"meta.json: members[{i}]"
+        if not isinstance(member, dict) or not isinstance(member.get("meta"), dict):
+            raise ArtefactError(f"{where} must be an object with 'policy', 'weight' and 'meta'")
+        if member.get("policy") not in MEMBER_KINDS:
+            raise ArtefactError(f"{where}.policy must be one of {', '.join(MEMBER_KINDS)}")
+        weight = member.get("weight")
+        if isinstance(weight, bool) or not isinstance(weight, _NUMBER) or not math.isfinite(weight) or weight < 0:
+            raise ArtefactError(f"{where}.weight must be a number, 0 or more")
+    if sum(float(m["weight"]) for m in members) <= 0:
+        raise ArtefactError("meta.json: the members' weights must not all be 0")
+    for i, (_, member) in enumerate(member_artefacts(meta, a)):
+        try:
+            _check(member.policy, dict(member.meta), member.arrays)
+        except ArtefactError as exc:
+            raise ArtefactError(f"members[{i}] ({member.policy}): {exc}") from None
+
+
+_SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes,
+           "knn": _knn_shapes, "ensemble": _ensemble_shapes}

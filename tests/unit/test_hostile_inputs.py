@@ -270,7 +270,7 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-@pytest.mark.parametrize("policy", ["classifier", "semantic", "cascade"])
+@pytest.mark.parametrize("policy", ["classifier", "semantic", "cascade", "knn", "ensemble"])
 def test_a_malformed_artefact_is_an_artefact_error_naming_the_file(tmp_path, case, policy):
     path = artefact_file(tmp_path, BROKEN[case](policy))
     with pytest.raises(ArtefactError) as info:
@@ -287,6 +287,11 @@ def load_policy(path: Path, policy: str) -> Any:
         from steproute.policies.semantic import SemanticPolicy
 
         return SemanticPolicy.load(path)
+    if policy in ("knn", "ensemble"):
+        from steproute.policies.ensemble import EnsemblePolicy
+        from steproute.policies.knn import KnnPolicy
+
+        return (KnnPolicy if policy == "knn" else EnsemblePolicy).load(path)
     from steproute.policies.answer_scorer import AnswerScorer
 
     return AnswerScorer.load(path)
@@ -297,7 +302,7 @@ def load_policy(path: Path, policy: str) -> Any:
     st.sampled_from(["format", "policy", "labels", "threshold", "embedding_dim", "encoder", "neighbours"]),
     st.one_of(st.none(), st.integers(-3, 3), st.floats(), st.text(max_size=5),
               st.lists(st.text(max_size=3), max_size=3)))),
-    arrays=st.binary(max_size=200), policy=st.sampled_from(["classifier", "semantic", "cascade"]))
+    arrays=st.binary(max_size=200), policy=st.sampled_from(["classifier", "semantic", "cascade", "knn", "ensemble"]))
 def test_generated_artefact_content_is_only_ever_an_artefact_error(tmp_path_factory, meta, arrays, policy):
     path = artefact_file(tmp_path_factory.mktemp("a"), zipped({"meta.json": meta, "arrays.npz": arrays}))
     with pytest.raises(ArtefactError):
