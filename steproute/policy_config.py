@@ -24,6 +24,7 @@ __all__ = [
     "ClassifierPolicyConfig",
     "FixedPolicyConfig",
     "FrozenConfig",
+    "IrtPolicyConfig",
     "LLMPolicyConfig",
     "LearnedPolicyConfig",
     "PinningConfig",
@@ -38,7 +39,7 @@ __all__ = [
     "StyleConfig",
 ]
 
-POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "llm", "chain", "cascade")
+POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "irt", "llm", "chain", "cascade")
 
 
 class FrozenConfig(BaseModel):
@@ -196,6 +197,12 @@ class SemanticPolicyConfig(LearnedPolicyConfig):
     policy: Literal["semantic"] = "semantic"
 
 
+class IrtPolicyConfig(LearnedPolicyConfig):
+    """Each tier's latent ability against the request's latent difficulty (item response theory)."""
+
+    policy: Literal["irt"] = "irt"
+
+
 class LLMPolicyConfig(StepSettings):
     """Ask a model (through a cheap tier) which tier a request needs; strict parsing."""
 
@@ -212,7 +219,8 @@ class LLMPolicyConfig(StepSettings):
 
 
 _LinkConfig = Annotated[
-    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig],
+    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, IrtPolicyConfig,
+          LLMPolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -282,8 +290,8 @@ class CascadePolicyConfig(StepSettings):
 
 
 PolicyConfig = Annotated[
-    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, LLMPolicyConfig,
-          ChainPolicyConfig, CascadePolicyConfig],
+    Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, IrtPolicyConfig,
+          LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -346,5 +354,5 @@ class ShadowConfig(FrozenConfig):
 
 
 for _model in (StepSettings, FixedPolicyConfig, RulesPolicyConfig, LearnedPolicyConfig, ClassifierPolicyConfig,
-               SemanticPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig, ShadowConfig):
+               SemanticPolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig, ShadowConfig):
     _model.model_rebuild()

@@ -44,6 +44,7 @@ from steproute.config import (
     ChainPolicyConfig,
     ClassifierPolicyConfig,
     FixedPolicyConfig,
+    IrtPolicyConfig,
     LLMPolicyConfig,
     PolicyConfig,
     RouterConfig,
@@ -212,7 +213,7 @@ def _needs(policy: PolicyConfig, config: RouterConfig) -> tuple[set[str], str | 
     if isinstance(policy, CascadePolicyConfig):
         return set(), ("the candidate's 'cascade' decides after the call, by judging answers the log does not "
                        "have: only its first tier is known offline")
-    if isinstance(policy, (ClassifierPolicyConfig, SemanticPolicyConfig)):
+    if isinstance(policy, (ClassifierPolicyConfig, SemanticPolicyConfig, IrtPolicyConfig)):
         return {"text"}, None
     if isinstance(policy, ChainPolicyConfig):
         needs: set[str] = set()

@@ -126,6 +126,10 @@ def _policy_class(kind: str) -> Any:
         from steproute.policies.semantic import SemanticPolicy
 
         return SemanticPolicy
+    if kind == "irt":
+        from steproute.policies.irt import IrtPolicy
+
+        return IrtPolicy
     raise ValueError(f"no policy reads a {kind!r} artefact")
 
 

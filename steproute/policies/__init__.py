@@ -1,6 +1,6 @@
 """Routing policies, one per module, behind the :class:`Policy` protocol.
 
-``fixed`` and ``rules`` need nothing; ``classifier`` and ``semantic`` load a trained artefact
+``fixed`` and ``rules`` need nothing; ``classifier``, ``semantic`` and ``irt`` load a trained artefact
 (the ``learn`` extra); ``llm`` asks a model through a tier the router lends it; ``chain``
 asks several in order; ``cascade`` judges a cheap tier's answer and escalates.
 """
@@ -32,6 +32,7 @@ from steproute.policy_config import (
     ChainPolicyConfig,
     ClassifierPolicyConfig,
     FixedPolicyConfig,
+    IrtPolicyConfig,
     LLMPolicyConfig,
     PolicyConfig,
     RulesPolicyConfig,
@@ -98,11 +99,13 @@ def _cascade(config: CascadePolicyConfig, context: PolicyContext) -> CascadePoli
                          speculative=config.speculative, max_concurrency=config.max_concurrency)
 
 
-def _learned(config: ClassifierPolicyConfig | SemanticPolicyConfig, context: PolicyContext) -> Policy:
+def _learned(config: ClassifierPolicyConfig | SemanticPolicyConfig | IrtPolicyConfig, context: PolicyContext) -> Policy:
     path = _path(config.artefact, context)
     try:
         if isinstance(config, ClassifierPolicyConfig):
             from steproute.policies.classifier import ClassifierPolicy as cls
+        elif isinstance(config, IrtPolicyConfig):
+            from steproute.policies.irt import IrtPolicy as cls  # type: ignore[assignment]
         else:
             from steproute.policies.semantic import SemanticPolicy as cls  # type: ignore[assignment]
     except ImportError as exc:  # a plain install: numpy and the encoders come with the 'learn' extra
@@ -130,7 +133,7 @@ def build_policy(config: PolicyConfig, context: PolicyContext | None = None) -> 
         return FixedPolicy.from_config(config)
     if isinstance(config, RulesPolicyConfig):
         return RulesPolicy.from_config(config)
-    if isinstance(config, (ClassifierPolicyConfig, SemanticPolicyConfig)):
+    if isinstance(config, (ClassifierPolicyConfig, SemanticPolicyConfig, IrtPolicyConfig)):
         return _learned(config, context)
     if isinstance(config, LLMPolicyConfig):
         if context.ask is None:
