@@ -122,7 +122,9 @@ def fit_irt(X: Any, quality: np.ndarray, have: np.ndarray, *, dims: int = 1, C: 
 
     x0 = np.concatenate([np.zeros(F * (1 + k)), np.zeros(T), np.log(mean_q / (1 - mean_q)),
                          0.1 * rng.standard_normal(T * k)])
-    result = minimize(loss, x0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    # discriminations bounded to e^±4: an unbounded exp() overflows and stalls the line search
+    bounds = [(None, None)] * (F * (1 + k)) + [(-4.0, 4.0)] * T + [(None, None)] * (T + T * k)
+    result = minimize(loss, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 300, "maxfun": 450})
     w, Dflat, alpha, beta, thflat = unpack(result.x)
     D, theta = Dflat.reshape(F, k), thflat.reshape(T, k)
     return IrtFit(w, D, alpha, beta, theta, np.asarray(X @ w).ravel())

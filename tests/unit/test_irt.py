@@ -159,22 +159,22 @@ def test_a_config_with_policy_irt_routes_through_a_real_router(fitted, tmp_path)
 
 
 def test_steproute_train_policy_irt_writes_an_artefact_that_eval_reads(tmp_path, capsys):
-    rows, _ = irt_rows(240, seed=3)
-    write_rows(rows[:160], tmp_path / "train.jsonl")
-    write_rows(rows[160:], tmp_path / "test.jsonl")
+    rows, _ = irt_rows(180, seed=3)
+    write_rows(rows[:120], tmp_path / "train.jsonl")
+    write_rows(rows[120:], tmp_path / "test.jsonl")
     art = tmp_path / "irt.steproute"
-    code = main(["train", "--data", str(tmp_path / "train.jsonl"), "--out", str(art), "--policy", "irt", "--folds", "3",
+    code = main(["train", "--data", str(tmp_path / "train.jsonl"), "--out", str(art), "--policy", "irt", "--folds", "2",
                  "--models", ",".join(TIERS3), "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     trained = json.loads(out)
-    assert trained["policy"] == "irt" and trained["cross_validation"]["folds"] == 3
-    assert load_artefact(art, "irt").meta["rows"] == 160
+    assert trained["policy"] == "irt" and trained["cross_validation"]["folds"] == 2
+    assert load_artefact(art, "irt").meta["rows"] == 120
     code = main(["eval", "--data", str(tmp_path / "test.jsonl"), "--policy", str(art), "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
-    assert result["rows"] == 80 and 0.0 <= result["quality"] <= 1.0 and result["aiq"] is not None
+    assert result["rows"] == 60 and 0.0 <= result["quality"] <= 1.0 and result["aiq"] is not None
 
 
 def test_train_policy_irt_learns_from_rows_with_some_outcomes_missing(tmp_path, capsys):
