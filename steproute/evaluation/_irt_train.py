@@ -35,6 +35,8 @@ IRT_DEFAULTS: dict[str, Any] = {"dims": 1, "C": 0.3}
 """Extra directions beside the difficulty, and the L2 strength on the feature weights."""
 _THETA_L2 = 1.0
 _ALPHA_L2 = 1.0
+_MAX_ITER = 300
+"""L-BFGS iterations at most (the fit is non-convex; more iterations cost training time)."""
 _SPREAD_L2 = 10.0
 """Pulls the tiers' discriminations towards each other: a tier with few outcomes takes the others' slope."""
 
@@ -124,7 +126,8 @@ def fit_irt(X: Any, quality: np.ndarray, have: np.ndarray, *, dims: int = 1, C: 
                          0.1 * rng.standard_normal(T * k)])
     # discriminations bounded to e^±4: an unbounded exp() overflows and stalls the line search
     bounds = [(None, None)] * (F * (1 + k)) + [(-4.0, 4.0)] * T + [(None, None)] * (T + T * k)
-    result = minimize(loss, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 300, "maxfun": 450})
+    result = minimize(loss, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                      options={"maxiter": _MAX_ITER, "maxfun": _MAX_ITER * 3 // 2})
     w, Dflat, alpha, beta, thflat = unpack(result.x)
     D, theta = Dflat.reshape(F, k), thflat.reshape(T, k)
     return IrtFit(w, D, alpha, beta, theta, np.asarray(X @ w).ravel())
