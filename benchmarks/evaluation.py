@@ -26,6 +26,7 @@ import numpy as np
 from steproute.evaluation import Evaluation, Outcomes, load_routellm, split_rows, summarise, sweep
 from steproute.evaluation._ensemble_train import train_ensemble
 from steproute.evaluation._evaluate import _scored, request_of
+from steproute.evaluation._irt_train import train_irt
 from steproute.evaluation._knn_train import train_knn
 from steproute.evaluation._plots import plot_evaluations
 from steproute.evaluation._routellm import GPT4, MIXTRAL
@@ -34,6 +35,7 @@ from steproute.evaluation._train import train_classifier
 from steproute.policies.classifier import ClassifierPolicy
 from steproute.policies.ensemble import EnsemblePolicy
 from steproute.policies.features import routing_text
+from steproute.policies.irt import IrtPolicy
 from steproute.policies.knn import KnnPolicy
 from steproute.policies.semantic import SemanticPolicy
 
@@ -99,6 +101,13 @@ def row_of(name: str, ev: Evaluation, cv: dict | None = None, estimates: bool = 
     return (f"| {name} | **{s.apgr:.3f}** | **{s.cpt50:.1%}** | {s.cpt80:.1%} | {s.aiq:.3f} | {ece} | {cv_part} | {point} |")
 
 
+def irt_row(train, test, outcomes: Outcomes) -> str:
+    """The ``irt`` estimator (issue 22), trained on the 70% as the classifier is: its row of the table."""
+    artefact = train_irt(train, MODELS, folds=5)
+    ev = _scored("irt", IrtPolicy(artefact), [request_of(r) for r in test], outcomes, MODELS, None)
+    return row_of("irt", ev, artefact.meta["cross_validation"])
+
+
 def main() -> int:
     started = time.time()
     IMAGES.mkdir(parents=True, exist_ok=True)
@@ -134,6 +143,7 @@ def main() -> int:
             "|---|---|---|---|---|---|---|---|",
             row_of("classifier", clf, clf_art.meta["cross_validation"]),
             row_of("semantic", sem, sem_art.meta["cross_validation"]),
+            irt_row(train, test, outcomes),
             row_of(f"knn (trained in {knn_s:.0f} s)", knn, knn_cv),
             row_of(f"{ens_name} (trained in {ens_s:.0f} s)", ens, ens_cv),
             row_of("LiteLLM complexity_router", cx, estimates=False),  # a complexity score, not a quality estimate

@@ -102,6 +102,7 @@ def _print_figures(title: str, summary: Any) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from steproute.evaluation import models_by_cost
+    from steproute.evaluation._irt_train import train_irt
     from steproute.evaluation._semantic_train import train_semantic
     from steproute.evaluation._train import train_classifier
 
@@ -116,7 +117,7 @@ def _train(args: argparse.Namespace) -> int:
         return refused
     if args.policy == "cascade":
         return _train_cascade(args, rows, models)
-    train = {"classifier": train_classifier, "semantic": train_semantic, **_more_trainers()}[args.policy]
+    train = {"classifier": train_classifier, "semantic": train_semantic, "irt": train_irt, **_more_trainers()}[args.policy]
     artefact = _trained(args, train, rows, models, encoder=args.encoder)
     if isinstance(artefact, int):
         return artefact
@@ -182,9 +183,9 @@ def _folds_for(args: argparse.Namespace, rows: list, models: tuple[str, ...]) ->
     why = (f"{partial} of {len(rows)} rows lack some model's outcome"
            + (" (they hold one model's outcome each, the model that answered, as rows converted from a decision "
               "log do)" if all(len(r.outcomes) == 1 for r in rows) else ""))
-    if args.policy != "classifier":
+    if args.policy not in ("classifier", "irt"):
         return _fail("train", f"{why}; --policy {args.policy} needs every model's outcome on every row. "
-                              "--policy classifier learns from the calls each tier answered")
+                              "--policy classifier or irt learns from the calls each tier answered")
     if args.folds is not None and args.folds >= 2:
         return _fail("train", f"{why}; cross-validation replays every model on every row. Use --folds 0")
     if args.folds is None:

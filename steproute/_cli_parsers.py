@@ -171,7 +171,7 @@ def _add_offline(sub: Any) -> None:
     convert.add_argument("--seed", type=int, default=0,
                          help="seed of the random held-out split (default 0: the same split on every run)")
 
-    train = _command(sub, "train", "train a classifier, semantic or cascade artefact on rows of the evaluation format",
+    train = _command(sub, "train", "train a classifier, semantic, irt or cascade artefact on rows of the evaluation format",
                      "Learn a routing policy from rows: 'classifier' (a quality estimate per tier), 'semantic' "
                      "(nearest references) or 'cascade' (an answer scorer). The threshold is chosen by "
                      "cross-validation for the target; rows converted from a decision log hold one model's "
@@ -181,9 +181,11 @@ def _add_offline(sub: Any) -> None:
     train.add_argument("--data", required=True,
                        help="training rows (JSONL, evaluation format), or a decision log with feedback or shadow results")
     train.add_argument("--out", required=True, help="artefact file to write")
-    train.add_argument("--policy", choices=("classifier", "semantic", "knn", "ensemble", "cascade"), default="classifier",
+    train.add_argument("--policy", choices=("classifier", "semantic", "knn", "ensemble", "irt", "cascade"),
+                       default="classifier",
                        help="classifier (default), semantic, knn (k nearest neighbours, k chosen by cross-validation), "
-                            "ensemble (classifier and knn blended when cross-validation says it helps), or cascade: "
+                            "ensemble (classifier and knn blended when cross-validation says it helps), irt (a query's "
+                            "difficulty against each tier's ability), or cascade: "
                             "the answer scorer, trained on the cheaper models' recorded answers")
     train.add_argument("--models", help="comma-separated models, cheap to strong (default: the rows' models by cost)")
     train.add_argument("--folds", type=int, default=None,

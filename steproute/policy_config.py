@@ -25,6 +25,7 @@ __all__ = [
     "EnsemblePolicyConfig",
     "FixedPolicyConfig",
     "FrozenConfig",
+    "IrtPolicyConfig",
     "KnnPolicyConfig",
     "LLMPolicyConfig",
     "LearnedPolicyConfig",
@@ -40,7 +41,7 @@ __all__ = [
     "StyleConfig",
 ]
 
-POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "knn", "ensemble", "llm", "chain", "cascade")
+POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "knn", "ensemble", "irt", "llm", "chain", "cascade")
 
 
 class FrozenConfig(BaseModel):
@@ -208,6 +209,10 @@ class EnsemblePolicyConfig(LearnedPolicyConfig):
     """A weighted average of the bundled learned policies' estimates (``steproute train --policy ensemble``)."""
 
     policy: Literal["ensemble"] = "ensemble"
+class IrtPolicyConfig(LearnedPolicyConfig):
+    """Each tier's latent ability against the request's latent difficulty (item response theory)."""
+
+    policy: Literal["irt"] = "irt"
 
 
 class LLMPolicyConfig(StepSettings):
@@ -227,7 +232,7 @@ class LLMPolicyConfig(StepSettings):
 
 _LinkConfig = Annotated[
     Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig,
-          EnsemblePolicyConfig, LLMPolicyConfig],
+          EnsemblePolicyConfig, IrtPolicyConfig, LLMPolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -298,7 +303,7 @@ class CascadePolicyConfig(StepSettings):
 
 PolicyConfig = Annotated[
     Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig,
-          EnsemblePolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig],
+          EnsemblePolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -361,5 +366,5 @@ class ShadowConfig(FrozenConfig):
 
 
 for _model in (StepSettings, FixedPolicyConfig, RulesPolicyConfig, LearnedPolicyConfig, ClassifierPolicyConfig,
-               SemanticPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig, ShadowConfig):
+               SemanticPolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig, ShadowConfig):
     _model.model_rebuild()

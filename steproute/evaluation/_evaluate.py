@@ -138,6 +138,10 @@ def _policy_class(kind: str) -> Any:
         from steproute.policies.knn import KnnPolicy
 
         return KnnPolicy if kind == "knn" else EnsemblePolicy
+    if kind == "irt":
+        from steproute.policies.irt import IrtPolicy
+
+        return IrtPolicy
     raise ValueError(f"no policy reads a {kind!r} artefact")
 
 

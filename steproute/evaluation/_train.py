@@ -221,3 +221,9 @@ def train_classifier(rows: Sequence[EvalRow], models: Sequence[str], *, target: 
         "coef": coef.astype(np.float32), "intercept": intercept,
     }
     return Artefact("classifier", meta, arrays)
+
+
+FeatureParts = _Parts
+"""What each row brings to the classifier's features, computed once per run (other trainers reuse it)."""
+FeatureMatrix = _Features
+"""The classifier's feature matrix, fitted per fold (other trainers reuse it)."""

@@ -1,6 +1,6 @@
 """Routing policies, one per module, behind the :class:`Policy` protocol.
 
-``fixed`` and ``rules`` need nothing; ``classifier``, ``semantic``, ``knn`` and ``ensemble`` load a trained artefact
+``fixed`` and ``rules`` need nothing; ``classifier``, ``semantic``, ``knn``, ``ensemble`` and ``irt`` load a trained artefact
 (the ``learn`` extra); ``llm`` asks a model through a tier the router lends it; ``chain``
 asks several in order; ``cascade`` judges a cheap tier's answer and escalates.
 """
@@ -33,6 +33,7 @@ from steproute.policy_config import (
     ClassifierPolicyConfig,
     EnsemblePolicyConfig,
     FixedPolicyConfig,
+    IrtPolicyConfig,
     KnnPolicyConfig,
     LLMPolicyConfig,
     PolicyConfig,
@@ -100,7 +101,7 @@ def _cascade(config: CascadePolicyConfig, context: PolicyContext) -> CascadePoli
                          speculative=config.speculative, max_concurrency=config.max_concurrency)
 
 
-_Learned = ClassifierPolicyConfig | SemanticPolicyConfig | KnnPolicyConfig | EnsemblePolicyConfig
+_Learned = ClassifierPolicyConfig | SemanticPolicyConfig | KnnPolicyConfig | EnsemblePolicyConfig | IrtPolicyConfig
 
 
 def _learned(config: _Learned, context: PolicyContext) -> Policy:
@@ -112,6 +113,8 @@ def _learned(config: _Learned, context: PolicyContext) -> Policy:
             from steproute.policies.knn import KnnPolicy as cls  # type: ignore[assignment]
         elif isinstance(config, EnsemblePolicyConfig):
             from steproute.policies.ensemble import EnsemblePolicy as cls  # type: ignore[assignment]
+        elif isinstance(config, IrtPolicyConfig):
+            from steproute.policies.irt import IrtPolicy as cls  # type: ignore[assignment]
         else:
             from steproute.policies.semantic import SemanticPolicy as cls  # type: ignore[assignment]
     except ImportError as exc:  # a plain install: numpy and the encoders come with the 'learn' extra
@@ -139,7 +142,7 @@ def build_policy(config: PolicyConfig, context: PolicyContext | None = None) -> 
         return FixedPolicy.from_config(config)
     if isinstance(config, RulesPolicyConfig):
         return RulesPolicy.from_config(config)
-    if isinstance(config, (ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig, EnsemblePolicyConfig)):
+    if isinstance(config, (ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig, EnsemblePolicyConfig, IrtPolicyConfig)):
         return _learned(config, context)
     if isinstance(config, LLMPolicyConfig):
         if context.ask is None:

@@ -51,7 +51,7 @@ class ArtefactError(ValueError):
 @dataclass(frozen=True)
 class Artefact:
     policy: str
-    """``classifier`` or ``semantic``."""
+    """``classifier``, ``semantic``, ``cascade`` or ``irt``."""
     meta: Mapping[str, Any]
     arrays: Mapping[str, np.ndarray]
 
@@ -219,6 +219,8 @@ _REQUIRED: dict[str, tuple[tuple[str, ...], dict[str, type | tuple[type, ...]]]]
             {"embedding_dim": int, "k": int, "weighting": str, "prior_strength": _NUMBER, "context_weight": _NUMBER,
              "hand_weight": _NUMBER, "step_penalty": _NUMBER, "distance_floor": _NUMBER, "encoder": str}),
     "ensemble": ((), {"members": list}),
+    "irt": (("terms", "idf", "steps", "hand_mean", "hand_scale", "coef", "intercept", "difficulty", "difficulty_intercept",
+             "ability", "discrimination"), {"embedding_dim": int, "encoder": str}),
 }
 
 
@@ -344,5 +346,14 @@ def _ensemble_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers
             raise ArtefactError(f"members[{i}] ({member.policy}): {exc}") from None
 
 
+def _irt_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    _classifier_shapes(meta, a, tiers)
+    _shape(a["difficulty"].ndim == 1 and a["difficulty"].size == a["coef"].shape[1],
+           f"difficulty must have one weight a feature ({a['coef'].shape[1]})")
+    _shape(a["difficulty_intercept"].size == 1, "difficulty_intercept must be one value")
+    _shape(a["ability"].size == tiers and a["discrimination"].size == tiers,
+           f"ability and discrimination must have {tiers} values")
+
+
 _SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes,
-           "knn": _knn_shapes, "ensemble": _ensemble_shapes}
+           "knn": _knn_shapes, "ensemble": _ensemble_shapes, "irt": _irt_shapes}
