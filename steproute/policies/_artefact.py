@@ -215,6 +215,7 @@ _REQUIRED: dict[str, tuple[tuple[str, ...], dict[str, type | tuple[type, ...]]]]
                  {"neighbours": int, "temperature": _NUMBER, "prior_weight": _NUMBER, "same_step_bonus": _NUMBER,
                   "encoder": str}),
     "cascade": (("mean", "scale", "coef", "intercept"), {}),
+    "cascade_routing": (("costs", "pre_x", "pre_y", "post_x", "post_y", "post_mix"), {"lambda": _NUMBER, "kappa": _NUMBER}),
 }
 
 
@@ -276,4 +277,23 @@ def _cascade_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers:
            "mean, scale and coef must be vectors of one length, intercept one value")
 
 
-_SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes}
+def _cascade_routing_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    """Costs and calibrators per tier, then the embedded classifier and answer scorer as their own kinds."""
+    _shape(a["costs"].shape == (tiers,), f"costs must have {tiers} values")
+    _shape(a["pre_x"].ndim == 2 and a["pre_x"].shape[0] == tiers and a["pre_y"].shape == a["pre_x"].shape,
+           f"pre_x and pre_y must be {tiers} × knots")
+    _shape(a["post_x"].ndim == 2 and a["post_x"].shape[0] == tiers - 1 and a["post_y"].shape == a["post_x"].shape,
+           f"post_x and post_y must be {tiers - 1} × knots")
+    _shape(a["post_mix"].shape == (tiers - 1, 3), f"post_mix must be {tiers - 1} × 3")
+    for name, kind in (("classifier", "classifier"), ("scorer", "cascade")):
+        part = meta.get(name)
+        if not isinstance(part, dict):
+            raise ArtefactError(f"meta.json: {name!r} is missing or of the wrong type")
+        try:
+            _check(kind, dict(part), {k.partition(".")[2]: v for k, v in a.items() if k.startswith(name + ".")})
+        except ArtefactError as exc:
+            raise ArtefactError(f"its {name}: {exc}") from None
+
+
+_SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes,
+           "cascade_routing": _cascade_routing_shapes}
