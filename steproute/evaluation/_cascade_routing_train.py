@@ -36,11 +36,23 @@ from steproute.policies._artefact import Artefact
 from steproute.policies.answer_scorer import AnswerScorer
 from steproute.policies.cascade_value import CascadeRoutingPolicy, accepts, mixed, start_tier, start_values
 
-__all__ = ["KAPPAS", "LAMBDAS", "RoutingPoint", "evaluate_cascade_routing", "isotonic_knots", "simulate",
-           "train_cascade_routing"]
+__all__ = [
+    "KAPPAS",
+    "LAMBDAS",
+    "RoutingEvaluation",
+    "RoutingPoint",
+    "calibrate_routing",
+    "choose_point",
+    "evaluate_cascade_routing",
+    "isotonic_knots",
+    "replay_routing",
+    "simulate",
+    "train_cascade_routing",
+]
 
 KAPPAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-LAMBDAS = tuple(float(x) for x in np.concatenate([[0.0], np.geomspace(1e-3, 3.0, 90)]))
+LAMBDAS = tuple(float(x) for x in np.concatenate([[0.0], np.geomspace(1e-3, 3.0, 400)]))
+"""The λ swept (quality per unit of cost; the strongest tier's mean call costs 1)."""
 KNOTS = 256
 """Knots stored per calibrated step function (an isotonic fit has at most as many as distinct inputs)."""
 _ANY = Target(quality_ratio=0.0)
@@ -227,10 +239,17 @@ class RoutingEvaluation:
 
 def evaluate_cascade_routing(rows: Sequence[EvalRow], artefact: Artefact, *, lam: float | None = None) -> RoutingEvaluation:
     """Replay a trained artefact over ``rows`` through the runtime policy's own estimators and rule."""
+    return replay_routing(rows, CascadeRoutingPolicy.of(artefact), artefact.labels, lam=lam)
+
+
+def replay_routing(rows: Sequence[EvalRow], policy: CascadeRoutingPolicy, models: Sequence[str], *,
+                   lam: float | None = None, step: str | None = None) -> RoutingEvaluation:
+    """Replay a cascade routing over ``rows`` (``models``: the outcome model of each of its
+    tiers, cheap to strong) at ``lam`` (default: the policy's) and over every λ of :data:`LAMBDAS`."""
     from steproute.evaluation._evaluate import request_of
-    policy = CascadeRoutingPolicy.of(artefact)
-    table = CascadeTable.of(rows, artefact.labels)
-    raw = policy.estimator.scores_many([request_of(r) for r in rows])  # type: ignore[attr-defined]
+
+    table = CascadeTable.of(rows, models)
+    raw = np.array([policy.estimator.scores(request_of(r, step)) for r in rows]).reshape(len(rows), len(models))
     pre = policy.model.pre(raw)
     post_raw = _probabilities(policy.scorer, table, np.arange(len(table)))
     post = np.column_stack([policy.model.post(j, post_raw[:, j], raw[:, j]) for j in range(post_raw.shape[1])])
@@ -239,3 +258,11 @@ def evaluate_cascade_routing(rows: Sequence[EvalRow], artefact: Artefact, *, lam
     curve = [simulate(pre, post, table, policy.model.costs, x, policy.kappa) for x in LAMBDAS]
     strong_quality, strong_cost = table.strong()
     return RoutingEvaluation(point, strong_quality, strong_cost, curve)
+
+
+def calibrate_routing(rows: Sequence[EvalRow], policy: CascadeRoutingPolicy, models: Sequence[str], target: Target, *,
+                      step: str | None = None) -> RoutingPoint:
+    """The λ that meets ``target`` at the lowest cost on ``rows`` (``steproute calibrate``).
+    ``ValueError`` when no λ does."""
+    result = replay_routing(rows, policy, models, step=step)
+    return choose_point(result.curve, target, result.strong_quality)

@@ -233,3 +233,32 @@ def test_the_judge_without_a_tier_judges_as_the_first_tier(artefact_path: Path):
     policy = CascadeRoutingPolicy.load(str(artefact_path), ("fast", "strong"), lam=0.2)
     verdict = policy.judge(_ask("say hi to person 3"), Answer("I'm not sure, maybe 5."), None)
     assert not verdict.accepted and verdict.confidence is not None and verdict.confidence < 0.5
+
+
+# -- the command line: train, then calibrate λ for a configured step ---------------------------------------
+
+
+def test_train_then_calibrate_writes_lambda_into_the_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from steproute.cli import main
+    from steproute.evaluation import write_rows
+
+    write_rows(_rows(), tmp_path / "rows.jsonl")
+    out = tmp_path / "r.steproute"
+    assert main(["train", "--policy", "cascade_routing", "--data", str(tmp_path / "rows.jsonl"), "--out", str(out),
+                 "--models", "cheap,strong", "--folds", "3", "--quality-ratio", "0.9", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["policy"] == "cascade_routing" and trained["lambda"] >= 0
+    config = tmp_path / "steproute.yaml"
+    config.write_text("tiers:\n  fast: {models: [{model: openai/gpt-4o-mini, api_key: k}]}\n"
+                      "  strong: {models: [{model: openai/gpt-4o, api_key: k}]}\ndefault: fast\n"
+                      f"steps:\n  s:\n    policy: cascade  # value routing\n    artefact: {out}\n")
+    models = ["--model", "fast=cheap", "--model", "strong=strong"]
+    code = main(["calibrate", "--data", str(tmp_path / "rows.jsonl"), "--config", str(config), "--step", "s",
+                 "--strong-share", "0.5", "--write", "--json", *models])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["strong_share"] <= 0.5 and result["written"] == str(config)
+    text = config.read_text()
+    assert f"    lambda: {result['lam']:.6g}\n" in text and "# value routing" in text
+    assert StepRouter.from_file(config).policy_of("s").lam == pytest.approx(result["lam"], rel=1e-5)  # type: ignore[attr-defined]
