@@ -111,6 +111,9 @@ def mixed(mix: np.ndarray, scorer: Any, pre_raw: Any) -> Any:
     return 1.0 / (1.0 + np.exp(-(mix[0] * _logit(scorer) + mix[1] * _logit(pre_raw) + mix[2])))
 
 
+_SEEN = 256
+
+
 class Estimator(Protocol):
     """A pre-call estimator: each tier's estimated quality for a request (``classifier``)."""
 
@@ -130,6 +133,8 @@ class CascadeRoutingPolicy(CascadePolicy):
             raise ValueError(f"the quality model covers {len(model.costs)} tiers; the cascade has {len(self.tiers)}")
         self.estimator, self.scorer, self.model = estimator, scorer, model
         self.lam, self.kappa = float(lam), float(kappa)
+        self._seen: dict[int, tuple[StepRequest, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        """The estimates of the last requests decided, so judging their answers does not estimate again."""
 
     @classmethod
     def of(cls, artefact: Any, tiers: Sequence[str] | None = None, *, lam: float | None = None,
@@ -161,9 +166,16 @@ class CascadeRoutingPolicy(CascadePolicy):
 
     def values(self, request: StepRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw and calibrated pre-call estimates, and the value of starting at each tier."""
+        seen = self._seen.get(id(request))
+        if seen is not None and seen[0] is request:
+            return seen[1]
         raw = self.estimator.scores(request)
         quality = self.model.pre(raw)
-        return raw, quality, start_values(quality, self.model.costs, self.lam, self.kappa)
+        found = raw, quality, start_values(quality, self.model.costs, self.lam, self.kappa)
+        if len(self._seen) >= _SEEN:
+            self._seen.clear()
+        self._seen[id(request)] = (request, found)
+        return found
 
     def choose(self, request: StepRequest) -> Choice:
         _, quality, values = self.values(request)

@@ -262,3 +262,44 @@ def test_train_then_calibrate_writes_lambda_into_the_step(tmp_path: Path, capsys
     text = config.read_text()
     assert f"    lambda: {result['lam']:.6g}\n" in text and "# value routing" in text
     assert StepRouter.from_file(config).policy_of("s").lam == pytest.approx(result["lam"], rel=1e-5)  # type: ignore[attr-defined]
+
+
+def _hand_made(estimates: list[float], scorer_p: float, calls: list[int]) -> CascadeRoutingPolicy:
+    """A policy on hand-made estimates: identity calibrators, a scorer that always says ``scorer_p``."""
+    from steproute.policies.answer_scorer import FEATURES, AnswerScorer
+    from steproute.policies.cascade_value import QualityModel
+
+    class Fixed:
+        def scores(self, request: StepRequest) -> np.ndarray:
+            calls.append(1)
+            return np.array(estimates)
+
+    n = len(FEATURES)
+    logit = float(np.log(scorer_p / (1 - scorer_p)))
+    scorer = AnswerScorer((0.0,) * n, (1.0,) * n, (0.0,) * n, logit, 0.5, {})
+    grid = np.linspace(0, 1, 5)
+    model = QualityModel(np.array([0.05, 1.0]), np.array([grid, grid]), np.array([grid, grid]), np.array([grid]),
+                         np.array([grid]), np.array([[1.0, 0.0, 0.0]]))
+    return CascadeRoutingPolicy(("fast", "strong"), Fixed(), scorer, model, lam=0.2, kappa=0.0)
+
+
+def test_hand_made_estimates_decide_start_and_verdict_and_are_estimated_once_per_call():
+    calls: list[int] = []
+    request = _ask("anything")
+    sure_to_fail = _hand_made([0.1, 0.9], 0.9, calls).choose(request)
+    assert sure_to_fail.tier == "strong" and "skipped 'fast': estimated quality 0.10" in sure_to_fail.reason
+
+    class OnFast:
+        tier = "fast"
+
+    likely = _hand_made([0.9, 0.9], 0.69, calls)
+    assert likely.choose(request).tier == "fast"
+    verdict = likely.judge(request, Answer("some answer"), OnFast())
+    assert not verdict.accepted and "< value of escalating to 'strong' 0.70" in verdict.reason  # 0.69 < 0.9 − 0.2
+    assert _hand_made([0.9, 0.9], 0.71, calls).judge(request, Answer("some answer"), OnFast()).accepted
+    calls.clear()
+    likely.choose(request)
+    likely.judge(request, Answer("some answer"), OnFast())
+    assert len(calls) == 0  # decided before: judging its answer does not estimate again
+    last = likely.judge(_ask("other"), Answer("x"), type("OnStrong", (), {"tier": "strong"})())
+    assert last.accepted and last.reason == "last tier: not judged"
