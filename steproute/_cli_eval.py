@@ -265,6 +265,11 @@ def _eval(args: argparse.Namespace) -> int:
     if code:
         return code
     try:
+        from steproute._cli_routing import eval_routing
+
+        routed = eval_routing(args, rows)
+        if routed is not None:
+            return routed
         cascade = _cascade_result(args, rows)
     except (ConfigError, ArtefactError) as exc:
         return _fail("eval", one_line(exc))

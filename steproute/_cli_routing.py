@@ -1,9 +1,5 @@
-"""``steproute train --policy cascade_routing`` and ``steproute calibrate`` of a step whose
-cascade runs a cascade-routing artefact (its λ), for :mod:`steproute._cli_eval`.
-
-Example:
-    >>> from types import SimpleNamespace
-    >>> calibrate_routing_step(SimpleNamespace(config="missing.yaml", step="s"), [], None, {}, None)  # doctest: +SKIP
+"""``steproute train --policy cascade_routing``, ``steproute eval`` of such an artefact and
+``steproute calibrate`` of a step whose cascade runs one (its λ), for :mod:`steproute._cli_eval`.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["calibrate_routing_step", "train_routing"]
+__all__ = ["calibrate_routing_step", "eval_routing", "train_routing"]
 
 
 def train_routing(args: argparse.Namespace, rows: list, models: tuple[str, ...], trained: Callable[..., Any]) -> int:
@@ -64,4 +60,34 @@ def calibrate_routing_step(args: argparse.Namespace, rows: list, target: Any, ti
     print(f"step {args.step}: λ {point.lam:.6g} for {target.describe()}: quality {point.quality:.4f}, "
           f"{point.strong_share:.1%} on the strongest tier, {point.skipped_share:.1%} skipped the cheapest, "
           f"${point.cost_usd:.4f}" + (f"; written to {args.config}" if args.write else " (use --write to save it)"))
+    return 0
+
+
+def eval_routing(args: argparse.Namespace, rows: list) -> int | None:
+    """``eval`` of a ``cascade_routing`` artefact at its λ (``--threshold``: another λ), with
+    the curve over λ; ``None`` when ``--policy`` is something else."""
+    from steproute.evaluation._cascade_routing_train import evaluate_cascade_routing
+    from steproute.evaluation._evaluate import is_artefact
+    from steproute.policies._artefact import load_artefact
+
+    path = Path(args.policy)
+    if not path.is_file() or not is_artefact(path):
+        return None
+    artefact = load_artefact(path)
+    if artefact.policy != "cascade_routing":
+        return None
+    if args.html or args.plot:
+        raise ValueError("--html and --plot are not drawn for a cascade routing yet: use --json for its curve over λ")
+    result = evaluate_cascade_routing(rows, artefact, lam=args.threshold)
+    p = result.point
+    if args.json:
+        print(json.dumps({"policy": "cascade_routing", "models": list(artefact.labels), "rows": len(rows), **asdict(p),
+                          "quality_ratio": result.quality_ratio, "cost_ratio": result.cost_ratio,
+                          "strong_quality": result.strong_quality, "strong_cost_usd": result.strong_cost_usd,
+                          "curve": [asdict(q) for q in result.curve]}))
+        return 0
+    print(f"cascade routing on {Path(args.data).name} (models {', '.join(artefact.labels)}), λ {p.lam:.4g}: "
+          f"quality {p.quality:.4f} ({result.quality_ratio:.1%} of the strongest), cost ${p.cost_usd:.4f} "
+          f"({result.cost_ratio:.1%}), {p.strong_share:.1%} on the strongest tier, {p.skipped_share:.1%} skipped "
+          f"the cheapest, {p.escalation_rate:.1%} escalated")
     return 0

@@ -250,6 +250,9 @@ def test_train_then_calibrate_writes_lambda_into_the_step(tmp_path: Path, capsys
                  "--models", "cheap,strong", "--folds", "3", "--quality-ratio", "0.9", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert trained["policy"] == "cascade_routing" and trained["lambda"] >= 0
+    assert main(["eval", "--data", str(tmp_path / "rows.jsonl"), "--policy", str(out), "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["lam"] == trained["lambda"] and 0 < replayed["skipped_share"] < 1 and len(replayed["curve"]) > 100
     config = tmp_path / "steproute.yaml"
     config.write_text("tiers:\n  fast: {models: [{model: openai/gpt-4o-mini, api_key: k}]}\n"
                       "  strong: {models: [{model: openai/gpt-4o, api_key: k}]}\ndefault: fast\n"
