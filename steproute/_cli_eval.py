@@ -117,6 +117,10 @@ def _train(args: argparse.Namespace) -> int:
         return refused
     if args.policy == "cascade":
         return _train_cascade(args, rows, models)
+    if args.policy == "cascade_routing":
+        from steproute._cli_routing import train_routing
+
+        return train_routing(args, rows, models, _trained)
     train = {"classifier": train_classifier, "semantic": train_semantic, "irt": train_irt, **_more_trainers()}[args.policy]
     artefact = _trained(args, train, rows, models, encoder=args.encoder)
     if isinstance(artefact, int):
@@ -301,6 +305,11 @@ def _eval(args: argparse.Namespace) -> int:
     if code:
         return code
     try:
+        from steproute._cli_routing import eval_routing
+
+        routed = eval_routing(args, rows)
+        if routed is not None:
+            return routed
         cascade = _cascade_result(args, rows)
     except (ConfigError, ArtefactError) as exc:
         return _fail("eval", one_line(exc))
@@ -400,8 +409,8 @@ def _print_cascade(args: argparse.Namespace, result: Any) -> int:
 _STEP_LINE = re.compile(r"^(\s*)([A-Za-z0-9_./-]+|\"[^\"]+\"|'[^']+'):\s*(#.*)?$")
 
 
-def write_threshold(path: Path, step: str, threshold: float) -> None:
-    """Set ``steps.<step>.threshold`` in a YAML file, keeping its comments and layout.
+def write_threshold(path: Path, step: str, threshold: float, key: str = "threshold") -> None:
+    """Set ``steps.<step>.<key>`` (default ``threshold``) in a YAML file, keeping its comments and layout.
 
     The new file is validated before it replaces the old one (atomically)."""
     from steproute.config import load_config
@@ -423,16 +432,16 @@ def write_threshold(path: Path, step: str, threshold: float) -> None:
             if step_indent is not None and indent <= step_indent:
                 break
             body_indent = body_indent or indent
-            if indent == body_indent and line.lstrip().startswith("threshold:"):
-                lines[i] = f"{' ' * indent}threshold: {threshold:.6g}\n"
+            if indent == body_indent and line.lstrip().startswith(f"{key}:"):
+                lines[i] = f"{' ' * indent}{key}: {threshold:.6g}\n"
                 break
     else:
         i = len(lines)
     if start is None or body_indent is None:
         raise ValueError(f"{path}: no block 'steps: {step}:' with its settings on their own lines")
-    if not any(line.lstrip().startswith("threshold:") and (len(line) - len(line.lstrip())) == body_indent
+    if not any(line.lstrip().startswith(f"{key}:") and (len(line) - len(line.lstrip())) == body_indent
                for line in lines[start + 1:i + 1]):
-        lines.insert(start + 1, f"{' ' * body_indent}threshold: {threshold:.6g}\n")
+        lines.insert(start + 1, f"{' ' * body_indent}{key}: {threshold:.6g}\n")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text("".join(lines), encoding="utf-8")
@@ -456,6 +465,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         return code
     target = _target(args) or Target(quality_ratio=0.95)
     try:
+        from steproute._cli_routing import calibrate_routing_step
+
+        routed = calibrate_routing_step(args, rows, target, _tier_models(args.model), write_threshold)
+        if routed is not None:
+            return routed
         result = evaluate(rows, args.config, step=args.step, models=_tier_models(args.model),
                           progress=_progress(args.json))
         if len(result.curve.points) < 2:

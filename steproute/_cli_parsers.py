@@ -181,12 +181,13 @@ def _add_offline(sub: Any) -> None:
     train.add_argument("--data", required=True,
                        help="training rows (JSONL, evaluation format), or a decision log with feedback or shadow results")
     train.add_argument("--out", required=True, help="artefact file to write")
-    train.add_argument("--policy", choices=("classifier", "semantic", "knn", "ensemble", "irt", "cascade"),
+    train.add_argument("--policy", choices=("classifier", "semantic", "knn", "ensemble", "irt", "cascade", "cascade_routing"),
                        default="classifier",
                        help="classifier (default), semantic, knn (k nearest neighbours, k chosen by cross-validation), "
                             "ensemble (classifier and knn blended when cross-validation says it helps), irt (a query's "
-                            "difficulty against each tier's ability), or cascade: "
-                            "the answer scorer, trained on the cheaper models' recorded answers")
+                            "difficulty against each tier's ability), cascade: the answer scorer, trained on the cheaper "
+                            "models' recorded answers, or cascade_routing: where to start and when to escalate by "
+                            "value (classifier, scorer, isotonic calibration, λ)")
     train.add_argument("--models", help="comma-separated models, cheap to strong (default: the rows' models by cost)")
     train.add_argument("--folds", type=int, default=None,
                        help="cross-validation folds for the threshold (0: none; default 5, or 0 when the rows hold "
@@ -222,7 +223,8 @@ def _add_offline(sub: Any) -> None:
     cal.add_argument("--data", required=True,
                      help="calibration rows (JSONL, evaluation format), or a decision log with shadow results")
     cal.add_argument("--config", required=True, help="steproute.yaml whose step to calibrate")
-    cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic)")
+    cal.add_argument("--step", required=True, help="the step (its policy must be classifier or semantic, or a cascade "
+                                                    "with a cascade_routing artefact: then λ is calibrated)")
     cal.add_argument("--model", action="append", metavar="TIER=MODEL", help="which outcome model a tier stands for")
     cal.add_argument("--write", action="store_true", help="write the threshold into the configuration file")
     cal.add_argument("--folds", type=int, default=5,

@@ -63,6 +63,11 @@ class Probe:
         self._run, self._pending = run, pending
         self.calls: list[tuple[str, str, Completion, int]] = []
 
+    @property
+    def tier(self) -> str:
+        """The tier whose answer is being judged (a cascade routing weighs escalating from it)."""
+        return self._pending.tier
+
     def samples(self, n: int) -> list[Answer]:
         params = self._pending.params
         temperature = max(float(params.get("temperature") or 0.0), SAMPLE_TEMPERATURE)

@@ -291,7 +291,12 @@ class CascadePolicyConfig(StepSettings):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     """``combine: weighted``: the score an answer needs."""
     artefact: str | None = None
-    """A trained cascade (``steproute train --policy cascade``): its scorer and calibrated threshold."""
+    """A trained cascade (``steproute train --policy cascade``): its scorer and calibrated threshold;
+    or a trained cascade routing (``--policy cascade_routing``): where to start and when to stop
+    by value."""
+    lam: float | None = Field(default=None, ge=0.0, alias="lambda")
+    """With a cascade-routing artefact: the quality given up per unit of cost (default: the
+    artefact's calibrated λ)."""
     start: _LinkConfig | None = None
     """A policy that picks the tier the cascade starts from (default: the first of ``tiers``)."""
     speculative: bool = False

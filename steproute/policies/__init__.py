@@ -89,8 +89,33 @@ def _signal(config: SignalConfig, first_tier: str, context: PolicyContext) -> Si
     return ScorerSignal(scorer, scorer.threshold if threshold is None else threshold, weight)
 
 
+def _routing(config: CascadePolicyConfig, tiers: tuple[str, ...], context: PolicyContext) -> CascadePolicy | None:
+    """A cascade routing, when the artefact is one (``None``: a plain trained cascade)."""
+    assert config.artefact is not None
+    path = _path(config.artefact, context)
+    try:
+        from steproute.policies._artefact import built, load_artefact
+        from steproute.policies.cascade_value import CascadeRoutingPolicy
+    except ImportError as exc:  # a plain install: the artefact's arrays need numpy
+        raise learn_extra_missing("policy 'cascade' with an artefact", exc) from None
+    artefact = load_artefact(path)
+    if artefact.policy != "cascade_routing":
+        if config.lam is not None:
+            raise ValueError("'lambda' is for a cascade-routing artefact (steproute train --policy cascade_routing)")
+        return None
+    if config.start is not None:
+        raise ValueError("a cascade-routing artefact chooses the start tier itself: remove 'start'")
+    signals = [_signal(s, tiers[0], context) for s in config.signals] if "signals" in config.model_fields_set else []
+    return built(path, lambda: CascadeRoutingPolicy.of(artefact, tiers or None, lam=config.lam,
+                                                       signals=signals, combine=config.combine))
+
+
 def _cascade(config: CascadePolicyConfig, context: PolicyContext) -> CascadePolicy:
     tiers = tuple(config.tiers or context.tiers)
+    if config.artefact is not None:
+        routing = _routing(config, tiers, context)
+        if routing is not None:
+            return routing
     signals_config = list(config.signals)
     if config.artefact is not None:
         scorer = SignalConfig(signal="scorer", artefact=config.artefact)

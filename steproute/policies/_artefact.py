@@ -221,6 +221,7 @@ _REQUIRED: dict[str, tuple[tuple[str, ...], dict[str, type | tuple[type, ...]]]]
     "ensemble": ((), {"members": list}),
     "irt": (("terms", "idf", "steps", "hand_mean", "hand_scale", "coef", "intercept", "difficulty", "difficulty_intercept",
              "ability", "discrimination"), {"embedding_dim": int, "encoder": str}),
+    "cascade_routing": (("costs", "pre_x", "pre_y", "post_x", "post_y", "post_mix"), {"lambda": _NUMBER, "kappa": _NUMBER}),
 }
 
 
@@ -355,5 +356,24 @@ def _irt_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int
            f"ability and discrimination must have {tiers} values")
 
 
+def _cascade_routing_shapes(meta: Mapping[str, Any], a: Mapping[str, np.ndarray], tiers: int) -> None:
+    """Costs and calibrators per tier, then the embedded classifier and answer scorer as their own kinds."""
+    _shape(a["costs"].shape == (tiers,), f"costs must have {tiers} values")
+    _shape(a["pre_x"].ndim == 2 and a["pre_x"].shape[0] == tiers and a["pre_y"].shape == a["pre_x"].shape,
+           f"pre_x and pre_y must be {tiers} × knots")
+    _shape(a["post_x"].ndim == 2 and a["post_x"].shape[0] == tiers - 1 and a["post_y"].shape == a["post_x"].shape,
+           f"post_x and post_y must be {tiers - 1} × knots")
+    _shape(a["post_mix"].shape == (tiers - 1, 3), f"post_mix must be {tiers - 1} × 3")
+    for name, kind in (("classifier", "classifier"), ("scorer", "cascade")):
+        part = meta.get(name)
+        if not isinstance(part, dict):
+            raise ArtefactError(f"meta.json: {name!r} is missing or of the wrong type")
+        try:
+            _check(kind, dict(part), {k.partition(".")[2]: v for k, v in a.items() if k.startswith(name + ".")})
+        except ArtefactError as exc:
+            raise ArtefactError(f"its {name}: {exc}") from None
+
+
 _SHAPES = {"classifier": _classifier_shapes, "semantic": _semantic_shapes, "cascade": _cascade_shapes,
-           "knn": _knn_shapes, "ensemble": _ensemble_shapes, "irt": _irt_shapes}
+           "knn": _knn_shapes, "ensemble": _ensemble_shapes, "irt": _irt_shapes,
+           "cascade_routing": _cascade_routing_shapes}

@@ -642,6 +642,7 @@ IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it na
     "eval-gsm8k.png": ("benchmarks/evaluation.py", "eval-{folder}.png"),
     "eval-mt_bench.png": ("benchmarks/evaluation.py", "eval-{folder}.png"),
     "cascade-gsm8k.png": ("benchmarks/cascade.py", "cascade-gsm8k.png"),
+    "cascade-routing-gsm8k.png": ("benchmarks/cascade.py", "cascade-routing-gsm8k.png"),
     "phoenix-one-trace.png": ("tests/e2e/test_phoenix.py", "phoenix-one-trace.png"),
     "report-page.png": ("examples/report_page.py", "report-page.png"),
     "threshold-explorer.png": ("examples/threshold_explorer.py", "threshold-explorer.png"),
