@@ -13,7 +13,7 @@ Compared on the last 70% of the rows (the bandit has learnt from every earlier r
 trained on the first 30% (5-fold cross-validation inside it picks its threshold). Writes the
 results block of docs/bandit.md and docs/images/bandit_regret.png.
 
-    python benchmarks/bandit_regret.py            # about 2 minutes on 2 cores
+    python benchmarks/bandit_regret.py            # about 4 minutes on 2 cores (the MMLU classifier most of it)
 """
 
 from __future__ import annotations
