@@ -50,4 +50,5 @@ def test_replicas_on_postgres_learn_together_and_lose_no_feedback(postgres):  # 
         late = StepRouter(config)  # a replica started later reads what the others learnt
         share_bandit_store(late, BanditStore(first))
         late.policy_of("answer").refresh("answer")  # type: ignore[attr-defined]
+        assert late.policy_of("answer").posterior("answer")[tiers[-1]] == (41.0, 1.0)  # type: ignore[attr-defined]
         assert late.route(request)[0].tier == tiers[-1]

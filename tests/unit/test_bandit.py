@@ -218,3 +218,17 @@ def test_converges_to_the_cheap_tier_over_a_real_router_with_litellm():
         router.feedback(result.decision.id, 1.0 if result.decision.tier == "fast" else 0.5)
     assert tiers[0] == "strong"  # the prior
     assert Counter(tiers[-50:])["fast"] >= 45, Counter(tiers[-50:])
+
+
+def test_each_replica_writes_its_own_item_and_a_reader_adds_them_up():
+    store = BanditStore(InMemoryStore())
+    a, b = BanditPolicy(TIERS, store=store), BanditPolicy(TIERS, store=store)
+    _teach(a, "strong", 1.0, 3)
+    _teach(b, "strong", 0.0, 2)
+    _teach(a, "strong", 1.0, 1)  # a rewrites its own item; b's stays
+    reader = BanditPolicy(TIERS, store=store)
+    reader.refresh("answer")
+    assert reader.posterior("answer")["strong"] == (1.0 + 4.0, 1.0 + 2.0)
+    store.store.put(("steproute", "bandit", "answer"), "broken", {"tiers": {"strong": ["x", 1], "fast": [5, 1]}})
+    reader.refresh("answer")  # a malformed item counts as nothing
+    assert reader.posterior("answer")["strong"] == (5.0, 3.0) and reader.posterior("answer")["fast"] == (1.0, 1.0)
