@@ -117,6 +117,7 @@ bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/capability_check.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/evaluation.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/cascade.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/bandit_regret.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/learned_speed.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/run_all.py
 

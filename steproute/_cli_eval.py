@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from steproute._cli_rows import fail, one_line, read_data
+from steproute._cli_train_output import print_blend, print_spread, trainers
 
 __all__ = ["one_line", "run"]
 
@@ -102,9 +103,6 @@ def _print_figures(title: str, summary: Any) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from steproute.evaluation import models_by_cost
-    from steproute.evaluation._irt_train import train_irt
-    from steproute.evaluation._semantic_train import train_semantic
-    from steproute.evaluation._train import train_classifier
 
     rows, code = read_data(args.data, "train")
     if code:
@@ -121,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         from steproute._cli_routing import train_routing
 
         return train_routing(args, rows, models, _trained)
-    train = {"classifier": train_classifier, "semantic": train_semantic, "irt": train_irt, **_more_trainers()}[args.policy]
+    train = trainers()[args.policy]
     artefact = _trained(args, train, rows, models, encoder=args.encoder)
     if isinstance(artefact, int):
         return artefact
@@ -132,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
                           **({"blend": artefact.meta["blend"]} if "blend" in artefact.meta else {})}))
         return 0
     if "blend" in artefact.meta:
-        _print_blend(artefact.meta["blend"])
+        print_blend(artefact.meta["blend"])
     print(f"wrote {args.out}: {artefact.policy} over {', '.join(models)} (cheap to strong), {len(rows)} rows, "
           f"threshold {artefact.threshold:.4g} for {artefact.meta['target']}")
     if cv:
@@ -140,41 +138,8 @@ def _train(args: argparse.Namespace) -> int:
 
         figures = {k: (tuple(v) if k == "models" else v) for k, v in cv.items() if k not in ("folds", "thresholds")}
         _print_figures(f"{cv['folds']}-fold cross-validation (out-of-fold estimates):", Summary(**figures))  # type: ignore[arg-type]
-        _print_spread(cv["folds"], cv.get("thresholds"))
+        print_spread(cv["folds"], cv.get("thresholds"))
     return 0
-
-
-def _print_spread(folds: int, spread: Any) -> None:
-    """The per-fold thresholds' spread (``ThresholdSpread`` or its JSON), as mean ± sd (min–max)."""
-    from steproute.evaluation._threshold_cv import FoldThreshold, ThresholdSpread
-
-    if isinstance(spread, dict):
-        spread = ThresholdSpread(spread["target"], tuple(FoldThreshold(**f) for f in spread["per_fold"]))
-    if spread is not None:
-        print(f"{folds}-fold check: threshold chosen on {folds - 1} folds, replayed on the {_ordinal(folds)} "
-              "(mean ± sd, min–max; quality and cost against the fold's always-strongest):")
-        print("\n".join(f"  {line}" for line in spread.lines()))
-
-
-def _ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-def _more_trainers() -> dict[str, Any]:
-    from steproute.evaluation._ensemble_train import train_ensemble
-    from steproute.evaluation._knn_train import train_knn
-
-    return {"knn": train_knn, "ensemble": train_ensemble}
-
-
-def _print_blend(blend: dict[str, Any]) -> None:
-    """What cross-validation said of each member and of the blend, and what was written."""
-    cv = blend["cv_apgr"]
-    print(f"cross-validated APGR: classifier {cv['classifier']:.3f}, knn {cv['knn']:.3f}, best blend "
-          f"{cv['best_blend']:.3f} (knn weight {blend['best_blend_weight']:g})")
-    if blend["chosen"] == "ensemble":
-        print(f"chosen: the blend (knn weight {blend['knn_weight']:g}): it beats each member alone")
-    else:
-        print(f"chosen: {blend['chosen']} alone: no blend beat it in cross-validation, so the artefact is a plain "
-              f"{blend['chosen']} one (a config reads it with policy: {blend['chosen']})")
 
 
 def _folds_for(args: argparse.Namespace, rows: list, models: tuple[str, ...]) -> int:
@@ -508,7 +473,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"step {args.step}: threshold {point.threshold:.6g} for {target.describe()}: quality {point.quality:.4f}, "
               f"{point.strong_share:.1%} on stronger tiers, ${point.cost_usd:.4f}"
               + (f"; written to {args.config}" if args.write else " (use --write to save it)"))
-        _print_spread(args.folds, spread)
+        print_spread(args.folds, spread)
         if args.html:
             print(f"wrote {args.html}")
     return 0

@@ -20,6 +20,7 @@ from steproute._config_read import config_key, format_path, shown_config_value
 from steproute.errors import ConfigProblem
 from steproute.policy_config import (
     POLICY_NAMES,
+    BanditPolicyConfig,
     CascadePolicyConfig,
     ChainPolicyConfig,
     FixedPolicyConfig,
@@ -114,6 +115,12 @@ def _link_problems(prefix: str, policy: Any, tier_ref: TierRef, problems: list[C
             _link_problems(f"{prefix}.start", policy.start, tier_ref, problems)
         if policy.speculative and policy.start is None:
             problems.append(ConfigProblem(f"{prefix}.speculative", "speculative routing needs a 'start' policy"))
+    elif isinstance(policy, BanditPolicyConfig):
+        for i, tier in enumerate(policy.tiers or ()):
+            tier_ref(f"{prefix}.tiers[{i}]", tier)
+        for tier in policy.costs or {}:
+            tier_ref(f"{prefix}.costs.{config_key(tier)}", tier)
+        tier_ref(f"{prefix}.prior", policy.prior)
     elif isinstance(policy, LLMPolicyConfig):
         tier_ref(f"{prefix}.router_tier", policy.router_tier)
         tier_ref(f"{prefix}.fallback", policy.fallback)

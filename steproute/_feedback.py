@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["QUALITY_WORDS", "feedback_entry", "parse_quality"]
+__all__ = ["QUALITY_WORDS", "deliver_feedback", "feedback_entry", "parse_quality"]
 
 QUALITY_WORDS = {"good": 1.0, "bad": 0.0}
 """Words ``steproute feedback`` takes for a quality, besides a number in [0, 1]."""
@@ -53,3 +54,20 @@ def parse_quality(text: str) -> float:
     if not math.isfinite(value) or not 0 <= value <= 1:
         raise ValueError("QUALITY must be good, bad or a number in [0, 1]")
     return value or 0.0  # -0 is 0
+
+
+def deliver_feedback(entry: dict[str, Any], log: Any, learn: Callable[[Mapping[str, Any]], bool]) -> None:
+    """Hand a feedback entry to the online policies (``learn``), then write it to the decision log (``log``, a
+    :class:`~steproute.decision_log.DecisionLog` or ``None``).
+
+    Raises:
+        ValueError: no log, and no online policy learnt from it (the feedback would be lost).
+
+    Example:
+        >>> deliver_feedback(feedback_entry("d-1", 1), None, lambda entry: True)
+    """
+    learnt = learn(entry)
+    if log is not None:
+        log.write(entry)
+    elif not learnt:
+        raise ValueError("feedback needs a decision log: StepRouter(..., decision_log='decisions.jsonl')")

@@ -102,7 +102,11 @@ class Planner:
         return self.plan(request.step, request.kind, request.hint, arm)
 
     def armed(self, plan: StepPlan, decision: Decision) -> Decision:
-        """``decision`` with the plan's experiment arm on it, its reason starting with the arm."""
+        """``decision`` with the plan's experiment arm on it, its reason starting with the arm; an online policy
+        (``bandit``) remembers the decision followed, for its feedback."""
+        remember = getattr(plan.policy, "decided", None) if plan.fixed is None else None
+        if remember is not None:
+            remember(decision)
         if plan.arm is None:
             return decision
         armed = object.__new__(Decision)  # as Decision.moved: a copy without re-running __init__ (per call)
@@ -130,6 +134,11 @@ class Planner:
                              if path.startswith("experiment.arms.")}
         """Arm name → the policy of its configuration (arms with ``null`` keep the step's)."""
         return built.pop("default"), {path.removeprefix("steps."): p for path, p in built.items()}
+
+    def learn(self, entry: Mapping[str, Any]) -> bool:
+        """Hand a feedback entry to the online policies (``bandit``); whether one learnt from it."""
+        policies = {id(p): p for p in [self.default, *self.policies.values(), *self.arm_policies.values()]}
+        return any([p.learn(entry) for p in policies.values() if hasattr(p, "learn")])
 
     # -- plans -------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from steproute._config_read import (
 from steproute.errors import ConfigError, ConfigProblem
 from steproute.experiment_config import ExperimentConfig, experiment_problems
 from steproute.policy_config import (
+    BanditPolicyConfig,
     CascadePolicyConfig,
     ChainPolicyConfig,
     ClassifierPolicyConfig,
@@ -70,6 +71,7 @@ from steproute.policy_config import (
 )
 
 __all__ = [
+    "BanditPolicyConfig",
     "BudgetConfig",
     "CapabilitiesConfig",
     "CascadePolicyConfig",

@@ -1,7 +1,8 @@
 """The configuration's policy entries: what ``default:`` and each ``steps:`` entry may say.
 
 One pydantic model per policy (``policy: fixed``, ``rules``, ``classifier``, ``semantic``,
-``knn``, ``ensemble``, ``llm``, ``chain``, ``cascade``), tagged by ``policy``, over the settings every step shares
+``knn``, ``ensemble``, ``irt``, ``llm``, ``chain``, ``cascade``, ``bandit``), tagged by ``policy``, over the
+settings every step shares
 (:class:`StepSettings`: kind, tier bounds, pinning, style, fallback). :mod:`steproute.config`
 assembles them into :class:`~steproute.config.RouterConfig` and re-exports them.
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "POLICY_NAMES",
+    "BanditPolicyConfig",
     "CascadePolicyConfig",
     "ChainPolicyConfig",
     "ClassifierPolicyConfig",
@@ -41,7 +43,7 @@ __all__ = [
     "StyleConfig",
 ]
 
-POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "knn", "ensemble", "irt", "llm", "chain", "cascade")
+POLICY_NAMES = ("fixed", "rules", "classifier", "semantic", "knn", "ensemble", "irt", "llm", "chain", "cascade", "bandit")
 
 
 class FrozenConfig(BaseModel):
@@ -306,9 +308,41 @@ class CascadePolicyConfig(StepSettings):
     """Batches: escalations in flight at once."""
 
 
+class BanditPolicyConfig(StepSettings):
+    """Learn the step's tier online from ``feedback()`` (Thompson sampling; ``docs/bandit.md``), only between
+    ``min_tier`` and ``max_tier``, exploring at most ``explore`` of the calls within ``budget_usd_per_day``."""
+
+    policy: Literal["bandit"] = "bandit"
+    tiers: list[str] | None = Field(default=None, min_length=1)
+    """The tiers it chooses among, cheap to strong (default: the configuration's, within the step's bounds)."""
+    explore: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Most share of the step's calls that may go to a tier other than the best posterior mean."""
+    costs: dict[str, Annotated[float, Field(ge=0.0)]] | None = None
+    """USD one call of each tier costs (for the reward and the budget; default: 0 each)."""
+    cost_weight: float = Field(default=0.0, ge=0.0)
+    """λ of the reward, quality − λ·cost (cost in USD a call)."""
+    budget_usd_per_day: float | None = Field(default=None, gt=0)
+    """What exploring (the extra cost of an explored tier over the exploited one) may cost per UTC day, per
+    process; needs ``costs``. Default: no limit."""
+    prior: str | None = None
+    """A tier believed in at the start (``prior_strength`` successes ahead of the others)."""
+    prior_strength: float = Field(default=2.0, ge=0.0)
+    refresh_seconds: float = Field(default=5.0, gt=0.0)
+    """How old the cached state of other replicas may grow before a background read."""
+    seed: int | None = None
+    """Seed of the draws (reproducible decisions)."""
+
+    @model_validator(mode="after")
+    def _budget_needs_costs(self) -> BanditPolicyConfig:
+        if self.budget_usd_per_day is not None and self.costs is None:
+            raise ValueError("budget_usd_per_day needs costs (USD one call of each tier costs)")
+        return self
+
+
 PolicyConfig = Annotated[
     Union[FixedPolicyConfig, RulesPolicyConfig, ClassifierPolicyConfig, SemanticPolicyConfig, KnnPolicyConfig,
-          EnsemblePolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig],
+          EnsemblePolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig,
+          BanditPolicyConfig],
     Field(discriminator="policy"),
 ]
 
@@ -371,5 +405,6 @@ class ShadowConfig(FrozenConfig):
 
 
 for _model in (StepSettings, FixedPolicyConfig, RulesPolicyConfig, LearnedPolicyConfig, ClassifierPolicyConfig,
-               SemanticPolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig, ShadowConfig):
+               SemanticPolicyConfig, IrtPolicyConfig, LLMPolicyConfig, ChainPolicyConfig, CascadePolicyConfig,
+               BanditPolicyConfig, ShadowConfig):
     _model.model_rebuild()

@@ -18,7 +18,7 @@ from steproute import _walk_drivers as drivers
 from steproute._budget_gate import BudgetGate
 from steproute._call import CallRecord
 from steproute._call_context import CallContext
-from steproute._feedback import feedback_entry
+from steproute._feedback import deliver_feedback, feedback_entry
 from steproute._pin_keeper import PinKeeper, preferred_model
 from steproute._plan import Planner, StepPlan
 from steproute._walk_run import WalkRun
@@ -256,15 +256,14 @@ class StepRouter:
                                  lambda r: self.acomplete(r, **params))
 
     def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
-        """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training).
+        """Attach a quality signal in [0, 1] to a logged decision (for evaluation and training); a ``bandit`` policy
+        that made the decision learns from it (``docs/bandit.md``).
 
         Raises:
             ValueError: ``quality`` is not a number in [0, 1], ``decision_id`` is not a non-empty string, an extra key
-                is ``type``, ``id`` or ``quality``, or the router has no decision log (``steproute feedback``: the same).
+                is ``type``, ``id`` or ``quality``, or the router has no decision log and no bandit learnt from it.
         """
-        if self.decision_log is None:
-            raise ValueError("feedback needs a decision log: StepRouter(..., decision_log='decisions.jsonl')")
-        self.decision_log.write(feedback_entry(decision_id, quality, **extra))
+        deliver_feedback(feedback_entry(decision_id, quality, **extra), self.decision_log, self._planner.learn)
 
     def close(self, timeout: float = 5.0) -> int:
         """Wait up to ``timeout`` s for shadow calls in flight, drop the rest; returns how many were dropped."""

@@ -2,7 +2,8 @@
 
 ``fixed`` and ``rules`` need nothing; ``classifier``, ``semantic``, ``knn``, ``ensemble`` and ``irt`` load a trained artefact
 (the ``learn`` extra); ``llm`` asks a model through a tier the router lends it; ``chain``
-asks several in order; ``cascade`` judges a cheap tier's answer and escalates.
+asks several in order; ``cascade`` judges a cheap tier's answer and escalates; ``bandit`` learns
+a step's tier online from feedback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steproute.policies.bandit import BanditPolicy
 from steproute.policies.base import Choice, Policy, learn_extra_missing
 from steproute.policies.cascade import CascadePolicy
 from steproute.policies.chain import ChainPolicy
@@ -28,6 +30,7 @@ from steproute.policies.fixed import FixedPolicy
 from steproute.policies.llm_judge import Ask, LLMRouterPolicy
 from steproute.policies.rules import RulesPolicy
 from steproute.policy_config import (
+    BanditPolicyConfig,
     CascadePolicyConfig,
     ChainPolicyConfig,
     ClassifierPolicyConfig,
@@ -42,8 +45,8 @@ from steproute.policy_config import (
     SignalConfig,
 )
 
-__all__ = ["CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
-           "build_policy"]
+__all__ = ["BanditPolicy", "CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy",
+           "PolicyContext", "RulesPolicy", "build_policy"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,19 @@ def _learned(config: _Learned, context: PolicyContext) -> Policy:
     return cls.load(path, tiers, config.threshold)
 
 
+def _bandit(config: BanditPolicyConfig, context: PolicyContext) -> BanditPolicy:
+    tiers = list(config.tiers or context.tiers)
+    known = set(context.tiers) if context.tiers else set(tiers)
+    unknown = [t for t in tiers if t not in known]
+    if unknown:
+        raise ValueError(f"bandit: 'tiers' names {unknown[0]!r}, not a tier of the configuration")
+    low = tiers.index(config.min_tier) if config.min_tier in tiers else 0
+    high = tiers.index(config.max_tier) if config.max_tier in tiers else len(tiers) - 1
+    return BanditPolicy(tiers[low:high + 1], explore=config.explore, costs=config.costs, cost_weight=config.cost_weight,
+                        budget_usd_per_day=config.budget_usd_per_day, prior=config.prior,
+                        prior_strength=config.prior_strength, refresh_seconds=config.refresh_seconds, seed=config.seed)
+
+
 def build_policy(config: PolicyConfig, context: PolicyContext | None = None) -> Policy:
     """The policy object for a validated policy configuration.
 
@@ -177,6 +193,8 @@ def build_policy(config: PolicyConfig, context: PolicyContext | None = None) -> 
                                instructions=config.instructions, max_tokens=config.max_tokens)
     if isinstance(config, CascadePolicyConfig):
         return _cascade(config, context)
+    if isinstance(config, BanditPolicyConfig):
+        return _bandit(config, context)
     if isinstance(config, ChainPolicyConfig):
         return ChainPolicy([build_policy(link, context) for link in config.policies])
     raise TypeError(f"no policy implementation for {type(config).__name__}")  # pragma: no cover

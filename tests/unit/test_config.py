@@ -122,7 +122,8 @@ def test_structural_problems_name_paths_and_valid_policies():
     assert problems_of(excinfo) == [
         "tiers.fast.models: List should have at least 1 item after validation, not 0",
         "tiers.x.colour: unknown key",
-        "default: unknown policy 'magic' (known: fixed, rules, classifier, semantic, knn, ensemble, irt, llm, chain, cascade)",
+        "default: unknown policy 'magic' (known: fixed, rules, classifier, semantic, knn, ensemble, irt, llm, chain, "
+        "cascade, bandit)",
         "steps.plan.rules: required key is missing",
     ]
 

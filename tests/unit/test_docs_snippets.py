@@ -647,6 +647,7 @@ IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it na
     "report-page.png": ("examples/report_page.py", "report-page.png"),
     "threshold-explorer.png": ("examples/threshold_explorer.py", "threshold-explorer.png"),
     "lifecycle.png": ("examples/lifecycle.py", "lifecycle.png"),
+    "bandit_regret.png": ("benchmarks/bandit_regret.py", "bandit_regret.png"),
     "phoenix-route-spans.png": ("tests/e2e/test_phoenix.py", "phoenix-route-spans.png"),
 }
 PAGE_GENERATORS = {  # pages written whole by a script

@@ -67,8 +67,8 @@ def test_evaluation_and_policies_exports():
         "load_mt_bench", "load_routellm", "models_by_cost", "read_rows", "split_rows", "summarise", "sweep",
         "write_rows"}
     assert set(steproute.policies.__all__) == {
-        "CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext", "RulesPolicy",
-        "build_policy"}
+        "BanditPolicy", "CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext",
+        "RulesPolicy", "build_policy"}
     for module in (steproute.evaluation, steproute.policies):
         for name in module.__all__:
             assert getattr(module, name) is not None
