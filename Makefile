@@ -119,6 +119,7 @@ bench: $(STAMP)
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/cascade.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/bandit_regret.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/learned_speed.py
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/knn_speed.py
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/run_all.py
 
 # Mutation testing of the call path (router, fallback, cascade, pins, prices, guards, policies, the

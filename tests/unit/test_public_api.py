@@ -65,7 +65,7 @@ def test_evaluation_and_policies_exports():
         "Curve", "DataError", "EvalRow", "Evaluation", "Loaded", "Outcome", "Outcomes", "Point", "Summary", "Target",
         "aiq", "apgr", "calibrate", "choose_tiers", "cpt", "evaluate", "from_decision_log", "load_gsm8k", "load_mmlu",
         "load_mt_bench", "load_routellm", "models_by_cost", "read_rows", "split_rows", "summarise", "sweep",
-        "write_rows"}
+        "write_rows", "ece", "reliability", "ReliabilityBin"}
     assert set(steproute.policies.__all__) == {
         "BanditPolicy", "CascadePolicy", "ChainPolicy", "Choice", "FixedPolicy", "LLMRouterPolicy", "Policy", "PolicyContext",
         "RulesPolicy", "build_policy"}
