@@ -301,8 +301,9 @@ def test_hand_made_estimates_decide_start_and_verdict_and_are_estimated_once_per
     assert not verdict.accepted and "< value of escalating to 'strong' 0.70" in verdict.reason  # 0.69 < 0.9 − 0.2
     assert _hand_made([0.9, 0.9], 0.71, calls).judge(request, Answer("some answer"), OnFast()).accepted
     calls.clear()
-    likely.choose(request)
-    likely.judge(request, Answer("some answer"), OnFast())
-    assert len(calls) == 0  # decided before: judging its answer does not estimate again
+    fresh = _ask("a new question")
+    likely.choose(fresh)
+    likely.judge(fresh, Answer("some answer"), OnFast())
+    assert len(calls) == 1  # estimated when deciding; judging its answer does not estimate again
     last = likely.judge(_ask("other"), Answer("x"), type("OnStrong", (), {"tier": "strong"})())
     assert last.accepted and last.reason == "last tier: not judged"

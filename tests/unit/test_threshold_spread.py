@@ -8,17 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steproute.cli import main
 from steproute.evaluation import EvalRow, Outcome, Outcomes, Target, write_rows
 from steproute.evaluation._threshold_cv import fold_ids, fold_thresholds
-from tests.unit.test_evaluation_cli import CONFIG
+from tests.unit.test_evaluation_cli import CONFIG, run
 from tests.unit.test_learned_policies import MODELS, synthetic_rows
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
