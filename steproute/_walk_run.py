@@ -276,6 +276,8 @@ class WalkRun:
         return self._book(routed)
 
     def _book(self, routed: RoutedCompletion) -> RoutedCompletion:
+        if self.ctx.answered is not None:  # the online policy that decided learns which tier answered
+            routed = replace(routed, decision=self.ctx.answered(self.plan, routed.decision))
         completion, decision = routed.completion, routed.decision
         attributes: dict[str, Any] | None = None
         if decision.cascade:

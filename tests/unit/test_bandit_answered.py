@@ -83,13 +83,14 @@ def test_feedback_after_a_fallback_is_credited_to_the_tier_that_answered(mode, t
     assert after["standard"] == (before["standard"][0] + 2, before["standard"][1])
     # said on the reason, the span and the log entry, and once on the logger
     assert all(d.reason.endswith(NOTE) for d in decisions)
+    router.decision_log.close()  # type: ignore[union-attr]
     logged = [e for e in _entries(tmp_path / "d.jsonl") if e.get("type") != "feedback" and e.get("id") in
               {d.id for d in decisions}]
     assert len(logged) == 2 and all(e["reason"].endswith(NOTE) for e in logged)
     routes = [s for s in exporter.get_finished_spans() if s.name == "route s"]
     assert len(routes) == 2 and all(str(s.attributes["steproute.decision.reason"]).endswith(NOTE) for s in routes)
     said = [r.getMessage() for r in caplog.records if "which answered" in r.getMessage()]
-    assert said == [f"step 's': {NOTE}"], said
+    assert said == [f"step 's': {NOTE} (logged once)"], said
 
 
 def test_no_note_and_the_decided_tier_learns_when_it_answered():
@@ -118,6 +119,7 @@ def test_a_fallback_to_a_tier_that_is_not_an_arm_is_not_learnt_and_says_so(tmp_p
     other = logged.complete(_ask()).decision
     logged.feedback(other.id, 1.0)  # written to the log, not learnt
     assert logged.policy_of("s").posterior("s") == before  # type: ignore[attr-defined]
+    logged.decision_log.close()  # type: ignore[union-attr]
     assert _entries(tmp_path / "d.jsonl")[-1] == {"type": "feedback", "id": other.id, "quality": 1.0}
 
 
