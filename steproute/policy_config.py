@@ -366,7 +366,7 @@ class ShadowConfig(FrozenConfig):
     candidate: PolicyConfig
     """The candidate: a tier (``{tier: strong}`` or ``strong``) or a pure policy entry
     (``fixed``, ``rules``, ``classifier``, ``semantic``, ``chain`` of those; no ``llm``, no
-    ``cascade``: they call models to decide)."""
+    ``cascade``: they call models to decide; no ``bandit``: it could never learn there)."""
     sample: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of the disagreeing calls whose candidate tier is also called."""
     judge: Literal["exact", "normalised", "final_number", "json_schema", "tools", "llm"] = "normalised"

@@ -12,7 +12,9 @@ posterior *mean* reward is the one it *exploits*, any other draw is *exploration
   stays at or under ``explore``, and while the extra cost of exploring today (UTC, in this
   process) stays under ``budget_usd_per_day``; when either stops it, the reason says so (and
   the log, once);
-* every reason says ``explore`` or ``exploit`` with the posterior means.
+* every reason says ``explore`` or ``exploit`` with the posterior means;
+* feedback goes to the tier that answered the call (after a cross-tier fallback, not the tier
+  decided; not learnt when that tier is not an arm), said on the reason and once in the log.
 
 The state lives in a LangGraph ``BaseStore`` (:class:`BanditStore`; default: an
 ``InMemoryStore`` of the router's own), one item per (step, replica) holding that replica's

@@ -161,3 +161,16 @@ def test_a_bandit_as_a_shadow_candidate_is_refused_at_load_time(where):
         StepRouter(RouterConfig(**config))
     text = str(caught.value)
     assert "a bandit as a shadow candidate cannot learn" in text and f"{where}.shadow" in text, text
+
+
+def test_a_bandit_on_an_experiment_arm_learns_from_its_arms_calls():
+    # what the shadow refusal points to: the bandit decides (and learns) for the calls of its arm only
+    router = StepRouter(RouterConfig(tiers=_tiers("fast"), default="fast", steps={"s": "standard"}, experiment={
+        "name": "try-bandit", "steps": ["s"], "arms": {"control": None, "bandit": _bandit()},
+        "split": {"control": 0.0, "bandit": 1.0}}))
+    decision = router.complete(StepRequest("s", [{"role": "user", "content": "hi"}], thread="t-1")).decision
+    assert (decision.policy, decision.tier, decision.fallback_from) == ("bandit", "standard", "fast")
+    assert decision.experiment is not None and decision.experiment.arm == "bandit" and decision.reason.endswith(NOTE)
+    router.feedback(decision.id, 1.0)  # no decision log: it must have been learnt
+    bandit = router._planner.arm_policies["bandit"]
+    assert isinstance(bandit, BanditPolicy) and bandit.posterior("s")["standard"] == (2.0, 1.0)
