@@ -174,3 +174,22 @@ def test_a_bandit_on_an_experiment_arm_learns_from_its_arms_calls():
     router.feedback(decision.id, 1.0)  # no decision log: it must have been learnt
     bandit = router._planner.arm_policies["bandit"]
     assert isinstance(bandit, BanditPolicy) and bandit.posterior("s")["standard"] == (2.0, 1.0)
+
+
+IMAGE = [{"role": "user", "content": [
+    {"type": "text", "text": "what"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]
+
+
+def test_a_capability_move_is_credited_to_the_tier_that_answered_and_said_on_the_span():
+    # gpt-3.5-turbo cannot see images: the capability filter moves the bandit's 'fast' to 'advanced' (no fallback)
+    provider, exporter = _traced()
+    tiers = {"fast": {"models": [{"model": "openai/gpt-3.5-turbo", "mock_response": "x"}]},
+             "advanced": {"models": [{"model": "openai/gpt-4o", "mock_response": "x"}]}}
+    router = StepRouter(RouterConfig(tiers=tiers, default="fast", steps={"s": _bandit()}), tracer_provider=provider)
+    decision = router.complete(StepRequest("s", IMAGE)).decision
+    note = "bandit: feedback on this call is learnt for tier 'advanced', which answered (decided 'fast')"
+    assert (decision.tier, decision.fallback_from) == ("advanced", None) and decision.reason.endswith(note)
+    (route,) = [s for s in exporter.get_finished_spans() if s.name == "route s"]
+    assert str(route.attributes["steproute.decision.reason"]).endswith(note)
+    router.feedback(decision.id, 1.0)
+    assert router.policy_of("s").posterior("s")["advanced"] == (2.0, 1.0)  # type: ignore[attr-defined]
