@@ -4,7 +4,7 @@ baseline's price and the capability filter. One per router; the walks never see 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,9 @@ class CallContext:
     baseline_price: Price
     shadow: ShadowRunner | None = None
     """The steps' shadow calls (``shadow:`` entries), off the hot path."""
+    answered: Callable[[StepPlan, Decision], Decision] | None = None
+    """Once a call's walk is over: tells the online policy that decided which tier answered, and returns the
+    decision with what it said (:meth:`steproute._plan.Planner.answered`)."""
     capabilities: CapabilityGate = field(init=False)
     """The capability filter: every deployment's facts, resolved once here, as the router is built."""
 

@@ -101,10 +101,22 @@ class Planner:
                      f"{experiment.unit} id go to the control arm {arm.arm!r} and are left out of the arms' comparison")
         return self.plan(request.step, request.kind, request.hint, arm)
 
+    def decider(self, plan: StepPlan, decision: Decision) -> Policy | None:
+        """The policy object that made ``decision`` (named on ``decision.policy``): the plan's, or the
+        ``default`` behind it when the plan's had no opinion; ``None``: a hint, a guard or a pin decided
+        (example: :meth:`answered`)."""
+        if plan.fixed is not None:
+            return None
+        if decision.policy == plan.policy.name:
+            return plan.policy
+        if not plan.policy_is_default and decision.policy == self.default.name:
+            return self.default
+        return None
+
     def armed(self, plan: StepPlan, decision: Decision) -> Decision:
         """``decision`` with the plan's experiment arm on it, its reason starting with the arm; an online policy
-        (``bandit``) remembers the decision followed, for its feedback."""
-        remember = getattr(plan.policy, "decided", None) if plan.fixed is None else None
+        (``bandit``) that made it remembers the decision followed, for its feedback."""
+        remember = getattr(self.decider(plan, decision), "decided", None)
         if remember is not None:
             remember(decision)
         if plan.arm is None:
@@ -134,6 +146,33 @@ class Planner:
                              if path.startswith("experiment.arms.")}
         """Arm name → the policy of its configuration (arms with ``null`` keep the step's)."""
         return built.pop("default"), {path.removeprefix("steps."): p for path, p in built.items()}
+
+    def answered(self, plan: StepPlan, decision: Decision) -> Decision:
+        """The tier walk is over: the online policy that made ``decision`` (its ``answered`` hook, see
+        :class:`~steproute.policies.base.Policy`) is told which tier answered, ``decision.tier``. What
+        it says (its feedback goes to another tier than it decided) goes on the reason, and once in the log.
+
+        Example: a ``rules`` step whose rules missed, decided by the ``bandit`` default, answered at ``strong``
+            >>> from steproute.types import StepRequest
+            >>> planner = Planner(RouterConfig(
+            ...     tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini"}]},
+            ...            "strong": {"models": [{"model": "openai/gpt-4o"}]}},
+            ...     default={"policy": "bandit", "explore": 0},
+            ...     steps={"s": {"policy": "rules", "rules": [{"when": {"keywords": ["prove"]}, "tier": "strong"}]}}), str, str)
+            >>> request = StepRequest("s", [{"role": "user", "content": "hi"}])
+            >>> plan = planner.plan_of(request)
+            >>> decision = planner.decide(plan, request)
+            >>> decision.tier, planner.decider(plan, decision) is planner.default
+            ('fast', True)
+            >>> planner.answered(plan, replace(decision, tier="strong")).reason.split("; ")[-1]
+            "bandit: feedback on this call is learnt for tier 'strong', which answered (decided 'fast')"
+        """
+        hook = getattr(self.decider(plan, decision), "answered", None)
+        note = hook(decision) if hook is not None else None
+        if not note:
+            return decision
+        say_once(self, ("answered", decision.step, note), f"step {shown(decision.step)}: {note}")
+        return replace(decision, reason=f"{decision.reason}; {note}")
 
     def learn(self, entry: Mapping[str, Any]) -> bool:
         """Hand a feedback entry to the online policies (``bandit``); whether one learnt from it."""

@@ -27,7 +27,7 @@ from steproute.policies.cascade import CascadePolicy, Verdict
 from steproute.policies.confidence import Answer
 from steproute.results import RoutedCompletion
 from steproute.shadow import shadow_books
-from steproute.telemetry import CASCADE_ACCEPTED, CASCADE_CONFIDENCE, CASCADE_ROLE, CASCADE_SIGNAL
+from steproute.telemetry import CASCADE_ACCEPTED, CASCADE_CONFIDENCE, CASCADE_ROLE, CASCADE_SIGNAL, DECISION_REASON
 from steproute.tier_client import TierClient
 from steproute.tier_walk import TierWalk, walk_rules
 from steproute.types import CascadeAttempt, Decision, StepRequest
@@ -276,6 +276,10 @@ class WalkRun:
         return self._book(routed)
 
     def _book(self, routed: RoutedCompletion) -> RoutedCompletion:
+        said = self.ctx.answered(self.plan, routed.decision) if self.ctx.answered is not None else routed.decision
+        if said is not routed.decision:  # the online policy that decided said where its feedback goes: on the span too
+            routed = replace(routed, decision=said)
+            self.record.annotate({DECISION_REASON: said.reason})
         completion, decision = routed.completion, routed.decision
         attributes: dict[str, Any] | None = None
         if decision.cascade:

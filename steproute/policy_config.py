@@ -366,7 +366,7 @@ class ShadowConfig(FrozenConfig):
     candidate: PolicyConfig
     """The candidate: a tier (``{tier: strong}`` or ``strong``) or a pure policy entry
     (``fixed``, ``rules``, ``classifier``, ``semantic``, ``chain`` of those; no ``llm``, no
-    ``cascade``: they call models to decide)."""
+    ``cascade``: they call models to decide; no ``bandit``: it could never learn there)."""
     sample: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of the disagreeing calls whose candidate tier is also called."""
     judge: Literal["exact", "normalised", "final_number", "json_schema", "tools", "llm"] = "normalised"
@@ -397,6 +397,10 @@ class ShadowConfig(FrozenConfig):
         impure = [p.policy for p in links if p.policy in _IMPURE]
         if impure:
             raise ValueError(f"the shadow candidate must decide without calling a model; {impure[0]!r} does")
+        if self.candidate.policy == "bandit":
+            raise ValueError("a bandit as a shadow candidate cannot learn: it learns from the feedback on calls it "
+                             "decided, and a candidate's decisions are never followed (see docs/bandit.md); try it live "
+                             "with its guard rails, or on an experiment arm")
         if self.candidate.shadow is not None:
             raise ValueError("a shadow candidate cannot have a shadow of its own")
         if self.judge == "llm" and not self.judge_tier:

@@ -101,7 +101,7 @@ class StepRouter:
             self._rank, self._dispatcher.deployments)
         self.shadow: ShadowRunner | None = shadow_runner(config, self._dispatcher, self.decision_log, meter_provider)
         self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price,
-                                  self.shadow)
+                                  self.shadow, self._planner.answered)
         guards = config.guards
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None

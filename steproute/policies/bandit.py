@@ -12,7 +12,9 @@ posterior *mean* reward is the one it *exploits*, any other draw is *exploration
   stays at or under ``explore``, and while the extra cost of exploring today (UTC, in this
   process) stays under ``budget_usd_per_day``; when either stops it, the reason says so (and
   the log, once);
-* every reason says ``explore`` or ``exploit`` with the posterior means.
+* every reason says ``explore`` or ``exploit`` with the posterior means;
+* feedback goes to the tier that answered the call (after a cross-tier fallback, not the tier
+  decided; not learnt when that tier is not an arm), said on the reason and once in the log.
 
 The state lives in a LangGraph ``BaseStore`` (:class:`BanditStore`; default: an
 ``InMemoryStore`` of the router's own), one item per (step, replica) holding that replica's
@@ -246,6 +248,34 @@ class BanditPolicy:
             self._decisions[decision.id] = (decision.step, decision.tier)
             if len(self._decisions) > self._remember:
                 self._decisions.popitem(last=False)
+
+    def answered(self, decision: Any) -> str | None:
+        """The call of a decision this policy made was answered at ``decision.tier`` (after the tier walk:
+        a cross-tier fallback may have moved it): its feedback goes to that tier, or, when that tier is not
+        one of the bandit's, is not learnt. Returns what to say when that differs from the tier decided.
+
+        Example:
+            >>> from steproute.types import Decision
+            >>> bandit = BanditPolicy(("fast", "strong"))
+            >>> decided = Decision(step="answer", kind=None, tier="fast", model="m", policy="bandit", reason="", id="d-1")
+            >>> bandit.decided(decided)
+            >>> from dataclasses import replace
+            >>> bandit.answered(replace(decided, tier="strong"))
+            "bandit: feedback on this call is learnt for tier 'strong', which answered (decided 'fast')"
+            >>> bandit.learn({"type": "feedback", "id": "d-1", "quality": 1.0}), bandit.posterior("answer")["strong"]
+            (True, (2.0, 1.0))
+        """
+        with self._lock:
+            known = self._decisions.get(decision.id)
+            if known is None or known[1] == decision.tier:
+                return None
+            step, decided = known
+            if decision.tier in self.tiers:
+                self._decisions[decision.id] = (step, decision.tier)
+                return f"bandit: feedback on this call is learnt for tier {decision.tier!r}, which answered (decided {decided!r})"
+            del self._decisions[decision.id]
+        return (f"bandit: feedback on this call is not learnt: tier {decision.tier!r} answered, not one of the bandit's "
+                f"tiers ({', '.join(self.tiers)}) (decided {decided!r})")
 
     def learn(self, entry: Mapping[str, Any]) -> bool:
         """Learn from a feedback entry (:func:`steproute._feedback.feedback_entry`'s shape): the quality

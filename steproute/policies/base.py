@@ -51,6 +51,14 @@ class Policy(Protocol):
     ``choose`` returns a :class:`Choice`, or ``None`` when the policy has no opinion (a
     ``rules`` policy whose rules all missed): the router then asks its ``default`` policy.
     Policies are pure with respect to the request: no I/O on the hot path.
+
+    An online policy (``bandit``) may also have, each found on whichever policy decided (a step's,
+    or the ``default`` behind a step's policy that had no opinion):
+
+    * ``decided(decision)``: the decision followed (after the pin and the latency budget) is remembered;
+    * ``answered(decision) -> str | None``: the call's tier walk is over and ``decision.tier`` answered
+      (a cross-tier fallback may have moved it); what it returns goes on the reason, and once in the log;
+    * ``learn(entry) -> bool``: a feedback entry (``router.feedback()``); whether it learnt from it.
     """
 
     name: str
