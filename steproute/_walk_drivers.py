@@ -154,7 +154,9 @@ def _live(call: WalkRun, pending: Pending) -> StreamState:
 
 
 def stream(call: WalkRun) -> Iterator[CompletionChunk | StreamSummary]:
-    """Chunks, then one :class:`StreamSummary`; every outcome booked, an early stop too."""
+    """Chunks, then one :class:`StreamSummary`; every outcome booked, an early stop too. Once
+    the call is booked (answered), what the consumer does with the rest (closes the stream
+    before its summary, or after it) books nothing more."""
     state: StreamState | None = None
     try:
         while True:
@@ -168,8 +170,8 @@ def stream(call: WalkRun) -> Iterator[CompletionChunk | StreamSummary]:
                     call.failed(pending, exc)
                     continue
                 if _settle(call, pending, completion):
-                    yield from _replayed(call.close())
-                    return
+                    rest = _replayed(call.close())
+                    break
                 continue
             state = live = _live(call, pending)
             started = False
@@ -186,11 +188,12 @@ def stream(call: WalkRun) -> Iterator[CompletionChunk | StreamSummary]:
                 continue
             state = None
             call.answered(live.completion())
-            yield summary_of(call.close())
-            return
+            rest = iter((summary_of(call.close()),))
+            break
     except BaseException as exc:  # GeneratorExit too: the consumer stopped early
         _stopped(call, state, exc)
         raise
+    yield from rest  # booked: a stop from here on is no abandoned or failed call
 
 
 async def astream(call: WalkRun) -> AsyncGenerator[CompletionChunk | StreamSummary, None]:
@@ -205,9 +208,8 @@ async def astream(call: WalkRun) -> AsyncGenerator[CompletionChunk | StreamSumma
                 done = await astep(call, first)
                 first = None
                 if done:
-                    for item in _replayed(await call.aclose()):
-                        yield item
-                    return
+                    rest = _replayed(await call.aclose())
+                    break
                 continue
             state = live = _live(call, pending)
             started = False
@@ -225,8 +227,10 @@ async def astream(call: WalkRun) -> AsyncGenerator[CompletionChunk | StreamSumma
                 continue
             state = None
             call.answered(live.completion())
-            yield summary_of(await call.aclose())
-            return
+            rest = iter((summary_of(await call.aclose()),))
+            break
     except BaseException as exc:  # CancelledError, GeneratorExit (aclose): the consumer stopped
         _stopped(call, state, exc)
         raise
+    for item in rest:  # booked: a stop from here on is no abandoned or failed call
+        yield item
