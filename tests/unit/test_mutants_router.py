@@ -1,0 +1,253 @@
+"""Tests that kill mutmut mutants of steproute/router.py (see docs/architecture.md, "Mutation testing").
+
+Each drives the real :class:`~steproute.StepRouter` over :class:`~steproute.testing.FunctionTransport`
+and reads what a user sees: the calls the tiers got (step, parameters, thread), the pins kept,
+the budget's spend, the shadow calls dropped, the batch's results, and the router's own answers
+(``policy_of``, ``deployments``, ``repr``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from steproute import Hint, RouterConfig, RoutingError, StepRequest, StepRouter
+from steproute.guards import InMemoryBudgetStore
+from steproute.pinning import InMemoryPinStore
+from steproute.testing import FunctionTransport, TierCall
+
+FAST, STRONG = "openai/gpt-4o-mini", "openai/gpt-4o"
+TIERS = {"fast": {"models": [FAST]}, "strong": {"models": [STRONG]}}
+
+
+def ask(text: str = "How much are 3 notebooks at 4.50?", step: str = "calc", **kw: Any) -> StepRequest:
+    return StepRequest(step, [{"role": "user", "content": text}], **kw)
+
+
+def router_of(handler: Any = lambda call: "13.50", steps: dict[str, Any] | None = None, **config: Any) -> StepRouter:
+    kwargs = {k: config.pop(k) for k in ("budget_store", "pin_store") if k in config}
+    config.setdefault("default", "fast")
+    return StepRouter(RouterConfig(tiers=TIERS, steps=steps or {}, **config),
+                      transport=FunctionTransport(handler), **kwargs)
+
+
+def calls(router: StepRouter) -> list[TierCall]:
+    return router._dispatcher._transport.calls  # type: ignore[attr-defined]
+
+
+# -- the llm policy's routing question ---------------------------------------------------------------
+
+
+def test_the_llm_policy_asks_its_tier_a_short_deterministic_question_as_the_router_step():
+    def answer(call: TierCall) -> str:
+        return "strong" if call.step == "router" else "13.50"
+
+    router = router_of(answer, {"calc": {"policy": "llm", "router_tier": "fast", "fallback": "fast", "max_tokens": 5}})
+    result = router.complete(ask())
+    assert result.decision.tier == "strong"
+    question, call = calls(router)
+    assert (question.step, question.tier, question.params) == ("router", "fast", {"max_tokens": 5, "temperature": 0})
+    assert (call.step, call.tier) == ("calc", "strong")
+
+
+# -- the default stores -------------------------------------------------------------------------------
+
+
+def test_the_default_pin_store_keeps_the_configured_number_of_threads():
+    router = router_of(pinning={"mode": "sticky", "max_threads": 1, "group": "g"})
+    router.complete(ask(thread="t1"))
+    router.complete(ask(thread="t2"))
+    assert isinstance(router.pin_store, InMemoryPinStore)
+    assert router.pin_store.get("t1", "g") is None and router.pin_store.get("t2", "g") is not None
+
+
+def test_the_default_pin_store_forgets_a_pin_after_the_configured_ttl():
+    router = router_of(pinning={"mode": "sticky", "ttl_seconds": 0.3, "group": "g"})
+    router.complete(ask(thread="t1"))
+    assert router.pin_store.get("t1", "g") is not None
+    time.sleep(0.5)
+    assert router.pin_store.get("t1", "g") is None
+
+
+def test_a_pin_store_set_on_the_router_is_the_one_calls_use():
+    router = router_of(pinning={"mode": "sticky", "group": "g"})
+    store = InMemoryPinStore()
+    router.pin_store = store
+    router.complete(ask(thread="t1"))
+    assert router.pin_store is store and store.get("t1", "g") is not None
+
+
+class ThreadNoting:
+    """A budget store that notes whether each reservation ran on the main (event loop's) thread."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryBudgetStore()
+        self.on_main: list[bool] = []
+
+    def reserve(self, tenant: str, window: int, amount: float, limit: float) -> float | None:
+        self.on_main.append(threading.current_thread() is threading.main_thread())
+        return self.inner.reserve(tenant, window, amount, limit)
+
+    def settle(self, tenant: str, window: int, reserved: float, spent: float) -> None:
+        self.inner.settle(tenant, window, reserved, spent)
+
+    def usage(self, tenant: str, window: int) -> tuple[float, float]:
+        return self.inner.usage(tenant, window)
+
+
+class MemoryNoting(InMemoryBudgetStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_main: list[bool] = []
+
+    def reserve(self, tenant: str, window: int, amount: float, limit: float) -> float | None:
+        self.on_main.append(threading.current_thread() is threading.main_thread())
+        return super().reserve(tenant, window, amount, limit)
+
+
+@pytest.mark.parametrize(("store", "on_main"), [(ThreadNoting, False), (MemoryNoting, True)],
+                         ids=["shared-store-off-the-loop", "in-memory-on-the-loop"])
+def test_an_async_call_reserves_its_budget_off_the_event_loop_unless_the_store_is_in_memory(store, on_main):
+    budget = store()
+    router = router_of(guards={"budgets": {"limits": {"acme": 10.0}}}, budget_store=budget)
+    assert router.budget_store is budget
+    result = asyncio.run(router.acomplete(ask(tenant="acme")))
+    assert budget.on_main == [on_main]
+    assert budget.usage("acme", router._budget.window()[0])[0] == pytest.approx(result.cost_usd)
+
+
+# -- batches --------------------------------------------------------------------------------------------
+
+
+def _concurrency(router: StepRouter, n: int, run: Any) -> int:
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    handler = router._dispatcher._transport.handler  # type: ignore[attr-defined]
+
+    def answer(call: TierCall) -> str:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return handler(call)
+
+    router._dispatcher._transport.handler = answer  # type: ignore[attr-defined]
+    run([ask(f"q{i}") for i in range(n)])
+    return state["most"]
+
+
+def test_a_batchs_max_concurrency_bounds_the_calls_in_flight():
+    steps = {"calc": {"policy": "cascade", "tiers": ["fast", "strong"], "signals": [{"signal": "hedging"}]}}
+    router = router_of(steps=steps)
+    assert _concurrency(router, 4, lambda rs: router.complete_batch(rs, max_concurrency=1)) == 1
+    assert _concurrency(router, 4, lambda rs: router.complete_batch(rs)) > 1
+
+
+def test_an_async_batch_returns_or_raises_its_items_errors():
+    router = router_of()
+    bad = ask(hint=Hint(tier="nope"))
+    results = asyncio.run(router.acomplete_batch([ask(), bad], return_exceptions=True))
+    assert results[0].completion.content == "13.50" and isinstance(results[1], RoutingError)
+    with pytest.raises(RoutingError, match="'nope' is not a tier"):
+        asyncio.run(router.acomplete_batch([ask(), bad]))
+
+
+def test_only_a_cascade_step_without_a_tier_hint_runs_in_phases():
+    steps = {"calc": {"policy": "cascade", "tiers": ["fast", "strong"], "signals": [{"signal": "hedging"}]}}
+    router = router_of(steps=steps)
+    assert router.runs_in_phases(ask())
+    assert not router.runs_in_phases(ask(hint=Hint(tier="strong")))
+    assert not router.runs_in_phases(ask(step="other"))
+
+
+# -- closing, and what the router says about itself ----------------------------------------------------
+
+
+def _shadowed(delay: float, sync: bool = True) -> StepRouter:
+    async def slow() -> str:
+        await asyncio.sleep(delay)
+        return "13.50"
+
+    def answer(call: TierCall) -> Any:
+        if call.tier == "strong":
+            if not sync:
+                return slow()
+            time.sleep(delay)
+        return "13.50"
+
+    return router_of(answer, default={"policy": "fixed", "tier": "fast", "shadow": {"candidate": "strong"}})
+
+
+def test_close_waits_for_shadow_calls_only_as_long_as_asked():
+    router = _shadowed(1.0)
+    router.complete(ask())
+    started = time.monotonic()
+    assert router.close(0.05) == 1
+    assert time.monotonic() - started < 0.9
+    assert router_of().close() == 0
+
+
+def test_aclose_waits_for_shadow_calls_only_as_long_as_asked():
+    router = _shadowed(1.0, sync=False)
+
+    async def main() -> int:
+        await router.acomplete(ask())
+        return await router.aclose(0.05)
+
+    started = time.monotonic()
+    assert asyncio.run(main()) == 1
+    assert time.monotonic() - started < 0.9
+    assert asyncio.run(router_of().aclose()) == 0
+
+
+def test_the_router_names_its_tiers_deployments_and_policies():
+    rules = {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "strong"}], "fallback": "fast"}
+    router = router_of(steps={"calc": "strong", "plan": rules})
+    assert repr(router) == "StepRouter(tiers=['fast', 'strong'], baseline='strong', steps=['calc', 'plan'])"
+    assert [d.model for d in router.deployments("strong")] == [STRONG]
+    assert router.policy_of("calc").name == "fixed" and router.policy_of("plan").name == "rules"
+    assert router.policy_of("x", "plan").name == "rules"
+
+
+# -- feedback, a router from a file, the LangChain conveniences -----------------------------------------
+
+
+def test_feedback_is_written_to_the_decision_log_with_its_extra_keys(tmp_path):
+    path = tmp_path / "d.jsonl"
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast"), transport=FunctionTransport(lambda c: "13.50"),
+                        decision_log=str(path))
+    decision = router.complete(ask()).decision
+    router.feedback(decision.id, 0.25, rater="alice")
+    router.decision_log.close()  # type: ignore[union-attr]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[-1] == {"type": "feedback", "id": decision.id, "quality": 0.25, "rater": "alice"}
+    with pytest.raises(ValueError, match="feedback needs a decision log"):
+        router_of().feedback(decision.id, 1.0)
+
+
+def test_a_router_from_a_file_takes_the_constructors_arguments(tmp_path):
+    path = tmp_path / "steproute.yaml"
+    path.write_text(f"tiers:\n  fast:\n    models: [{FAST}]\n  strong:\n    models: [{STRONG}]\ndefault: fast\n")
+    transport = FunctionTransport(lambda call: "from the file")
+    router = StepRouter.from_file(path, transport=transport)
+    assert router.complete(ask()).completion.content == "from the file" and len(transport.calls) == 1
+
+
+def test_the_chat_model_node_and_factory_patch_route_by_the_step_they_are_given():
+    router = router_of(lambda call: "13.50")
+    assert router.chat_model(step="plan").invoke("hi").content == "13.50"
+    node = router.node("extract", "Capital of {country}?", output_key="capital")
+    assert node.invoke({"country": "France"}) == {"capital": "13.50"}
+    assert [c.step for c in calls(router)] == ["plan", "extract"]
+    patch = router.route_init_chat_model(step="agent")
+    try:
+        assert patch.step == "agent"
+    finally:
+        patch.uninstall()
