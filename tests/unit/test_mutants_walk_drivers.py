@@ -450,3 +450,31 @@ def test_a_stream_cancelled_before_the_fallback_tiers_first_chunk_is_booked_at_t
     assert entry["abandoned"] is True and "error" not in entry
     assert (entry["tier"], entry["model"], entry["output_tokens"]) == ("strong", STRONG, 0)
     assert entry["cost_usd"] == pytest.approx(entry["input_tokens"] * seen.price("strong").input)
+
+
+class PinsDownOnWrite(InMemoryPinStore):
+    """A pin store that makes a thread's first pin but fails every later write (a store gone away)."""
+
+    def put(self, thread: str, group: str, pin: Pin) -> None:
+        raise ConnectionError("pin store down")
+
+    async def aput(self, thread: str, group: str, pin: Pin) -> None:
+        raise ConnectionError("pin store down")
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_live_stream_whose_answer_cannot_be_booked_fails_with_the_stores_error(tmp_path, sync):
+    def answer(call: TierCall) -> str:
+        if call.model == FAST:
+            raise TimeoutError("down")
+        return "13.50"
+
+    seen = Seen(tmp_path, answer, pinning={"mode": "sticky", "group": "g"})
+    seen.router.pin_store = PinsDownOnWrite()  # the re-pin to fast's second deployment is written once answered
+    with pytest.raises(ConnectionError, match="pin store down"):
+        if sync:
+            list(seen.router.stream(ask(thread="t1")))
+        else:
+            asyncio.run(collect(seen.router.astream(ask(thread="t1"))))
+    (entry,) = seen.entries()
+    assert entry["error"] == "ConnectionError" and "abandoned" not in entry
