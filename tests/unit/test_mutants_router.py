@@ -246,8 +246,84 @@ def test_the_chat_model_node_and_factory_patch_route_by_the_step_they_are_given(
     node = router.node("extract", "Capital of {country}?", output_key="capital")
     assert node.invoke({"country": "France"}) == {"capital": "13.50"}
     assert [c.step for c in calls(router)] == ["plan", "extract"]
-    patch = router.route_init_chat_model(step="agent")
-    try:
+    with router.route_init_chat_model(step="agent") as patch:
+        from langchain.chat_models import init_chat_model
+
         assert patch.step == "agent"
-    finally:
-        patch.uninstall()
+        assert init_chat_model("openai:gpt-4o-mini").invoke("hi").content == "13.50"
+    assert [c.step for c in calls(router)] == ["plan", "extract", "agent"]
+
+
+# -- route and aroute: the decision and the pin a call follows ---------------------------------------------
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_route_decides_and_makes_the_threads_first_pin_then_follows_it(sync):
+    router = router_of(steps={"calc": "strong"}, pinning={"mode": "sticky", "group": "g"})
+
+    def route(request: StepRequest) -> Any:
+        return router.route(request) if sync else asyncio.run(router.aroute(request))
+
+    decision, action = route(ask(thread="t1"))
+    assert (decision.tier, decision.model, decision.pinned) == ("strong", STRONG, False)
+    assert action is not None and action.made and action.held is not None and action.held.tier == "strong"
+    assert router.pin_store.get("t1", "g") == action.held
+    followed, kept = route(ask(thread="t1", hint=Hint(min_tier="fast")))
+    assert followed.pinned and kept is not None and not kept.made
+    assert route(ask())[1] is None  # no thread, no pin
+    assert calls(router) == []  # routing calls no model
+
+
+# -- batches pass the call's parameters on, and bound async batches too -------------------------------------
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+def test_a_batchs_parameters_reach_every_item(sync):
+    steps = {"calc": {"policy": "cascade", "tiers": ["fast", "strong"], "signals": [{"signal": "hedging"}]}}
+    router = router_of(steps=steps)
+    requests = [ask(step="plain"), ask()]
+    results = (router.complete_batch(requests, temperature=0.3) if sync
+               else asyncio.run(router.acomplete_batch(requests, temperature=0.3)))
+    assert [r.completion.content for r in results] == ["13.50", "13.50"]
+    assert sorted((c.step, c.params.get("temperature")) for c in calls(router)) == [("calc", 0.3), ("plain", 0.3)]
+
+
+def test_an_async_batchs_max_concurrency_bounds_the_calls_in_flight():
+    state = {"now": 0, "most": 0}
+
+    async def answer(call: TierCall) -> str:
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        await asyncio.sleep(0.02)
+        state["now"] -= 1
+        return "13.50"
+
+    steps = {"calc": {"policy": "cascade", "tiers": ["fast", "strong"], "signals": [{"signal": "hedging"}]}}
+    router = router_of(answer, steps=steps)
+    asyncio.run(router.acomplete_batch([ask(f"q{i}") for i in range(4)], max_concurrency=1))
+    assert state["most"] == 1
+    asyncio.run(router.acomplete_batch([ask(f"q{i}") for i in range(4)]))
+    assert state["most"] > 1
+
+
+# -- close's documented default: five seconds --------------------------------------------------------------
+
+
+def test_close_waits_five_seconds_by_default():
+    router = _shadowed(5.6)
+    router.complete(ask())
+    started = time.monotonic()
+    assert router.close() == 1  # given up at 5 s; the call would have ended at 5.6 s
+    assert 4.5 < time.monotonic() - started < 5.5
+
+
+def test_aclose_waits_five_seconds_by_default():
+    router = _shadowed(5.6, sync=False)
+
+    async def main() -> tuple[int, float]:
+        await router.acomplete(ask())
+        started = time.monotonic()
+        return await router.aclose(), time.monotonic() - started
+
+    dropped, waited = asyncio.run(main())
+    assert dropped == 1 and 4.5 < waited < 5.5
