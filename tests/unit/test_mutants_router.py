@@ -327,3 +327,22 @@ def test_aclose_waits_five_seconds_by_default():
 
     dropped, waited = asyncio.run(main())
     assert dropped == 1 and 4.5 < waited < 5.5
+
+
+# -- the PII guard forces a tier, and the call is never pinned ------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["route", "aroute", "acomplete"])
+def test_personal_data_goes_to_the_guards_tier_unpinned_on_every_path(path):
+    router = router_of(guards={"pii": {"tier": "strong"}}, pinning={"mode": "sticky", "group": "g"})
+    request = ask("Mail the total to jane.doe@example.com", thread="t1")
+    if path == "route":
+        decision, action = router.route(request)
+    elif path == "aroute":
+        decision, action = asyncio.run(router.aroute(request))
+    else:
+        decision, action = asyncio.run(router.acomplete(request)).decision, None
+        assert [(c.step, c.tier) for c in calls(router)] == [("calc", "strong")]
+    assert (decision.tier, decision.policy, decision.guard, action) == ("strong", "guard", "pii:email", None)
+    assert "pii guard: email detected; tier 'strong'" in decision.reason
+    assert router.pin_store.get("t1", "g") is None
