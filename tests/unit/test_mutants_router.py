@@ -346,3 +346,17 @@ def test_personal_data_goes_to_the_guards_tier_unpinned_on_every_path(path):
     assert (decision.tier, decision.policy, decision.guard, action) == ("strong", "guard", "pii:email", None)
     assert "pii guard: email detected; tier 'strong'" in decision.reason
     assert router.pin_store.get("t1", "g") is None
+
+
+def test_an_async_call_over_budget_on_a_shared_store_is_held_to_the_cap_tier_or_refused_when_fixed():
+    budgets = {"budgets": {"limits": {"acme": 1e-9}, "on_exceed": "cap", "cap_tier": "fast"}}
+    router = router_of(default="strong", guards=budgets, budget_store=ThreadNoting())
+    router.budget_store.inner.settle("acme", router._budget.window()[0], 0.0, 1.0)  # type: ignore[attr-defined]
+    result = asyncio.run(router.acomplete(ask(tenant="acme")))
+    assert (result.decision.tier, result.decision.guard) == ("fast", "budget:capped")
+    assert "held to 'fast'" in result.decision.reason
+    fixed = router_of(guards=budgets, budget_store=ThreadNoting())
+    fixed.budget_store.inner.settle("acme", fixed._budget.window()[0], 0.0, 1.0)  # type: ignore[attr-defined]
+    with pytest.raises(RoutingError, match="the step's tier is fixed at 'strong'"):
+        asyncio.run(fixed.acomplete(ask(tenant="acme", hint=Hint(tier="strong"))))
+    assert calls(fixed) == []
