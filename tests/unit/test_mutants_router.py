@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from steproute import Hint, RouterConfig, RoutingError, StepRequest, StepRouter
+from steproute import BudgetExceeded, Hint, RouterConfig, RoutingError, StepRequest, StepRouter
 from steproute.guards import InMemoryBudgetStore
 from steproute.pinning import InMemoryPinStore
 from steproute.testing import FunctionTransport, TierCall
@@ -360,3 +360,24 @@ def test_an_async_call_over_budget_on_a_shared_store_is_held_to_the_cap_tier_or_
     with pytest.raises(RoutingError, match="the step's tier is fixed at 'strong'"):
         asyncio.run(fixed.acomplete(ask(tenant="acme", hint=Hint(tier="strong"))))
     assert calls(fixed) == []
+
+
+def test_an_async_call_over_budget_in_memory_is_held_to_the_cap_tier():
+    budgets = {"budgets": {"limits": {"acme": 1e-9}, "on_exceed": "cap", "cap_tier": "fast"}}
+    router = router_of(default="strong", guards=budgets)
+    router.budget_store.settle("acme", router._budget.window()[0], 0.0, 1.0)
+    result = asyncio.run(router.acomplete(ask(tenant="acme")))
+    assert (result.decision.tier, result.decision.guard) == ("fast", "budget:capped")
+
+
+def test_an_async_call_the_budget_refuses_is_logged_as_refused_with_its_error(tmp_path):
+    path = tmp_path / "d.jsonl"
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast", guards={"budgets": {"limits": {"acme": 1e-9}}}),
+                        transport=FunctionTransport(lambda c: "13.50"), decision_log=str(path))
+    router.budget_store.settle("acme", router._budget.window()[0], 0.0, 1.0)
+    with pytest.raises(BudgetExceeded):
+        asyncio.run(router.acomplete(ask(tenant="acme")))
+    router.decision_log.close()  # type: ignore[union-attr]
+    (entry,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (entry["error"], entry["outcome"], entry["guard"]) == ("BudgetExceeded", "refused", "budget:refused")
+    assert calls(router) == []
