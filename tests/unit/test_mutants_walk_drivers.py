@@ -478,3 +478,40 @@ def test_a_live_stream_whose_answer_cannot_be_booked_fails_with_the_stores_error
             asyncio.run(collect(seen.router.astream(ask(thread="t1"))))
     (entry,) = seen.entries()
     assert entry["error"] == "ConnectionError" and "abandoned" not in entry
+
+
+# -- a trained cascade routing judges each attempt as its own tier's (async, on the event loop) -------------
+
+
+@pytest.fixture(scope="module")
+def routing_of_three(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from steproute.evaluation import EvalRow, Outcome, Target
+    from steproute.evaluation._cascade_routing_train import train_cascade_routing
+    from steproute.policies._artefact import save_artefact
+
+    rows = []
+    for i in range(60):
+        right = i % 3 != 0 and i % 20 != 1
+        question = f"prove the theorem number {i} rigorously" if i % 3 == 0 else f"say hi to person {i}"
+        cheap = "2 + 2 = 4. The answer is 4." if right else "I'm not sure, maybe 5."
+        rows.append(EvalRow(f"q{i}", ({"role": "user", "content": question},),
+                            {"cheap": Outcome(float(right), 0.05, cheap), "mid": Outcome(float(right), 0.2, cheap),
+                             "strong": Outcome(1.0, 1.0, "The answer is 4.")}))
+    artefact = train_cascade_routing(rows, ("cheap", "mid", "strong"), folds=3, target=Target(quality_ratio=0.9),
+                                     embedding_cache=False)
+    path = tmp_path_factory.mktemp("routing3") / "routing.steproute"
+    save_artefact(artefact, path)
+    return path
+
+
+def test_an_async_cascade_routing_judges_the_middle_tiers_answer_against_escalating_to_the_last(routing_of_three):
+    tiers = {"fast": {"models": [FAST]}, "mid": {"models": [FAST2]}, "strong": {"models": [STRONG]}}
+    router = StepRouter(RouterConfig(tiers=tiers, default="fast",
+                                     steps={"s": {"policy": "cascade", "artefact": str(routing_of_three), "lambda": 0.2}}),
+                        transport=FunctionTransport(lambda call: "The answer is 4." if call.tier == "strong"
+                                                    else "I'm not sure, maybe 5."))
+    result = asyncio.run(router.acomplete(StepRequest("s", [{"role": "user", "content": "say hi to person 999"}])))
+    fast, mid, strong = result.decision.cascade
+    assert [(a.tier, a.accepted) for a in (fast, mid)] == [("fast", False), ("mid", False)]
+    assert "value of escalating to 'mid'" in fast.reason and "value of escalating to 'strong'" in mid.reason
+    assert strong.tier == "strong" and result.completion.content == "The answer is 4."
