@@ -381,3 +381,20 @@ def test_an_async_call_the_budget_refuses_is_logged_as_refused_with_its_error(tm
     (entry,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert (entry["error"], entry["outcome"], entry["guard"]) == ("BudgetExceeded", "refused", "budget:refused")
     assert calls(router) == []
+
+
+# -- the planner reads the latency the calls observed ---------------------------------------------------------
+
+
+def test_a_tier_the_calls_found_slow_is_left_for_the_next_that_fits():
+    def answer(call: TierCall) -> str:
+        if call.tier == "fast":
+            time.sleep(0.15)
+        return f"from {call.tier}"
+
+    router = router_of(answer, steps={"answer": {"policy": "fixed", "tier": "fast", "max_latency_ms": 100}})
+    first = router.complete(ask(step="answer"))
+    second = router.complete(ask(step="answer"))
+    assert (first.decision.tier, second.decision.tier) == ("fast", "strong")
+    assert second.completion.content == "from strong" and second.decision.latency_from == "fast"
+    assert "latency: 'fast' p95" in second.decision.reason
