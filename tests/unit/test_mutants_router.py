@@ -398,3 +398,21 @@ def test_a_tier_the_calls_found_slow_is_left_for_the_next_that_fits():
     assert (first.decision.tier, second.decision.tier) == ("fast", "strong")
     assert second.completion.content == "from strong" and second.decision.latency_from == "fast"
     assert "latency: 'fast' p95" in second.decision.reason
+
+
+def test_the_router_says_which_steps_entries_calls_matched_and_exports_the_latency_it_observed():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    router = StepRouter(RouterConfig(tiers=TIERS, default="fast", steps={"calc": "strong", "unused": "fast"}),
+                        transport=FunctionTransport(lambda call: "13.50"),
+                        meter_provider=MeterProvider(metric_readers=[reader]))
+    router.complete(ask())
+    router.complete(ask(step="other"))
+    assert router.coverage.unmatched_entries() == ["unused"] and router.coverage.unconfigured_steps() == ["other"]
+    gauges = {m.name: m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics}
+    p95 = {(p.attributes["steproute.tier"], p.attributes["gen_ai.request.model"])
+           for p in gauges["steproute.deployment.latency.p95"].data.data_points}
+    assert p95 == {("strong", STRONG), ("fast", FAST)}
