@@ -416,3 +416,14 @@ def test_the_router_says_which_steps_entries_calls_matched_and_exports_the_laten
     p95 = {(p.attributes["steproute.tier"], p.attributes["gen_ai.request.model"])
            for p in gauges["steproute.deployment.latency.p95"].data.data_points}
     assert p95 == {("strong", STRONG), ("fast", FAST)}
+
+
+def test_a_pin_on_a_deployment_the_tier_no_longer_has_is_followed_on_the_tiers_first():
+    from steproute.pinning import Pin
+
+    router = router_of(pinning={"mode": "sticky", "group": "g"})
+    router.pin_store.put("t1", "g", Pin("strong", "openai/gpt-4-0613", "d-old", time.time()))
+    decision, _ = router.route(ask(thread="t1"))
+    assert (decision.tier, decision.model, decision.pinned) == ("strong", STRONG, True)
+    result = router.complete(ask(thread="t1"))
+    assert result.decision.model == STRONG and [c.model for c in calls(router)] == [STRONG]
