@@ -427,3 +427,22 @@ def test_a_pin_on_a_deployment_the_tier_no_longer_has_is_followed_on_the_tiers_f
     assert (decision.tier, decision.model, decision.pinned) == ("strong", STRONG, True)
     result = router.complete(ask(thread="t1"))
     assert result.decision.model == STRONG and [c.model for c in calls(router)] == [STRONG]
+
+
+def test_the_shadow_candidate_is_logged_and_counted_where_the_router_logs_and_counts(tmp_path):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    path = tmp_path / "d.jsonl"
+    reader = InMemoryMetricReader()
+    router = StepRouter(RouterConfig(tiers=TIERS, default={"policy": "fixed", "tier": "fast", "shadow": {"candidate": "strong"}}),
+                        transport=FunctionTransport(lambda call: "13.50"), decision_log=str(path),
+                        meter_provider=MeterProvider(metric_readers=[reader]))
+    decision = router.complete(ask()).decision
+    assert router.close(10) == 0
+    router.decision_log.close()  # type: ignore[union-attr]
+    (shadow,) = [e for e in map(json.loads, path.read_text().splitlines()) if e["type"] == "shadow"]
+    assert (shadow["id"], shadow["tier"], shadow["live_tier"]) == (decision.id, "strong", "fast")
+    counted = [p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+               if m.name == "steproute.shadow.calls" for p in m.data.data_points]
+    assert sum(p.value for p in counted) == 1 and counted[0].attributes["steproute.step"] == "calc"
