@@ -446,3 +446,17 @@ def test_the_shadow_candidate_is_logged_and_counted_where_the_router_logs_and_co
     counted = [p for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics
                if m.name == "steproute.shadow.calls" for p in m.data.data_points]
     assert sum(p.value for p in counted) == 1 and counted[0].attributes["steproute.step"] == "calc"
+
+
+def test_a_bandit_is_told_which_tier_answered_its_decision():
+    def answer(call: TierCall) -> str:
+        if call.tier == "fast":
+            raise TimeoutError("down")
+        return "13.50"
+
+    bandit = {"policy": "bandit", "prior": "fast", "prior_strength": 50, "explore": 0.0, "seed": 0,
+              "tiers": ["fast", "strong"]}
+    router = router_of(answer, steps={"calc": bandit})
+    decision = router.complete(ask()).decision
+    assert (decision.tier, decision.fallback_from) == ("strong", "fast")
+    assert "bandit: feedback on this call is learnt for tier 'strong', which answered (decided 'fast')" in decision.reason
