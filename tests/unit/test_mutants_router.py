@@ -460,3 +460,21 @@ def test_a_bandit_is_told_which_tier_answered_its_decision():
     decision = router.complete(ask()).decision
     assert (decision.tier, decision.fallback_from) == ("strong", "fast")
     assert "bandit: feedback on this call is learnt for tier 'strong', which answered (decided 'fast')" in decision.reason
+
+
+def test_the_budget_reserves_at_the_tier_the_capability_filter_moves_the_call_to():
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
+    tiers = {"fast": {"models": [{"model": FAST, "capabilities": {"tools": False}}]}, "strong": {"models": [STRONG]}}
+    reserved: list[float] = []
+
+    def answer(call: TierCall) -> str:
+        reserved.append(router.budget_store.usage("acme", router._budget.window()[0])[1])
+        return "13.50"
+
+    router = StepRouter(RouterConfig(tiers=tiers, default="fast", guards={"budgets": {"limits": {"acme": 10.0}}}),
+                        transport=FunctionTransport(answer))
+    result = router.complete(ask(tenant="acme"), max_tokens=1000, tools=[tool])
+    assert result.decision.tier == "strong"
+    # 1000 output tokens at strong's price (gpt-4o: $10 per million): about $0.01, not fast's $0.0006
+    (held,) = reserved
+    assert held == pytest.approx(1000 * router.deployments("strong")[0].price.output, rel=0.05)
