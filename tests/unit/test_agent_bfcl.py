@@ -199,3 +199,20 @@ def test_the_same_task_twice_starts_from_the_same_initial_state():
     first = run_bfcl_task(task, scripted(*[r for t in RIGHT_TURNS for r in t]))
     second = run_bfcl_task(task, scripted(*[r for t in RIGHT_TURNS for r in t]))
     assert first.success and second.success
+
+
+class BrokenModel(ScriptedModel):
+    def _generate(self, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if self.seen:
+            raise RuntimeError("the request exceeds the available context size")
+        return super()._generate(messages, *args, **kwargs)
+
+
+def test_a_failing_model_call_fails_the_task_and_says_why():
+    model = BrokenModel(messages=iter([calls(("ls", {"a": True}))]), seen=[])
+    outcome = run_bfcl_task(bfcl_task("multi_turn_base_1"), model)
+    assert not outcome.success
+    assert outcome.error == "RuntimeError: the request exceeds the available context size"
+    assert outcome.detail == f"turn 0: the agent loop failed: {outcome.error}"
+    assert outcome.model_calls == 1 and outcome.tool_calls == (("ls(a=True)",),)
+    assert not [k for k in bfcl().executed_instances if k.startswith("steproute_")]
