@@ -123,7 +123,7 @@ def _category(category: str) -> tuple[BfclTask, ...]:
         if entry["id"] not in answers:
             continue
         turns = tuple(tuple(dict(m) for m in turn) for turn in entry["question"])
-        extra = {k: entry[k] for k in ("initial_config", "involved_classes", "id") if k in entry}
+        extra: dict[str, Any] = {k: entry[k] for k in ("initial_config", "involved_classes", "id") if k in entry}
         tasks.append(BfclTask(entry["id"], category, turns, tuple(entry["function"]), answers[entry["id"]], extra))
     return tuple(tasks)
 
@@ -184,8 +184,8 @@ def run_bfcl_task(task: BfclTask, model: BaseChatModel, *, middleware: Sequence[
     recorder = CallRecorder(execute=_executor(api, task, tag) if task.multi_turn else None)
     tools = make_tools(task.functions, api.gorilla_to_openapi,
                        _environment_responder(api, task, tag, recorder) if task.multi_turn else _stub)
-    agent = create_agent(model, tools=tools, middleware=[recorder, *middleware,
-                                                         ModelCallLimitMiddleware(run_limit=limit, exit_behavior="end")])
+    stack: list[Any] = [recorder, *middleware, ModelCallLimitMiddleware(run_limit=limit, exit_behavior="end")]
+    agent: Any = create_agent(model, tools=tools, middleware=stack)
     history: list[BaseMessage] = []
     hit_limit, error = False, None
     try:
