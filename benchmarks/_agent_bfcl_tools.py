@@ -22,7 +22,7 @@ import json
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware
@@ -84,6 +84,8 @@ class ModelCall:
     tool_calls: tuple[tuple[str, dict[str, Any]], ...]
     invalid_tool_calls: tuple[str, ...] = ()
     text: str = ""
+    routing: Mapping[str, Any] = field(default_factory=dict)
+    """steproute's ``response_metadata["steproute"]`` on the message (step, kind, tier, model, cost)."""
 
 
 class CallRecorder(AgentMiddleware):  # type: ignore[type-arg]
@@ -125,7 +127,8 @@ class CallRecorder(AgentMiddleware):  # type: ignore[type-arg]
         tool_calls = tuple((str(c["name"]), dict(c["args"])) for c in message.tool_calls)
         invalid = tuple(f"{c.get('name')}({c.get('args')})" for c in message.invalid_tool_calls)
         text = message.content if isinstance(message.content, str) else json.dumps(message.content, default=str)
-        self.calls.append(ModelCall(self.turn, tool_calls, invalid, text))
+        routing = dict((message.response_metadata or {}).get("steproute") or {})
+        self.calls.append(ModelCall(self.turn, tool_calls, invalid, text, routing))
         if self.execute is not None and tool_calls:
             results = self.execute([call_string(name, args) for name, args in tool_calls])
             with self._lock:

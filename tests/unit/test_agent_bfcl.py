@@ -56,15 +56,19 @@ def calls(*pairs: tuple[str, dict[str, Any]]) -> AIMessage:
 
 
 def test_the_sample_takes_each_category_in_turn_deterministically():
-    tasks = load_bfcl_tasks(10)
+    tasks = load_bfcl_tasks(8)
+    assert CATEGORIES == ("simple_python", "multiple", "parallel", "parallel_multiple")
     assert [t.category for t in tasks] == list(CATEGORIES) * 2
-    assert [t.task_id for t in tasks] == [t.task_id for t in load_bfcl_tasks(10)]
-    assert [t.task_id for t in load_bfcl_tasks(4)] == [t.task_id for t in tasks[:4]]
-    assert [t.task_id for t in load_bfcl_tasks(10, seed=1)] != [t.task_id for t in tasks]
+    assert [t.task_id for t in tasks] == [t.task_id for t in load_bfcl_tasks(8)]
+    assert [t.task_id for t in load_bfcl_tasks(3)] == [t.task_id for t in tasks[:3]]
+    assert [t.task_id for t in load_bfcl_tasks(8, seed=1)] != [t.task_id for t in tasks]
     assert len({t.task_id for t in load_bfcl_tasks(60)}) == 60
     for task in tasks:
         assert task.functions and task.ground_truth and task.prompt
         assert task.task_id.startswith(task.category)
+    mixed = load_bfcl_tasks(4, categories=("simple_python", "multi_turn_base"))
+    assert [t.multi_turn for t in mixed] == [False, True, False, True]
+    assert all(len(t.turns) >= 1 and t.entry["initial_config"] is not None for t in mixed[1::2])
 
 
 def test_a_category_without_checkable_answers_is_refused():
@@ -144,6 +148,14 @@ def test_an_extra_call_after_the_results_fails_and_the_loop_is_capped():
     looping = run_bfcl_task(bfcl_task("simple_python_0"), scripted(*[calls(("calculate_triangle_area", {"base": 10}))] * 9),
                             max_model_calls=2)
     assert looping.model_calls == 2 and looping.hit_call_limit and not looping.success
+
+
+def test_each_call_carries_what_steproute_put_on_its_message():
+    routed = {"step": "plan", "kind": "plan", "tier": "strong", "model": "openai/x", "cost_usd": 1e-6}
+    call = calls(("calculate_triangle_area", {"base": 10, "height": 5}))
+    call.response_metadata = {"steproute": routed}
+    outcome = run_bfcl_task(bfcl_task("simple_python_0"), scripted(call, "25."))
+    assert outcome.routing == (routed, {})
 
 
 def test_no_call_at_all_fails():
