@@ -21,6 +21,13 @@ The model is any LangChain chat model (in the benchmark a steproute-routed one) 
 loop allows 20 and fails the task when a turn needs more; here a turn that hits the cap fails a
 multi-turn task too, and a single-turn task is graded on the calls made).
 
+Measured on 2026-12-01 (seed 0's sample, temperature 0, a tier per model with steproute's
+JSON-emulated tool calls, llama.cpp with 2 threads on a 2-core machine shared with other jobs;
+15-230 s per task): Qwen2.5-Coder-1.5B 4/8, Qwen2.5-Coder-0.5B 3/12, SmolLM2-135M 0/3 (it calls
+the tool again after every result until the cap). Parallel entries pass only when the model
+makes its calls one reply after another (1.5B did once); mostly it answers after the first.
+Qwen2.5-Coder-0.5B with native tool calling (``tool_calling: native``): 0/8, no tool call parsed.
+
 Example:
     >>> tasks = load_bfcl_tasks(4)                                        # doctest: +SKIP
     >>> [t.category for t in tasks]                                       # doctest: +SKIP
