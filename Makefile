@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 SETUP_LOG := build/setup.log
 
-.PHONY: demo test lint bench clean local-models system-packages demo-system-packages plain-install test-newest
+.PHONY: demo test lint bench clean local-models system-packages demo-system-packages plain-install test-newest bench-agent-deps
 PHOENIX_VENV := .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed
 
@@ -67,7 +67,22 @@ $(PHOENIX_STAMP): tests/e2e/phoenix-constraints.txt
 	$(PHOENIX_VENV)/bin/python -m pip install --quiet -c tests/e2e/phoenix-constraints.txt arize-phoenix
 	touch $(PHOENIX_STAMP)
 
-test: $(STAMP) system-packages local-models $(PHOENIX_STAMP)
+# The BFCL workload of benchmarks/agent.py (benchmarks/_agent_bfcl*.py): bfcl-eval, Apache-2.0, whose
+# wheel holds the questions, possible answers, executable multi-turn environments and checkers. It
+# is installed without its declared requirements, which name every provider SDK it can benchmark
+# (anthropic, cohere, google-genai, qwen-agent, boto3, sentence-transformers, faiss, numpy==1.26.4,
+# ...); the parts used here need only mpmath, filelock and langchain, pinned by constraints.txt.
+BFCL_EVAL := bfcl-eval==2026.3.23
+BENCH_AGENT_STAMP := $(VENV)/.installed-bench-agent
+BENCH_AGENT_PIP = $(1) -m pip install -qq -c constraints.txt mpmath filelock langchain \
+  && $(1) -m pip install -qq --no-deps $(BFCL_EVAL)
+$(BENCH_AGENT_STAMP): $(DEMO_STAMP) Makefile
+	@$(QUIET) quiet "installing bfcl-eval (the BFCL workload's data and checkers) into $(VENV) (pip, --no-deps)" \
+	  sh -c '$(call BENCH_AGENT_PIP,$(BIN)/python)'
+	@touch $(BENCH_AGENT_STAMP)
+bench-agent-deps: $(BENCH_AGENT_STAMP)
+
+test: $(STAMP) bench-agent-deps system-packages local-models $(PHOENIX_STAMP)
 	$(MAKE) --no-print-directory plain-install
 	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_PHOENIX_PYTHON=$(CURDIR)/$(PHOENIX_VENV)/bin/python $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory test-newest
@@ -92,6 +107,7 @@ test-newest: system-packages
 	@rm -rf $(NEWEST_VENV) && $(PYTHON) -m venv $(NEWEST_VENV)
 	@$(NEWEST_VENV)/bin/python -m pip install -qq --upgrade pip
 	@$(NEWEST_VENV)/bin/python -m pip install -qq --upgrade --upgrade-strategy eager -e '.[test]'
+	@$(NEWEST_VENV)/bin/python -m pip install -qq --no-deps $(BFCL_EVAL)
 	@echo "newest: $$($(NEWEST_VENV)/bin/python -m pip list --format=freeze 2>/dev/null \
 	  | grep -i -E '^(litellm|langchain-core|langchain|langgraph|openai|pydantic|mcp|opentelemetry-sdk)==' | tr '\n' ' ')"
 	LITELLM_LOCAL_MODEL_COST_MAP=True STEPROUTE_KEEP_DOCS=1 $(NEWEST_VENV)/bin/python -m pytest -q -m 'not e2e' tests/unit tests/integration steproute \
