@@ -62,7 +62,8 @@ def request_rows(workload: str, tasks: Mapping[str, str],
     rows = []
     for tid, text in tasks.items():
         outcomes = {tier: Outcome(float(by_task[tid][0]), by_task[tid][1]) for tier, by_task in results.items() if tid in by_task}
-        rows.append(EvalRow(f"{workload}-{tid}", ({"role": "user", "content": text},), outcomes, step="request"))
+        rows.append(EvalRow(f"{workload}-{tid}", ({"role": "user", "content": text},), outcomes, step="request",
+                            meta={"task": tid}))
     return rows
 
 

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from _agent_cache import CachingProxy, CallEvent
@@ -60,8 +60,12 @@ def attribute(entries: Sequence[Mapping[str, Any]], events: Sequence[CallEvent])
 class Runner:
     """Runs a workload's tasks on routers behind the caching proxy; one router per distinct config."""
 
-    def __init__(self, proxy: CachingProxy, workload: Workload, tiers: Sequence[str]) -> None:
+    def __init__(self, proxy: CachingProxy, workload: Workload, tiers: Sequence[str],
+                 say: Callable[[str], None] = lambda _: None) -> None:
         self.proxy = proxy
+        self.say = say
+        self.label = ""
+        """The configuration being measured, for the progress lines."""
         self.workload = workload
         self.urls = {t: proxy.base_url(t) for t in tiers}
         self._routers: dict[str, tuple[Any, Recorder]] = {}
@@ -86,7 +90,10 @@ class Runner:
         entries = recorder.entries[first_entry:]
         calls, note = attribute(entries, self.proxy.events[first_event:])
         detail = f"{run.detail}; {note}" if note else run.detail
-        return TaskRun(self.workload.task_id(task), run.success, detail, tuple(calls)), run, entries
+        result = TaskRun(self.workload.task_id(task), run.success, detail, tuple(calls))
+        self.say(f"  {self.label} {result.task_id}: {'ok' if run.success else 'failed'}, {result.latency_s:.0f} s model time, "
+                 f"{sum(c.cached for c in calls)}/{len(calls)} calls cached; {detail[:90]}")
+        return result, run, entries
 
     def ask(self, config: Mapping[str, Any], step: str, kind: str | None, messages: Sequence[Mapping[str, Any]],
             params: Mapping[str, Any]) -> tuple[Any, float]:

@@ -94,7 +94,7 @@ def per_step_rows(runner: Runner, workload: Workload, references: dict[str, Any]
 def measure(workload: Workload, proxy: CachingProxy, *, folds: int = FOLDS, work_dir: Path,
             say: Callable[[str], None] = _say) -> tuple[list[ConfigResult], list, dict[str, Any]]:
     """Every configuration on every task of ``workload``; the results, the per-step rows, notes."""
-    runner = Runner(proxy, workload, TIERS)
+    runner = Runner(proxy, workload, TIERS, say)
     complexity = litellm_complexity_available()
     configs = configurations(workload.steps, complexity=complexity)
     notes: dict[str, Any] = {"litellm_complexity_router": "available" if complexity else
@@ -104,6 +104,7 @@ def measure(workload: Workload, proxy: CachingProxy, *, folds: int = FOLDS, work
     fixed: dict[str, dict[str, Any]] = {t: {} for t in TIERS}
     for tier in TIERS:
         started = time.time()
+        runner.label = f"always-{tier}"
         for task in workload.tasks:
             run, record, entries = runner.run_task(task, router_config(runner.urls, default=tier))
             fixed[tier][run.task_id] = (run, record, entries)
@@ -117,6 +118,7 @@ def measure(workload: Workload, proxy: CachingProxy, *, folds: int = FOLDS, work
     step_names = list(workload.steps) or sorted({r.step for r in rows})
     for config in configs[len(TIERS):]:
         started = time.time()
+        runner.label = config.name
         results[config.name].runs = _run_config(config, runner, workload, fixed, rows, fold, step_names, work_dir, say)
         say(f"{config.name}: {results[config.name].successes}/{len(ids)} in {time.time() - started:.0f} s")
     notes.update(cache_hits=proxy.hits, model_calls=len(proxy.events), folds=len(set(fold.values())))

@@ -20,7 +20,7 @@ def test_the_agent_benchmark_measures_every_configuration_on_real_models(tmp_pat
     data = tmp_path / "steps.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENBLAS_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "agent.py"), "--workload", "gsm8k", "--tasks", "2",
-                           "--folds", "2", "--json", "--data", str(data)],
+                           "--folds", "2", "--threads", "1", "--json", "--data", str(data)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1700)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)

@@ -155,7 +155,7 @@ def test_per_step_rows_are_evaluation_rows_with_step_and_kind(tmp_path: Path):
     assert not problems and [r.step for r in back] == ["plan", "model", "request"]
     assert back[0].kind == "plan" and back[0].meta["task"] == "gsm8k-7" and set(back[0].outcomes) == set(configs.TIERS)
     assert back[1].outcomes["small"].quality == 1.0 and len(logged) == 1  # a call with no messages is no row
-    assert back[2].outcomes["tiny"].quality == 0.0
+    assert back[2].outcomes["tiny"].quality == 0.0 and back[2].meta["task"] == "t1"  # cross-fitting finds its fold
     assert fold_of(["a", "b", "c"], 5) == {"a": 0, "b": 1, "c": 2}
 
 
