@@ -167,10 +167,11 @@ def _run_config(config: Configuration, runner: Runner, workload: Workload, fixed
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--workload", choices=("gsm8k", "bfcl"), default="gsm8k")
-    parser.add_argument("--tasks", type=int, default=60, help="tasks to run (default 60, the full run)")
+    parser.add_argument("--tasks", type=int, default=20, help="tasks to run (default 20, the full run's)")
     parser.add_argument("--seed", type=int, default=0, help="which tasks (the data's order shuffled with it)")
     parser.add_argument("--folds", type=int, default=FOLDS, help="cross-fitting folds of the learned routers")
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads per server (default 2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="llama.cpp threads per server (default 2; 1 on a machine other work shares)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--write-docs", action="store_true", help="write docs/agent-benchmark.md and the per-step data set")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
