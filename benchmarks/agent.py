@@ -192,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             CachingProxy({t: local[t].base_url for t in TIERS}) as proxy, tempfile.TemporaryDirectory() as tmp:
         results, rows, notes = measure(workload, proxy, folds=args.folds, work_dir=Path(tmp))
     summary = summary_json(args.workload, results, f"always-{STRONGEST}", tasks=len(workload.tasks), seed=args.seed,
+                           threads=args.threads,
                            models=MODELS, price_per_million_tokens={t: round(p * 1e6, 4) for t, p in PRICE_PER_TOKEN.items()},
                            seconds=round(time.time() - started, 1), **notes)
     text = json.dumps(summary, indent=None if args.json else 2)
