@@ -24,7 +24,10 @@ from typing import Any
 
 from steproute.evaluation import EvalRow, Outcome
 
-__all__ = ["call_rows", "fold_of", "request_rows", "step_row", "train_fold_artefacts"]
+MIN_ROWS = 4
+"""Fewest rows a fold's router is trained on (TF-IDF needs a few documents)."""
+
+__all__ = ["MIN_ROWS", "call_rows", "fold_of", "request_rows", "step_row", "train_fold_artefacts"]
 
 
 def fold_of(task_ids: Sequence[str], folds: int) -> dict[str, int]:
@@ -79,18 +82,25 @@ def _train(rows: Sequence[EvalRow], tiers: Sequence[str], default_threshold: flo
 
 def train_fold_artefacts(rows: Sequence[EvalRow], fold: Mapping[str, int], tiers: Sequence[str], out_dir: Path,
                          name: str, default_threshold: float,
-                         log: Callable[[str], None] = lambda _: None) -> dict[int, tuple[Path, float]]:
+                         log: Callable[[str], None] = lambda _: None) -> dict[int, tuple[Path | None, float]]:
     """For each fold: a classifier trained on the rows of the other folds' tasks, saved under
     ``out_dir``; its path and threshold (calibrated by cross-validation when there are enough
-    rows with every tier's outcome, else ``default_threshold``)."""
+    rows with every tier's outcome, else ``default_threshold``). A fold with fewer than
+    ``MIN_ROWS`` rows to learn from gets no router (``None``: its tasks go to the strongest tier,
+    and the log says so)."""
     from steproute.policies._artefact import save_artefact
 
-    out: dict[int, tuple[Path, float]] = {}
+    out: dict[int, tuple[Path | None, float]] = {}
     for k in sorted(set(fold.values())):
         train = [r for r in rows if fold.get(str(r.meta.get("task"))) != k]
         if not train:
             train = list(rows)
             log(f"{name} fold {k}: no other fold to train on; trained on every row (not cross-fitted)")
+        if len(train) < MIN_ROWS:
+            out[k] = (None, default_threshold)
+            log(f"{name} fold {k}: {len(train)} rows to learn from (< {MIN_ROWS}): no router trained; "
+                f"its tasks go to the strongest tier")
+            continue
         artefact, threshold = _train(train, tiers, default_threshold)
         path = out_dir / f"{name}-fold{k}.steproute"
         save_artefact(artefact, os.fspath(path))

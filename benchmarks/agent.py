@@ -143,7 +143,7 @@ def _run_config(config: Configuration, runner: Runner, workload: Workload, fixed
             tid, text = workload.task_id(task), workload.request_text(task)
             if config.router == "classifier":
                 path, threshold = artefacts[fold[tid]]
-                tier = ClassifierPolicy.load(path, threshold=threshold).choose(
+                tier = STRONGEST if path is None else ClassifierPolicy.load(path, threshold=threshold).choose(
                     StepRequest("request", [{"role": "user", "content": text}])).tier
             else:
                 tier, _ = tier_of_complexity(text)
@@ -154,7 +154,8 @@ def _run_config(config: Configuration, runner: Runner, workload: Workload, fixed
         artefacts = train_fold_artefacts(rows, fold, TIERS, work_dir, "steps", CLASSIFIER_THRESHOLD, say)
         for task in workload.tasks:
             path, threshold = artefacts[fold[workload.task_id(task)]]
-            steps = {s: {"policy": "classifier", "artefact": str(path), "threshold": threshold} for s in step_names}
+            steps = {s: {"policy": "fixed", "tier": STRONGEST} if path is None else
+                     {"policy": "classifier", "artefact": str(path), "threshold": threshold} for s in step_names}
             runs.append(runner.run_task(task, router_config(urls, default=STRONGEST, steps=steps))[0])
         return runs
     if config.kind == "static":

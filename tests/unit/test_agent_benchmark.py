@@ -228,3 +228,12 @@ def test_bfcl_plugs_in_through_its_module_and_is_a_clear_error_without_it(monkey
         workloads.load_workload("bfcl", 2)
     with pytest.raises(workloads.WorkloadError, match="unknown workload"):
         workloads.load_workload("nope", 2)
+
+
+def test_a_fold_with_too_few_rows_gets_no_router_and_says_so(tmp_path: Path):
+    from _agent_learned import train_fold_artefacts
+
+    rows = request_rows("gsm8k", {"a": "q1", "b": "q2"}, {t: {"a": (True, 1.0), "b": (False, 1.0)} for t in configs.TIERS})
+    said: list[str] = []
+    out = train_fold_artefacts(rows, fold_of(["a", "b"], 2), configs.TIERS, tmp_path, "request", 0.05, said.append)
+    assert out == {0: (None, 0.05), 1: (None, 0.05)} and all("strongest tier" in s for s in said) and len(said) == 2
