@@ -636,6 +636,8 @@ MARKER_GENERATORS = {  # <!-- name:start --> block -> the script that writes it
     "load": "benchmarks/load.py",
     "latency-check": "benchmarks/latency_check.py",
     "learned-speed": "benchmarks/learned_speed.py",
+    "agent-gsm8k": "benchmarks/_agent_docs.py",
+    "agent-bfcl": "benchmarks/_agent_docs.py",
 }
 IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it names the file)
     "eval-mmlu.png": ("benchmarks/evaluation.py", "eval-{folder}.png"),
@@ -649,6 +651,8 @@ IMAGE_GENERATORS = {  # docs/images/... -> (the script that writes it, how it na
     "lifecycle.png": ("examples/lifecycle.py", "lifecycle.png"),
     "bandit_regret.png": ("benchmarks/bandit_regret.py", "bandit_regret.png"),
     "phoenix-route-spans.png": ("tests/e2e/test_phoenix.py", "phoenix-route-spans.png"),
+    "agent-gsm8k.png": ("benchmarks/_agent_docs.py", "agent-{w}.png"),
+    "agent-bfcl.png": ("benchmarks/_agent_docs.py", "agent-{w}.png"),
 }
 PAGE_GENERATORS = {  # pages written whole by a script
     "benchmarks.md": "benchmarks/run_all.py",
