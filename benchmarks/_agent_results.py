@@ -12,26 +12,20 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from steproute._report_shadow import wilson as shadow_wilson
+
 __all__ = ["ConfigResult", "StepCall", "TaskRun", "summary_json", "wilson"]
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a success rate (95% by default); ``(0, 1)`` for no trials."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
-    hi = 1.0 if successes >= n else min(1.0, centre + half)
-    return lo, hi
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of a success rate (steproute's own, as in its shadow reports);
+    ``(0, 1)`` for no trials."""
+    return shadow_wilson(successes, n) or (0.0, 1.0)
 
 
 @dataclass(frozen=True)
