@@ -147,7 +147,7 @@ bench: $(STAMP)
 AGENT_GSM8K_TASKS ?= 20
 AGENT_BFCL_TASKS ?= 20
 AGENT_THREADS ?= 2
-bench-agent: $(STAMP) local-models
+bench-agent: $(STAMP) bench-agent-deps local-models
 	@$(BIN)/python -c "from steproute.local import ensure_weights; ensure_weights('qwen2.5-coder-1.5b')"
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/agent.py --workload gsm8k --tasks $(AGENT_GSM8K_TASKS) --threads $(AGENT_THREADS) --write-docs
 	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/agent.py --workload bfcl --tasks $(AGENT_BFCL_TASKS) --threads $(AGENT_THREADS) --write-docs
