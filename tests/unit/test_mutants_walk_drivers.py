@@ -253,6 +253,15 @@ def test_a_start_that_calls_a_model_decides_off_the_event_loop_while_the_first_c
     assert result.decision.cascade[0].reason == "speculative call cancelled"
 
 
+
+async def cancel_stream(seen: Any, until: Any) -> None:
+    """Read ``seen.router.astream(ask())`` in a task, cancel it once ``until()`` returns, and expect the cancel."""
+    task = asyncio.create_task(collect(seen.router.astream(ask())))
+    await until()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
 def test_a_stream_cancelled_while_its_start_decides_is_booked_as_cancelled(tmp_path):
     def answer(call: TierCall) -> str:
         if call.step == "router":
@@ -262,14 +271,7 @@ def test_a_stream_cancelled_while_its_start_decides_is_booked_as_cancelled(tmp_p
 
     seen = Seen(tmp_path, answer, cascade({"signal": "hedging"}, start=LLM_START, speculative=True))
 
-    async def main() -> None:
-        task = asyncio.create_task(collect(seen.router.astream(ask())))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    asyncio.run(cancel_stream(seen, lambda: asyncio.sleep(0.05)))
     (entry,) = seen.entries()
     assert entry["error"] == "CancelledError"
 
@@ -281,14 +283,7 @@ def test_an_async_judged_stream_cancelled_while_its_attempt_runs_is_booked_as_ca
 
     seen = Seen(tmp_path, answer, HEDGING)
 
-    async def main() -> None:
-        task = asyncio.create_task(collect(seen.router.astream(ask())))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    asyncio.run(cancel_stream(seen, lambda: asyncio.sleep(0.05)))
     (entry,) = seen.entries()
     assert entry["error"] == "CancelledError" and entry["tier"] == "fast"
 
@@ -437,15 +432,11 @@ def test_a_stream_cancelled_before_the_fallback_tiers_first_chunk_is_booked_at_t
 
     seen = Seen(tmp_path, answer)
 
-    async def main() -> None:
-        task = asyncio.create_task(collect(seen.router.astream(ask())))
+    async def third_call() -> None:
         while len(seen.transport.calls) < 3:
             await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
-    asyncio.run(main())
+    asyncio.run(cancel_stream(seen, third_call))
     (entry,) = seen.entries()
     assert entry["abandoned"] is True and "error" not in entry
     assert (entry["tier"], entry["model"], entry["output_tokens"]) == ("strong", STRONG, 0)
