@@ -5,7 +5,7 @@ Three local tiers under llama.cpp: ``tiny`` SmolLM2-135M, ``small`` Qwen2.5-Code
 million tokens (input and output alike) per billion parameters.
 
 Example:
-    >>> [c.name for c in configurations(("rewrite", "plan"))][:4]
+    >>> [c.name for c in configurations({"rewrite": "tiny", "plan": "medium"})][:4]
     ['always-tiny', 'always-small', 'always-medium', 'per-request-classifier']
     >>> PRICE_PER_TOKEN["medium"] / PRICE_PER_TOKEN["tiny"] == 1.5 / 0.135
     True
@@ -28,14 +28,6 @@ PARAMS_B = {"tiny": 0.135, "small": 0.5, "medium": 1.5}
 PRICE_PER_TOKEN = {tier: b * 1e-6 for tier, b in PARAMS_B.items()}
 """USD per token, input and output: $1 per million tokens per billion parameters."""
 
-STATIC_STEPS = {"rewrite": "small", "extract": "tiny", "plan": "medium", "calculate": "small", "answer": "tiny"}
-"""Per-step static tiers as a user would write them by hand (before measuring anything): the reading
-steps cheap, the plan strong, copying the expression into the tool call mid-range."""
-CASCADE_SIGNALS: dict[str, list[dict[str, Any]]] = {
-    "plan": [{"signal": "arithmetic"}, {"signal": "logprob", "threshold": 0.6}],
-    "calculate": [{"signal": "tools"}, {"signal": "logprob", "threshold": 0.6}],
-}
-"""Cascade signals per step; every other step: the mean token probability at 0.6."""
 CLASSIFIER_THRESHOLD = 0.05
 """Learned routers' threshold when too few rows to calibrate one by cross-validation."""
 
@@ -56,11 +48,11 @@ class Configuration:
     steps: Mapping[str, Any] = field(default_factory=dict)
 
 
-def configurations(steps: Sequence[str], *, complexity: bool = True) -> list[Configuration]:
+def configurations(static: Mapping[str, str] | None, *, complexity: bool = True) -> list[Configuration]:
     """Every configuration, in the order they run (the fixed tiers first: the others learn from them).
 
-    ``steps`` are the workload's named steps; with none (one shared model) the per-step static
-    configuration is left out (there is nothing to write by hand per step).
+    ``static`` is the workload's per-step static configuration (a tier per step, written by hand);
+    with none the per-step static configuration is left out.
     """
     out = [Configuration(f"always-{t}", "always", "fixed", f"every call on {t} ({MODELS[t]})", tier=t) for t in TIERS]
     out.append(Configuration("per-request-classifier", "per-request", "per-request",
@@ -70,7 +62,6 @@ def configurations(steps: Sequence[str], *, complexity: bool = True) -> list[Con
         out.append(Configuration("per-request-litellm-complexity", "per-request", "per-request",
                                  "LiteLLM's complexity router (rule-based) picks one tier per task from the request "
                                  "(SIMPLE→tiny, MEDIUM→small, COMPLEX/REASONING→medium)", router="litellm-complexity"))
-    static = {s: STATIC_STEPS[s] for s in steps if s in STATIC_STEPS}
     if static:
         out.append(Configuration("per-step-static", "per-step", "static",
                                  "fixed tier per step, written by hand: " + ", ".join(f"{s}→{t}" for s, t in static.items()),
@@ -80,7 +71,8 @@ def configurations(steps: Sequence[str], *, complexity: bool = True) -> list[Con
                              "(cross-fitted: trained on the other tasks)"))
     out.append(Configuration("per-step-cascade", "per-step", "cascade",
                              "each step tries tiny, then small, then medium while its confidence signals say no "
-                             "(token probability ≥ 0.6; plan: arithmetic too; calculate: valid tool call too)"))
+                             "(token probability ≥ 0.6; where the workload sets them, its checks too: a valid tool call, "
+                             "arithmetic that holds)"))
     return out
 
 
@@ -99,10 +91,11 @@ def router_config(base_urls: Mapping[str, str], *, default: str, steps: Mapping[
             "dispatch": {"timeout": 600}, "steps": dict(steps or {})}
 
 
-def cascade_steps(steps: Sequence[str]) -> dict[str, Any]:
-    """Every step a cascade over the three tiers; a workload with no named steps cascades its default."""
+def cascade_steps(steps: Sequence[str], signals: Mapping[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Every step a cascade over the three tiers, with ``signals[step]`` (else the mean token
+    probability at 0.6); a workload with no named steps cascades its default."""
     default = [{"signal": "logprob", "threshold": 0.6}]
-    return {s: {"policy": "cascade", "tiers": list(TIERS), "signals": CASCADE_SIGNALS.get(s, default)}
+    return {s: {"policy": "cascade", "tiers": list(TIERS), "signals": (signals or {}).get(s, default)}
             for s in (steps or ("default",))}
 
 

@@ -9,7 +9,7 @@ Example:
     ...     {"name": "a", "family": "always", "success": 1.0, "success_ci95": [0.2, 1.0], "cost_usd": 0.002,
     ...      "cost_vs_strongest": 1.0, "latency_s": 3.0, "calls": 5, "cached_calls": 0, "steps": {}}]}
     >>> table(summary).splitlines()[2]
-    '| a | always | 100% (20–100%) | $0.00200 | 100% | 3.0 s | 5 (0 cached) |'
+    '| a | always | 100% (20%–100%) | $0.00200 | 100% | 3.0 s | 5 (0 cached) |'
 """
 
 from __future__ import annotations

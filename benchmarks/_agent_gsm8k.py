@@ -31,7 +31,7 @@ from typing import Any, TypedDict
 
 STEPS = ("rewrite", "extract", "plan", "calculate", "answer")
 KINDS = {"rewrite": "rewrite", "extract": "extract", "plan": "plan", "calculate": "tool_use", "answer": "synthesis"}
-MAX_TOKENS = {"rewrite": 90, "extract": 70, "plan": 110, "calculate": 48, "answer": 12}
+MAX_TOKENS = {"rewrite": 90, "extract": 70, "plan": 110, "calculate": 64, "answer": 12}
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm" / "routellm" / "evals" / "gsm8k"
 CALCULATOR = {"type": "function", "function": {
     "name": "calculator", "description": "Evaluate one arithmetic expression (numbers, + - * / and parentheses).",

@@ -7,7 +7,7 @@ Example:
     >>> run = TaskRun("t1", True, "42 == 42", (StepCall("plan", "small", ("small",), 0.002, 1.5, False),))
     >>> result = ConfigResult("static", "by hand", "per-step", [run])
     >>> sorted(result.to_json())[:5]
-    ['cost_per_task_usd', 'cost_usd', 'description', 'family', 'latency_s']
+    ['cached_calls', 'calls', 'cost_per_task_usd', 'cost_usd', 'description']
 """
 
 from __future__ import annotations

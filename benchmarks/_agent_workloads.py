@@ -2,8 +2,10 @@
 
 ``gsm8k`` is the five-step pipeline of :mod:`_agent_gsm8k`. ``bfcl`` plugs in through
 ``_agent_bfcl`` (imported only when asked for): ``load_bfcl_tasks(n, seed)`` and
-``run_bfcl_task(task, model)``, where ``model`` is the router's LangChain chat model and the
-outcome carries ``task_id``, ``success`` and ``detail``.
+``run_bfcl_task(task, model, middleware=...)``: LangChain's ``create_agent`` loop on the router's
+chat model, with ``StepRouterMiddleware`` naming each call by its step kind (``plan``: the call
+that picks the tool; ``synthesis``: every call after a tool's result), so the loop's calls are
+steps a configuration can route one by one.
 
 Example:
     >>> sorted(WORKLOADS)
@@ -54,6 +56,28 @@ class Workload:
     """``grade(step, task, completion)`` in [0, 1]."""
     checks: Mapping[str, str] | None = None
     kinds: Mapping[str, str] | None = None
+    static_steps: Mapping[str, str] | None = None
+    """The per-step static configuration: a tier per step, as a user would write it by hand."""
+    cascade_signals: Mapping[str, list[dict[str, Any]]] | None = None
+    """The per-step cascade's acceptance signals per step (unnamed steps: the token probability)."""
+
+
+GSM8K_STATIC_STEPS = {"rewrite": "small", "extract": "tiny", "plan": "medium", "calculate": "small", "answer": "tiny"}
+"""Written by hand before measuring anything: the reading steps cheap, the plan strong, copying the
+expression into the tool call mid-range."""
+GSM8K_CASCADE_SIGNALS: dict[str, list[dict[str, Any]]] = {
+    "plan": [{"signal": "arithmetic"}, {"signal": "logprob", "threshold": 0.6}],
+    "calculate": [{"signal": "tools"}, {"signal": "logprob", "threshold": 0.6}],
+}
+BFCL_STEPS = ("plan", "synthesis")
+"""The kinds ``StepRouterMiddleware`` gives the loop's calls (a tool result reporting an error
+would make a ``tool_use`` call: the stub tools never report one)."""
+BFCL_STATIC_STEPS = {"plan": "medium", "synthesis": "small"}
+"""Written by hand: choosing the function and its arguments strong, the reply after the result
+mid-range."""
+BFCL_CASCADE_SIGNALS: dict[str, list[dict[str, Any]]] = {
+    "plan": [{"signal": "tools"}, {"signal": "logprob", "threshold": 0.6}],
+}
 
 
 def _gsm8k(n: int, seed: int) -> Workload:
@@ -82,7 +106,8 @@ def _gsm8k(n: int, seed: int) -> Workload:
         return g.grade_step(step, text, task)
 
     return Workload("gsm8k", g.STEPS, g.load_tasks(n, seed), lambda t: t.task_id, lambda t: t.question, run,
-                    step_inputs=g.step_inputs, step_params=params, grade=grade, checks=g.CHECKS, kinds=g.KINDS)
+                    step_inputs=g.step_inputs, step_params=params, grade=grade, checks=g.CHECKS, kinds=g.KINDS,
+                    static_steps=GSM8K_STATIC_STEPS, cascade_signals=GSM8K_CASCADE_SIGNALS)
 
 
 def _text_of(task: Any) -> str:
@@ -103,14 +128,18 @@ def _bfcl(n: int, seed: int) -> Workload:
             raise WorkloadError(f"the bfcl workload needs {exc.name!r}: install bfcl-eval (see docs/agent-benchmark.md)") from exc
         raise WorkloadError("the bfcl workload is not in this tree (benchmarks/_agent_bfcl.py is missing)") from None
 
+    from steproute import StepRouterMiddleware
+
     def run(task: Any, router: Any) -> WorkloadRun:
-        outcome = module.run_bfcl_task(task, router.chat_model())
-        return WorkloadRun(bool(outcome.success), str(outcome.detail), {"task_id": outcome.task_id})
+        outcome = module.run_bfcl_task(task, router.chat_model(temperature=0), middleware=[StepRouterMiddleware(router)])
+        return WorkloadRun(bool(outcome.success), str(outcome.detail),
+                           {"task_id": outcome.task_id, "kinds": [r.get("kind") for r in outcome.routing]})
 
     def task_id(task: Any) -> str:
         return str(getattr(task, "task_id", None) or getattr(task, "id", None) or repr(task)[:60])
 
-    return Workload("bfcl", (), module.load_bfcl_tasks(n, seed=seed), task_id, _text_of, run)
+    return Workload("bfcl", BFCL_STEPS, module.load_bfcl_tasks(n, seed=seed), task_id, _text_of, run,
+                    kinds={s: s for s in BFCL_STEPS}, static_steps=BFCL_STATIC_STEPS, cascade_signals=BFCL_CASCADE_SIGNALS)
 
 
 WORKLOADS: dict[str, Callable[[int, int], Workload]] = {"gsm8k": _gsm8k, "bfcl": _bfcl}

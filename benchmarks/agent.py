@@ -96,7 +96,7 @@ def measure(workload: Workload, proxy: CachingProxy, *, folds: int = FOLDS, work
     """Every configuration on every task of ``workload``; the results, the per-step rows, notes."""
     runner = Runner(proxy, workload, TIERS, say)
     complexity = litellm_complexity_available()
-    configs = configurations(workload.steps, complexity=complexity)
+    configs = configurations(workload.static_steps, complexity=complexity)
     notes: dict[str, Any] = {"litellm_complexity_router": "available" if complexity else
                              "not in the installed litellm: left out"}
     results = {c.name: ConfigResult(c.name, c.description, c.family) for c in configs}
@@ -161,7 +161,7 @@ def _run_config(config: Configuration, runner: Runner, workload: Workload, fixed
     if config.kind == "static":
         cfg = router_config(urls, default=STRONGEST, steps={s: {"policy": "fixed", "tier": t} for s, t in config.steps.items()})
     else:
-        cfg = router_config(urls, default=TIERS[0], steps=cascade_steps(step_names))
+        cfg = router_config(urls, default=TIERS[0], steps=cascade_steps(step_names, workload.cascade_signals))
     return [runner.run_task(task, cfg)[0] for task in workload.tasks]
 
 

@@ -30,16 +30,17 @@ from steproute.evaluation import Outcome, read_rows, write_rows  # noqa: E402
 
 
 def test_every_configuration_the_issue_names_is_measured_and_the_fixed_tiers_run_first():
-    names = [c.name for c in configs.configurations(gsm8k.STEPS)]
+    names = [c.name for c in configs.configurations(workloads.GSM8K_STATIC_STEPS)]
     assert names[:3] == ["always-tiny", "always-small", "always-medium"]
     assert set(names[3:]) == {"per-request-classifier", "per-request-litellm-complexity", "per-step-static",
                               "per-step-learned", "per-step-cascade"}
-    families = {c.name: c.family for c in configs.configurations(gsm8k.STEPS)}
+    families = {c.name: c.family for c in configs.configurations(workloads.GSM8K_STATIC_STEPS)}
     assert families["per-step-cascade"] == "per-step" and families["per-request-classifier"] == "per-request"
     # without LiteLLM's complexity router it is left out, not faked; with no named steps, no static per-step tiers
-    assert "per-request-litellm-complexity" not in [c.name for c in configs.configurations(gsm8k.STEPS, complexity=False)]
-    assert "per-step-static" not in [c.name for c in configs.configurations(())]
-    static = next(c for c in configs.configurations(gsm8k.STEPS) if c.kind == "static")
+    without = configs.configurations(workloads.GSM8K_STATIC_STEPS, complexity=False)
+    assert "per-request-litellm-complexity" not in [c.name for c in without]
+    assert "per-step-static" not in [c.name for c in configs.configurations(None)]
+    static = next(c for c in configs.configurations(workloads.GSM8K_STATIC_STEPS) if c.kind == "static")
     assert set(static.steps) == set(gsm8k.STEPS) and set(static.steps.values()) <= set(configs.TIERS)
 
 
@@ -49,7 +50,8 @@ def test_prices_are_proportional_to_parameter_count_and_the_router_config_loads(
     p = configs.PRICE_PER_TOKEN
     assert p["small"] / p["tiny"] == pytest.approx(0.5 / 0.135) and p["medium"] / p["small"] == pytest.approx(3.0)
     urls = {t: f"http://127.0.0.1:1/{t}/v1" for t in configs.TIERS}
-    cascade = configs.router_config(urls, default="tiny", steps=configs.cascade_steps(gsm8k.STEPS))
+    steps = configs.cascade_steps(gsm8k.STEPS, workloads.GSM8K_CASCADE_SIGNALS)
+    cascade = configs.router_config(urls, default="tiny", steps=steps)
     router = StepRouter(RouterConfig.model_validate(cascade))
     assert router.tiers == configs.TIERS
     assert router.policy_of("plan").name == "cascade"
@@ -197,32 +199,7 @@ def test_the_gsm8k_graph_routes_each_named_step_once_in_order():
 
 
 def test_bfcl_plugs_in_through_its_module_and_is_a_clear_error_without_it(monkeypatch: pytest.MonkeyPatch):
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Outcome_:
-        task_id: str
-        success: bool
-        detail: str
-
-    class Fake:
-        @staticmethod
-        def load_bfcl_tasks(n: int, seed: int = 0):
-            return [type("T", (), {"task_id": f"b{i}", "question": [{"role": "user", "content": f"q{i}"}]})()
-                    for i in range(n)]
-
-        @staticmethod
-        def run_bfcl_task(task, model):
-            return Outcome_(task.task_id, model == "chat model", "ok")
-
-    class Router:
-        def chat_model(self):
-            return "chat model"
-
-    monkeypatch.setitem(sys.modules, "_agent_bfcl", Fake)
-    w = workloads.load_workload("bfcl", 2)
-    assert w.steps == () and [w.task_id(t) for t in w.tasks] == ["b0", "b1"] and w.request_text(w.tasks[1]) == "q1"
-    assert w.run(w.tasks[0], Router()).success
+    # the workload itself: tests/unit/test_agent_bfcl.py
     monkeypatch.setitem(sys.modules, "_agent_bfcl", None)  # import fails as for a missing module
     with pytest.raises(workloads.WorkloadError, match="bfcl"):
         workloads.load_workload("bfcl", 2)
@@ -237,3 +214,13 @@ def test_a_fold_with_too_few_rows_gets_no_router_and_says_so(tmp_path: Path):
     said: list[str] = []
     out = train_fold_artefacts(rows, fold_of(["a", "b"], 2), configs.TIERS, tmp_path, "request", 0.05, said.append)
     assert out == {0: (None, 0.05), 1: (None, 0.05)} and all("strongest tier" in s for s in said) and len(said) == 2
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (ROOT / "benchmarks").glob("_agent_*.py")))
+def test_the_agent_benchmark_modules_examples_hold(module: str):
+    # benchmarks/ is not a pytest test path (its modules import each other from their directory)
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{module}: {result.failed} of {result.attempted} examples failed"

@@ -228,3 +228,37 @@ def test_a_failing_model_call_fails_the_task_and_says_why():
     assert outcome.detail == f"turn 0: the agent loop failed: {outcome.error}"
     assert outcome.model_calls == 1 and outcome.tool_calls == (("ls(a=True)",),)
     assert not [k for k in bfcl().executed_instances if k.startswith("steproute_")]
+
+
+# -- the workload as the benchmark runs it: each call of the loop a step --------------------------
+
+
+def test_the_bfcl_workload_routes_the_loop_s_calls_as_plan_then_synthesis_steps():
+    import _agent_configs as configs
+    from _agent_workloads import BFCL_STATIC_STEPS, load_workload
+
+    from steproute import RouterConfig, StepRouter
+    from steproute.completions import ToolCall
+    from steproute.testing import FunctionTransport, Reply, TierCall
+
+    def answer(call: TierCall) -> Reply | str:
+        if any(m.get("role") == "tool" for m in call.messages):
+            return "The area is 25."
+        return Reply(tool_calls=[ToolCall("call_0", "calculate_triangle_area", '{"base": 10, "height": 5}')])
+
+    workload = load_workload("bfcl", 1)
+    assert workload.steps == ("plan", "synthesis") and workload.kinds == {"plan": "plan", "synthesis": "synthesis"}
+    static = next(c for c in configs.configurations(workload.static_steps) if c.kind == "static")
+    assert static.steps == BFCL_STATIC_STEPS == {"plan": "medium", "synthesis": "small"}
+    urls = {t: f"http://127.0.0.1:1/{t}/v1" for t in configs.TIERS}
+    transport = FunctionTransport(answer)
+    router = StepRouter(RouterConfig.model_validate(configs.router_config(
+        urls, default="tiny", steps={s: {"policy": "fixed", "tier": t} for s, t in static.steps.items()})), transport=transport)
+    run = workload.run(bfcl_task("simple_python_0"), router)
+    assert run.success, run.detail
+    assert run.state["kinds"] == ["plan", "synthesis"]
+    assert [(c.step, c.tier) for c in transport.calls] == [("plan", "medium"), ("synthesis", "small")]
+    # the cascade's plan step accepts only a valid tool call
+    cascade = configs.cascade_steps(workload.steps, workload.cascade_signals)
+    assert cascade["plan"]["signals"][0] == {"signal": "tools"}
+    assert cascade["synthesis"]["signals"] == [{"signal": "logprob", "threshold": 0.6}]
