@@ -121,7 +121,7 @@ lint: $(STAMP)
 	$(BIN)/mypy steproute
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info
+	rm -rf $(VENV) $(PHOENIX_VENV) build *.egg-info .agent-cache
 
 # call_path.py: the call path's overhead and throughput, this tree against the revision before the
 # tier-walk refactor (default e650c38; another one: `make bench AGAINST=REV`), both in the same run.
@@ -147,10 +147,12 @@ bench: $(STAMP)
 AGENT_GSM8K_TASKS ?= 20
 AGENT_BFCL_TASKS ?= 20
 AGENT_THREADS ?= 2
+# model answers kept across runs (a stopped run resumes; `make clean` or deleting it starts afresh)
+AGENT_CACHE ?= .agent-cache/answers.jsonl
 bench-agent: $(STAMP) bench-agent-deps local-models
 	@$(BIN)/python -c "from steproute.local import ensure_weights; ensure_weights('qwen2.5-coder-1.5b')"
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/agent.py --workload gsm8k --tasks $(AGENT_GSM8K_TASKS) --threads $(AGENT_THREADS) --write-docs
-	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/agent.py --workload bfcl --tasks $(AGENT_BFCL_TASKS) --threads $(AGENT_THREADS) --write-docs
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/agent.py --workload gsm8k --tasks $(AGENT_GSM8K_TASKS) --threads $(AGENT_THREADS) --cache $(AGENT_CACHE) --write-docs
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python benchmarks/agent.py --workload bfcl --tasks $(AGENT_BFCL_TASKS) --threads $(AGENT_THREADS) --cache $(AGENT_CACHE) --write-docs
 
 # Mutation testing of the call path (router, fallback, cascade, pins, prices, guards, policies, the
 # planner; [tool.mutmut] in pyproject.toml): each mutant against the unit tests that reach the

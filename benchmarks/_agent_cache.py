@@ -5,6 +5,13 @@ at temperature 0) get the first answer again instead of computing it anew. A cac
 keeps the latency measured when it was computed, so every call reports a real latency; the
 proxy records one :class:`CallEvent` per call, in order, for the benchmark to sum.
 
+With a ``store`` file the answers outlive the run: each new answer is appended to it as one JSON
+line (key, status, body, latency) the moment it is computed, and the next run loads them first,
+so a run that was stopped, or one that adds a configuration, computes only the calls no run has
+made yet. ``namespace`` (the benchmark passes its models and llama.cpp threads) is part of every
+key: answers from other models or settings are never served. A line that cannot be read (a run
+killed mid-write) is skipped and counted in :attr:`CachingProxy.unreadable`.
+
 Example:
     >>> cache_key("small", {"messages": [{"role": "user", "content": "2+2?"}], "temperature": 0}) == \\
     ...     cache_key("small", {"temperature": 0, "messages": [{"role": "user", "content": "2+2?"}]})
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -24,6 +32,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 __all__ = ["CachingProxy", "CallEvent", "cache_key"]
@@ -34,11 +43,12 @@ asks for token log-probabilities (a cascade's confidence signal reads them), so 
 for them and one that did not share one cached answer."""
 
 
-def cache_key(tier: str, body: Mapping[str, Any]) -> str:
+def cache_key(tier: str, body: Mapping[str, Any], namespace: str = "") -> str:
     """The cache key of one call: its tier and its request (messages and every parameter but
-    those in ``_IGNORED``), as canonical JSON, hashed."""
+    those in ``_IGNORED``), as canonical JSON, hashed; ``namespace`` set apart."""
     kept = {k: v for k, v in body.items() if k not in _IGNORED and k != "model"}
-    text = json.dumps({"tier": tier, "request": kept}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps({"namespace": namespace, "tier": tier, "request": kept}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -59,6 +69,8 @@ class _Entry:
     status: int
     body: bytes
     latency_s: float
+    earlier: bool = False
+    """Read from the store: computed by an earlier run."""
 
 
 class CachingProxy:
@@ -68,15 +80,53 @@ class CachingProxy:
     :meth:`base_url` as the tier's ``api_base``. :attr:`events` lists every call served.
     """
 
-    def __init__(self, upstreams: Mapping[str, str], *, timeout: float = 600.0) -> None:
+    def __init__(self, upstreams: Mapping[str, str], *, timeout: float = 600.0,
+                 store: str | os.PathLike[str] | None = None, namespace: str = "") -> None:
         self.upstreams = dict(upstreams)
         self.timeout = timeout
+        self.namespace = namespace
         self.events: list[CallEvent] = []
         self._cache: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        self.store = Path(store) if store is not None else None
+        self.loaded = 0
+        """Answers read from :attr:`store` at start."""
+        self.unreadable = 0
+        """Lines of :attr:`store` that could not be read (skipped)."""
+        self.from_earlier_runs = 0
+        """Calls of this run answered from :attr:`store`'s earlier answers."""
+        self._cut = False
+        """The store's last line was cut off: the next line starts on a line of its own."""
+        if self.store is not None and self.store.exists():
+            self._load(self.store)
+            self._cut = not self.store.read_bytes().endswith(b"\n") and self.store.stat().st_size > 0
         self._key_locks: dict[str, threading.Lock] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def _load(self, path: Path) -> None:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    item = json.loads(line)
+                    entry = _Entry(int(item["status"]), str(item["body"]).encode("utf-8"), float(item["latency_s"]), True)
+                    key = str(item["key"])
+                except (ValueError, KeyError, TypeError):
+                    self.unreadable += 1
+                    continue
+                self._cache[key] = entry
+                self.loaded += 1
+
+    def _keep(self, key: str, entry: _Entry) -> None:
+        self._cache[key] = entry
+        if self.store is not None:
+            line = json.dumps({"key": key, "status": entry.status, "body": entry.body.decode("utf-8"),
+                               "latency_s": entry.latency_s}, ensure_ascii=False)
+            with self._lock:
+                self.store.parent.mkdir(parents=True, exist_ok=True)
+                with self.store.open("a", encoding="utf-8") as out:
+                    out.write(("\n" if self._cut else "") + line + "\n")
+                self._cut = False
 
     def base_url(self, tier: str) -> str:
         if self._server is None:
@@ -133,7 +183,7 @@ class CachingProxy:
         body.pop("stream", None)
         body.pop("stream_options", None)
         body["logprobs"] = True
-        key = cache_key(tier, body) + rest
+        key = cache_key(tier, body, self.namespace) + rest
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # the same request twice at once is computed once
@@ -142,9 +192,10 @@ class CachingProxy:
             if entry is None:
                 entry = self._forward(upstream.rstrip("/") + "/" + rest[len("v1/"):], body)
                 if entry.status == 200:
-                    self._cache[key] = entry
+                    self._keep(key, entry)
         usage = _usage(entry.body)
         with self._lock:
+            self.from_earlier_runs += entry.earlier
             self.events.append(CallEvent(tier, entry.latency_s, cached, *usage))
         return entry.status, entry.body
 

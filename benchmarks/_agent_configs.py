@@ -66,6 +66,9 @@ def configurations(static: Mapping[str, str] | None, *, complexity: bool = True)
         out.append(Configuration("per-step-static", "per-step", "static",
                                  "fixed tier per step, written by hand: " + ", ".join(f"{s}→{t}" for s, t in static.items()),
                                  steps=static))
+    out.append(Configuration("per-step-measured", "per-step", "measured",
+                             "one tier per step, the cheapest whose step success on the other tasks' per-step outcomes is "
+                             "at least 95% of the best tier's (cross-fitted): the table a user writes after steproute eval"))
     out.append(Configuration("per-step-learned", "per-step", "learned",
                              "steproute's classifier on each step's messages, trained on per-step outcomes "
                              "(cross-fitted: trained on the other tasks)"))

@@ -10,9 +10,17 @@ Per-request rows: a task's whole request, with each tier's task success and cost
 Cross-fitting: tasks are split into folds; a task is routed by a router trained on the other
 folds' rows only.
 
+Measured tiers (:func:`step_tiers`): one tier per step, the cheapest whose mean step quality on
+the rows is at least ``ratio`` of the best tier's — the table a user writes after reading
+``steproute eval`` per step.
+
 Example:
     >>> fold_of(["a", "b", "c", "d", "e"], 2)
     {'a': 0, 'b': 1, 'c': 0, 'd': 1, 'e': 0}
+    >>> rows = [EvalRow(f"r{i}", (), {"tiny": Outcome(q, 1.0), "medium": Outcome(1.0, 9.0)}, step="plan")
+    ...         for i, q in enumerate([1.0, 1.0, 0.0])]
+    >>> step_tiers(rows, ("tiny", "medium")), step_tiers(rows, ("tiny", "medium"), ratio=0.6)
+    ({'plan': 'medium'}, {'plan': 'tiny'})
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from steproute.evaluation import EvalRow, Outcome
 MIN_ROWS = 4
 """Fewest rows a fold's router is trained on (TF-IDF needs a few documents)."""
 
-__all__ = ["MIN_ROWS", "call_rows", "fold_of", "request_rows", "step_row", "train_fold_artefacts"]
+__all__ = ["MIN_ROWS", "call_rows", "fold_of", "request_rows", "step_row", "step_tiers", "train_fold_artefacts"]
 
 
 def fold_of(task_ids: Sequence[str], folds: int) -> dict[str, int]:
@@ -106,4 +114,23 @@ def train_fold_artefacts(rows: Sequence[EvalRow], fold: Mapping[str, int], tiers
         save_artefact(artefact, os.fspath(path))
         out[k] = (path, threshold)
         log(f"{name} fold {k}: trained on {len(train)} rows, threshold {threshold:.3g}")
+    return out
+
+
+def step_tiers(rows: Iterable[EvalRow], tiers: Sequence[str], ratio: float = 0.95) -> dict[str, str]:
+    """Per step, the cheapest of ``tiers`` (cheap to strong) whose mean quality over the step's rows
+    is at least ``ratio`` of the best tier's mean; a tier a step's rows never answered is not a
+    candidate (rows with one tier's outcome each, as :func:`call_rows` writes, count per tier)."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        by_tier = sums.setdefault(str(row.step or "default"), {})
+        for tier, outcome in row.outcomes.items():
+            by_tier.setdefault(tier, []).append(float(outcome.quality))
+    out = {}
+    for step, by_tier in sums.items():
+        means = {t: sum(q) / len(q) for t, q in by_tier.items() if q and t in tiers}
+        if not means:
+            continue
+        best = max(means.values())
+        out[step] = next(t for t in tiers if t in means and means[t] >= ratio * best)
     return out

@@ -47,7 +47,7 @@ from _agent_configs import (
     router_config,
     tier_of_complexity,
 )
-from _agent_learned import call_rows, fold_of, request_rows, step_row, train_fold_artefacts
+from _agent_learned import call_rows, fold_of, request_rows, step_row, step_tiers, train_fold_artefacts
 from _agent_results import ConfigResult, TaskRun, summary_json
 from _agent_run import Runner
 from _agent_workloads import Workload, WorkloadError, load_workload
@@ -150,6 +150,18 @@ def _run_config(config: Configuration, runner: Runner, workload: Workload, fixed
             run, _, _ = runner.run_task(task, router_config(urls, default=tier))
             runs.append(run)
         return runs
+    if config.kind == "measured":
+        tables: dict[int, dict[str, str]] = {}
+        for task in workload.tasks:
+            k = fold[workload.task_id(task)]
+            if k not in tables:
+                train = [r for r in rows if fold.get(str(r.meta.get("task"))) != k] or rows
+                tables[k] = step_tiers(train, TIERS)
+                say(f"  per-step-measured fold {k}: " + ", ".join(f"{s}→{t}" for s, t in sorted(tables[k].items())))
+            tiers = tables[k]
+            steps = {s: {"policy": "fixed", "tier": tiers.get(s, STRONGEST)} for s in step_names}
+            runs.append(runner.run_task(task, router_config(urls, default=STRONGEST, steps=steps))[0])
+        return runs
     if config.kind == "learned":
         artefacts = train_fold_artefacts(rows, fold, TIERS, work_dir, "steps", CLASSIFIER_THRESHOLD, say)
         for task in workload.tasks:
@@ -176,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--write-docs", action="store_true", help="write docs/agent-benchmark.md and the per-step data set")
     parser.add_argument("--out", metavar="FILE", help="also write the JSON object to FILE")
+    parser.add_argument("--cache", metavar="FILE",
+                        help="keep model answers in FILE (JSON lines) and reuse those of earlier runs with the same "
+                             "models and threads: a stopped run, or one with a new configuration, computes only new calls")
     parser.add_argument("--data", metavar="FILE", help="also write the per-step data set (evaluation format) to FILE")
     args = parser.parse_args(argv)
     if args.tasks < 1:
@@ -189,9 +204,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.time()
     _say(f"{args.workload}: {len(workload.tasks)} tasks; starting {', '.join(f'{t}={m}' for t, m in MODELS.items())}")
-    with LocalServers(MODELS, threads=args.threads) as local, \
-            CachingProxy({t: local[t].base_url for t in TIERS}) as proxy, tempfile.TemporaryDirectory() as tmp:
+    namespace = json.dumps({"models": MODELS, "threads": args.threads}, sort_keys=True)
+    with LocalServers(MODELS, threads=args.threads) as local, tempfile.TemporaryDirectory() as tmp, \
+            CachingProxy({t: local[t].base_url for t in TIERS}, store=args.cache, namespace=namespace) as proxy:
+        if args.cache:
+            _say(f"cache {args.cache}: {proxy.loaded} answers of earlier runs"
+                 + (f", {proxy.unreadable} unreadable lines skipped" if proxy.unreadable else ""))
         results, rows, notes = measure(workload, proxy, folds=args.folds, work_dir=Path(tmp))
+        if args.cache:
+            notes["answers_from_earlier_runs"] = proxy.from_earlier_runs
     summary = summary_json(args.workload, results, f"always-{STRONGEST}", tasks=len(workload.tasks), seed=args.seed,
                            threads=args.threads,
                            models=MODELS, price_per_million_tokens={t: round(p * 1e6, 4) for t, p in PRICE_PER_TOKEN.items()},

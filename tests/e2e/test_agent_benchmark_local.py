@@ -19,11 +19,20 @@ STEPS = {"rewrite", "extract", "plan", "calculate", "answer"}
 def test_the_agent_benchmark_measures_every_configuration_on_real_models(tmp_path: Path):
     data = tmp_path / "steps.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "agent.py"), "--workload", "gsm8k", "--tasks", "2",
-                           "--folds", "2", "--threads", "1", "--json", "--data", str(data)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1700)
+    command = [sys.executable, str(ROOT / "benchmarks" / "agent.py"), "--workload", "gsm8k", "--tasks", "2",
+               "--folds", "2", "--threads", "1", "--json", "--data", str(data), "--cache", "answers.jsonl"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1700)
     assert done.returncode == 0, done.stderr[-3000:]
-    check_run(json.loads(done.stdout), data)
+    summary = json.loads(done.stdout)
+    check_run(summary, data)
+    assert summary["answers_from_earlier_runs"] == 0
+    assert len((tmp_path / "answers.jsonl").read_text().splitlines()) == summary["model_calls"] - summary["cache_hits"]
+    # the same run again computes nothing: every answer is the first run's, and so is every figure
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(again.stdout)
+    assert second["model_calls"] == second["cache_hits"] == second["answers_from_earlier_runs"] == summary["model_calls"]
+    assert second["configs"] == summary["configs"]
     # the per-step data set is what `steproute train` learns from
     artefact = tmp_path / "steps.steproute"
     trained = subprocess.run([sys.executable, "-m", "steproute", "train", "--data", str(data), "--out", str(artefact),
@@ -35,7 +44,8 @@ def check_run(summary: dict, data: Path) -> None:
     """What a two-task run must show."""
     configs = {c["name"]: c for c in summary["configs"]}
     assert set(configs) == {"always-tiny", "always-small", "always-medium", "per-request-classifier",
-                            "per-request-litellm-complexity", "per-step-static", "per-step-learned", "per-step-cascade"}
+                            "per-request-litellm-complexity", "per-step-static", "per-step-measured", "per-step-learned",
+                            "per-step-cascade"}
     for c in configs.values():
         assert c["tasks"] == 2 and 0.0 <= c["success_ci95"][0] <= c["success"] <= c["success_ci95"][1] <= 1.0
         assert c["cost_usd"] > 0 and c["latency_s"] > 0, c["name"]
@@ -50,6 +60,7 @@ def check_run(summary: dict, data: Path) -> None:
     assert request["cached_calls"] == request["calls"] == 10
     assert all(len(set(t["tiers"])) == 1 for t in request["tasks_detail"])
     assert configs["per-step-static"]["steps"]["plan"]["tiers"] == {"medium": 2}
+    assert set(configs["per-step-measured"]["steps"]) == STEPS
     cascade = configs["per-step-cascade"]["steps"]
     assert set(cascade) == STEPS and sum(s["escalated"] for s in cascade.values()) >= 1  # SmolLM2 is not sure of it all
     assert summary["cache_hits"] > 0 and summary["price_per_million_tokens"] == {"tiny": 0.135, "small": 0.5, "medium": 1.5}

@@ -22,18 +22,18 @@ import _agent_gsm8k as gsm8k  # noqa: E402
 import _agent_workloads as workloads  # noqa: E402
 from _agent_cache import CachingProxy, CallEvent, cache_key  # noqa: E402
 from _agent_docs import step_table, table  # noqa: E402
-from _agent_learned import call_rows, fold_of, request_rows, step_row  # noqa: E402
+from _agent_learned import call_rows, fold_of, request_rows, step_row, step_tiers  # noqa: E402
 from _agent_results import ConfigResult, StepCall, TaskRun, summary_json, wilson  # noqa: E402
 from _agent_run import attribute  # noqa: E402
 
-from steproute.evaluation import Outcome, read_rows, write_rows  # noqa: E402
+from steproute.evaluation import EvalRow, Outcome, read_rows, write_rows  # noqa: E402
 
 
 def test_every_configuration_the_issue_names_is_measured_and_the_fixed_tiers_run_first():
     names = [c.name for c in configs.configurations(workloads.GSM8K_STATIC_STEPS)]
     assert names[:3] == ["always-tiny", "always-small", "always-medium"]
     assert set(names[3:]) == {"per-request-classifier", "per-request-litellm-complexity", "per-step-static",
-                              "per-step-learned", "per-step-cascade"}
+                              "per-step-measured", "per-step-learned", "per-step-cascade"}
     families = {c.name: c.family for c in configs.configurations(workloads.GSM8K_STATIC_STEPS)}
     assert families["per-step-cascade"] == "per-step" and families["per-request-classifier"] == "per-request"
     # without LiteLLM's complexity router it is left out, not faked; with no named steps, no static per-step tiers
@@ -107,6 +107,54 @@ def test_the_proxy_answers_an_identical_call_from_the_cache_with_the_first_laten
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+def test_a_stored_cache_serves_the_next_run_and_only_within_its_namespace(tmp_path: Path):
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    _Upstream.calls = []
+    store = tmp_path / "cache" / "answers.jsonl"
+    url = {"tiny": f"http://127.0.0.1:{upstream.server_address[1]}/v1"}
+
+    def post(proxy: CachingProxy, content: str) -> str:
+        req = urllib.request.Request(proxy.base_url("tiny") + "/chat/completions", method="POST",
+                                     data=json.dumps({"messages": [{"role": "user", "content": content}]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())["choices"][0]["message"]["content"]
+
+    try:
+        with CachingProxy(url, store=store, namespace="models v1") as first:
+            assert (post(first, "a"), post(first, "b")) == ("answer 1", "answer 2")
+        assert first.loaded == 0 and len(store.read_text().splitlines()) == 2
+        with store.open("a") as f:
+            f.write('{"key": "cut off mid-wri')  # a run killed while writing
+        with CachingProxy(url, store=store, namespace="models v1") as again:
+            assert (post(again, "a"), post(again, "c")) == ("answer 1", "answer 3")  # a: from the file
+        assert (again.loaded, again.unreadable) == (2, 1) and [e.cached for e in again.events] == [True, False]
+        assert again.from_earlier_runs == 1 and first.from_earlier_runs == 0
+        assert again.events[0].latency_s == first.events[0].latency_s
+        with CachingProxy(url, store=store, namespace="models v1") as third:  # c was written on a line of its own
+            assert post(third, "c") == "answer 3" and (third.loaded, third.unreadable) == (3, 1)
+        with CachingProxy(url, store=store, namespace="models v2") as other:
+            assert post(other, "a") == "answer 4"  # other models: never served another namespace's answer
+        assert len(_Upstream.calls) == 4
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def test_measured_tiers_take_the_cheapest_tier_within_95_percent_of_the_best_per_step():
+    def row(i: int, step: str, **quality: float) -> EvalRow:
+        return EvalRow(f"{step}{i}", (), {t: Outcome(q, 1.0) for t, q in quality.items()}, step=step)
+
+    rows = [row(0, "rewrite", tiny=0, small=1, medium=1), row(1, "rewrite", tiny=1, small=1, medium=0),
+            row(0, "plan", tiny=0, small=0, medium=1), row(1, "plan", tiny=0, small=1, medium=1),
+            row(0, "answer", tiny=1), row(1, "answer", medium=1), row(2, "answer", medium=1)]  # call rows: one tier each
+    assert configs.TIERS == ("tiny", "small", "medium")
+    assert step_tiers(rows, configs.TIERS) == {"rewrite": "small", "plan": "medium", "answer": "tiny"}
+    assert step_tiers(rows, configs.TIERS, ratio=0.5)["plan"] == "small"
+    assert step_tiers([row(0, "x", small=0, medium=0)], configs.TIERS) == {"x": "small"}  # all fail: the cheapest
 
 
 def test_wilson_interval():
