@@ -193,6 +193,39 @@ def test_the_json_object_has_configs_with_success_interval_cost_latency_and_step
     assert "small 2" in step_table(summary)
 
 
+def test_write_docs_replaces_only_its_workload_s_block_and_readme_line(tmp_path: Path):
+    from _agent_docs import write_docs
+
+    def run(tid: str, ok: bool, tier: str, cost: float) -> TaskRun:
+        return TaskRun(tid, ok, "d", (StepCall("plan", tier, (tier,), cost, 2.0, False),))
+
+    results = [ConfigResult("always-medium", "m", "always", [run("a", True, "medium", 0.01), run("b", True, "medium", 0.01)]),
+               ConfigResult("per-request-classifier", "r", "per-request", [run("a", True, "medium", 0.01),
+                                                                            run("b", False, "tiny", 0.001)]),
+               ConfigResult("per-step-static", "s", "per-step", [run("a", True, "small", 0.002),
+                                                                  run("b", False, "small", 0.002)]),
+               ConfigResult("per-step-learned", "l", "per-step", [run("a", True, "small", 0.003),
+                                                                   run("b", False, "tiny", 0.003)])]
+    summary = summary_json("gsm8k", results, "always-medium", tasks=2, seed=0, threads=2, models=configs.MODELS,
+                           price_per_million_tokens={"tiny": 0.135}, seconds=12.0, model_calls=8, cache_hits=3,
+                           folds=2, litellm_complexity_router="available", answers_from_earlier_runs=2)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "agent-benchmark.md").write_text(
+        "intro\n<!-- agent-gsm8k:start -->\nstale figures\n<!-- agent-gsm8k:end -->\n"
+        "<!-- agent-bfcl:start -->\nbfcl figures\n<!-- agent-bfcl:end -->\n")
+    (tmp_path / "README.md").write_text("# x\n<!-- agent-headline-gsm8k -->\n- old headline\n<!-- agent-headline-bfcl -->\n- b\n")
+    write_docs(summary, [], tmp_path)
+    page = (tmp_path / "docs" / "agent-benchmark.md").read_text()
+    assert "stale figures" not in page and "bfcl figures" in page and page.startswith("intro\n")
+    assert "2 tasks: a success rate's 95% interval spans up to ±" in page and "2 of them kept from earlier runs" in page
+    assert (tmp_path / "docs" / "images" / "agent-gsm8k.png").stat().st_size > 0
+    readme = (tmp_path / "README.md").read_text().splitlines()
+    assert readme[2] == ("- **GSM8K word problems (a five-step LangGraph pipeline), 2 tasks**: the strongest tier alone solves "
+                         "100%; the best per-step routing `per-step-static` 50% at 20% of its cost; the best per-request "
+                         "routing `per-request-classifier` 50% at 55% of its cost.")
+    assert readme[4] == "- b"
+
+
 def test_per_step_rows_are_evaluation_rows_with_step_and_kind(tmp_path: Path):
     row = step_row("gsm8k", "gsm8k-7", "plan", "plan", [{"role": "user", "content": "Problem: 2 apples"}],
                    {t: Outcome(float(t != "tiny"), 0.001) for t in configs.TIERS}, {"check": "x"})

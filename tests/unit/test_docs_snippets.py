@@ -512,7 +512,7 @@ def _readme_message(ns: dict[str, Any]) -> None:
         "step": "answer", "tier": "standard", "policy": "rules", "reason": "no rule matched; fallback tier"}
 
 
-CLAIMS = {"README.md:123": [_readme_message]}
+CLAIMS = {"README.md:138": [_readme_message]}
 """What a snippet's comments say it shows, checked after it ran."""
 
 
