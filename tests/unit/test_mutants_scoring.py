@@ -95,3 +95,27 @@ def test_scores_many_stacks_one_row_per_request():
     many = policy.scores_many([REQUEST, REQUEST])
     assert many.shape == (2, 3) and many.tolist() == [[0.25, 0.5, 0.75]] * 2
     assert policy.scores_many([]).shape == (0, 3)
+
+
+def test_estimates_that_are_all_nan_pick_the_strongest_tier():
+    assert pick([float("nan")] * 3, 0.05) == 2
+    assert pick([0.5, 0.75], float("nan")) == 1
+    assert Given([float("nan")] * 3).choose(REQUEST).tier == "c"
+
+
+def test_the_margin_of_the_second_strongest_tier_is_to_the_strongest():
+    choice = Given([0.5, 0.75], labels=["a", "b"], threshold=0.25).choose(REQUEST)
+    assert (choice.tier, choice.score) == ("a", 0.25)
+    assert Given([0.25, 0.5, 0.625], threshold=0.125).choose(REQUEST).score == 0.125
+
+
+class ByLength(Given):
+    """Estimates read off the request: the cheap tier's is the length of the user's text over 8."""
+
+    def scores(self, request: StepRequest) -> np.ndarray:
+        return np.array([len(request.latest_user_text) / 8, 1.0, 1.0])
+
+
+def test_scores_many_asks_for_each_requests_own_estimates():
+    short, long = (StepRequest("s", [{"role": "user", "content": text}]) for text in ("ab", "abcdefgh"))
+    assert ByLength([]).scores_many([short, long]).tolist() == [[0.25, 1.0, 1.0], [1.0, 1.0, 1.0]]
