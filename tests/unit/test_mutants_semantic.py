@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steproute.policies._artefact import Artefact, pack_strings, save_artefact
+from steproute.evaluation._knn_train import train_knn
+from steproute.policies._artefact import Artefact, ArtefactError, pack_strings, save_artefact
 from steproute.policies.features import get_encoder
 from steproute.policies.semantic import SemanticPolicy
 from steproute.types import StepRequest
+from tests.unit.test_learned_policies import MODELS, synthetic_rows
 
 DIM = 256
 QUALITY = np.array([[1.0, 1.0], [0.0, 1.0], [0.5, 1.0]])
@@ -90,7 +92,47 @@ def test_the_tiers_and_threshold_given_and_from_a_file(tmp_path: Path):
     loaded = SemanticPolicy.load(path, ["a", "b"], 0.25)
     assert (loaded.tiers, loaded.threshold) == (("a", "b"), 0.25)
     assert (SemanticPolicy.load(path).tiers, SemanticPolicy.load(path).threshold) == (("fast", "strong"), 0.125)
-    with pytest.raises(Exception, match=r"a 'semantic' artefact, not a 'classifier' one"):
-        from steproute.policies.classifier import ClassifierPolicy
+    with pytest.raises(ArtefactError) as excinfo:
+        SemanticPolicy.load(path, ["a", "b", "c"])
+    assert str(excinfo.value) == (f"{path}: the artefact does not fit its policy (ValueError: the artefact estimates "
+                                  "2 tiers (fast, strong); 3 given (a, b, c))")
 
-        ClassifierPolicy.load(path)
+
+def test_loading_another_kind_of_artefact_names_the_file_and_both_kinds(tmp_path: Path):
+    path = tmp_path / "knn.steproute"
+    save_artefact(train_knn(synthetic_rows(20), MODELS, folds=0, embedding_cache=False), path)
+    with pytest.raises(ArtefactError) as excinfo:
+        SemanticPolicy.load(path)
+    assert str(excinfo.value) == f"{path}: a 'knn' artefact, not a 'semantic' one"
+
+
+def test_the_nearest_references_are_found_wherever_they_are_stored():
+    reverse = np.eye(3, DIM, dtype=np.float32)[2] + 0.5 * np.eye(3, DIM, dtype=np.float32)[1]   # similarity 0, 0.5, 1
+    assert semantic().estimate(reverse, "answer").tolist() == [0.5, 1.0]
+    # the two nearest: references 2 and 1, weights 1 and 1/2: (0.5 + 0) / 1.5
+    np.testing.assert_allclose(semantic(neighbours=2).estimate(reverse, "answer"), [1 / 3, 1.0], rtol=1e-6)
+
+
+def test_scores_give_the_bonus_to_references_of_the_requests_step():
+    policy = semantic(bonus=2.0)
+    text = "what is the capital of Norway"
+    encoded = get_encoder("wordllama-l2-256").encode_one(text)
+    for step in ("plan", "answer"):
+        request = StepRequest(step, [{"role": "user", "content": text}])
+        assert policy.scores(request).tolist() == policy.estimate(encoded, step).tolist()
+    assert policy.estimate(encoded, "plan").tolist() != policy.estimate(encoded, "answer").tolist()
+
+
+def test_similarity_is_computed_in_float32():
+    # reference 1 is 2**-24 more similar to the query than reference 0: below float32's step at 1, so
+    # in float32 the two are equally near and weigh alike (at a temperature of 2**-24, float64 would not)
+    embeddings = np.zeros((2, DIM), dtype=np.float16)
+    embeddings[0, 0] = embeddings[1, 0] = 1.0
+    embeddings[1, 1] = 2.0 ** -24
+    query = np.zeros(DIM, dtype=np.float32)
+    query[0] = query[1] = 1.0
+    meta = {"labels": ["fast", "strong"], "encoder": "wordllama-l2-256", "threshold": 0.05, "neighbours": 2,
+            "temperature": 2.0 ** -24, "prior_weight": 0.0, "same_step_bonus": 0.0}
+    arrays = {"embeddings": embeddings, "quality": np.array([[1.0, 1.0], [0.0, 1.0]]),
+              "step_ids": np.zeros(2, dtype=np.int32), "steps": pack_strings(["answer"])}
+    assert SemanticPolicy(Artefact("semantic", meta, arrays)).estimate(query, "answer").tolist() == [0.5, 1.0]
