@@ -136,3 +136,23 @@ def test_similarity_is_computed_in_float32():
     arrays = {"embeddings": embeddings, "quality": np.array([[1.0, 1.0], [0.0, 1.0]]),
               "step_ids": np.zeros(2, dtype=np.int32), "steps": pack_strings(["answer"])}
     assert SemanticPolicy(Artefact("semantic", meta, arrays)).estimate(query, "answer").tolist() == [0.5, 1.0]
+
+
+def test_a_bonus_for_a_step_no_reference_has_changes_nothing_not_even_the_last_digit():
+    plain = semantic(neighbours=3, temperature=0.3).estimate(QUERY, "unknown").tolist()
+    assert semantic(neighbours=3, temperature=0.3, bonus=2.0).estimate(QUERY, "unknown").tolist() == plain
+    assert plain[1] != 1.0   # float32 weights: the estimate is not exact, so a float64 path would show
+
+
+def test_one_neighbour_is_the_nearest_among_more_references_than_numpy_sorts_outright():
+    n = 257   # numpy's partition sorts arrays this short outright; from here on the order of the rest is arbitrary
+    embeddings = np.zeros((n, DIM), dtype=np.float16)
+    embeddings[:, 0] = np.arange(n) / 256   # exact in float16; similarity to e0 rises with the index
+    quality = np.column_stack([np.zeros(n), np.ones(n)])
+    quality[n - 1, 0] = 1.0
+    meta = {"labels": ["fast", "strong"], "encoder": "wordllama-l2-256", "threshold": 0.05, "neighbours": 1,
+            "temperature": 0.2, "prior_weight": 0.0, "same_step_bonus": 0.0}
+    arrays = {"embeddings": embeddings, "quality": quality, "step_ids": np.zeros(n, dtype=np.int32),
+              "steps": pack_strings(["answer"])}
+    query = np.eye(1, DIM, dtype=np.float32)[0]
+    assert SemanticPolicy(Artefact("semantic", meta, arrays)).estimate(query, "answer").tolist() == [1.0, 1.0]
