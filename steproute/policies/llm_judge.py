@@ -52,7 +52,7 @@ def parse_tier(text: str, tiers: Sequence[str]) -> str | None:
         # its last string, so the object is also read from its brace with the quotes kept
         value = _object(cleaned)
         if value is None:
-            value = _object(text[text.index("{"):].rstrip(_STRIP.replace('"', "").replace("'", "")))
+            value = _object(text[text.index("{"):].rstrip(_STRIP.replace('"', "")))
         named = value.get("tier") if isinstance(value, dict) else None
         return by_lower.get(named.strip(_STRIP).lower()) if isinstance(named, str) else None
     return by_lower.get(cleaned.lower())

@@ -33,6 +33,9 @@ TIERS = ["fast", "Strong"]
     ('{"tier": "fast', None),         # cut inside the name: it may go on
     ('{"tier": "fast", "why": "short"', "fast"),
     ('"{"tier": "fast"}"', "fast"),
+    ("'{\"tier\": \"fast\"'", "fast"),
+    ('{"tier": "fast"X', None),       # after a cut object only whitespace, quotes, backticks, * and . are stripped
+    ('{"why": "{", "tier": "fast"', "fast"),   # read from its first brace
     ('`{"tier": "fast"}`', "fast"),
     ('{"tier": "fast"}}', None),
     ('{"tier": 3}', None),
@@ -111,6 +114,11 @@ def test_an_unparsable_answer_goes_to_the_fallback_and_is_counted(answer, chars)
                                                              "fallback 'strong'")
     p.choose(StepRequest("s", []))
     assert (p.calls, p.unparsable, p.failed) == (2, 2, 0)
+
+
+def test_an_empty_answer_names_no_tier_whatever_the_tiers_are_called():
+    p = LLMRouterPolicy(lambda tier, messages, max_tokens: None, "router", {"xxxx": "", "strong": ""}, "strong")
+    assert p.choose(StepRequest("s", [])) == Choice("strong", "llm: unparsable routing answer (0 chars); fallback 'strong'")
 
 
 def test_a_failed_routing_call_goes_to_the_fallback_and_is_counted():
