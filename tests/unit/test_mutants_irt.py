@@ -93,3 +93,20 @@ def test_loading_takes_tiers_and_threshold_and_names_the_file(trained, tmp_path:
     with pytest.raises(ArtefactError) as excinfo:
         IrtPolicy.load(other)
     assert str(excinfo.value).startswith(f"{other}: ")
+
+
+def test_the_margin_is_to_the_best_stronger_tier_not_the_strongest():
+    rows = [EvalRow(f"q{i}", ({"role": "user", "content": "prove the theorem" if i % 2 else "say hi"},),
+                    {"cheap": Outcome(float(i % 2 == 0), 0.1), "mid": Outcome(1.0, 0.5), "strong": Outcome(1.0, 1.0)})
+            for i in range(40)]
+    three = train_irt(rows, ("cheap", "mid", "strong"), folds=0, cache=False)
+    choice = IrtPolicy(flat(three, (0.0, 2.0, 1.0), 0.0), threshold=0.5).choose(HARD)
+    assert (choice.tier, choice.score) == ("cheap", round(sigmoid(2.0) - 0.5, 4))
+
+
+def test_loading_a_classifier_artefact_as_irt_is_refused_by_name(trained, tmp_path: Path):
+    path = tmp_path / "c.steproute"
+    save_artefact(Artefact("classifier", dict(trained.meta), dict(trained.arrays)), path)
+    with pytest.raises(ArtefactError) as excinfo:
+        IrtPolicy.load(path)
+    assert str(excinfo.value) == f"{path}: a 'classifier' artefact, not a 'irt' one"
