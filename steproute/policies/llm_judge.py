@@ -42,17 +42,28 @@ def parse_tier(text: str, tiers: Sequence[str]) -> str | None:
         ('strong', 'fast')
         >>> parse_tier("fast or strong", ["fast", "strong"]) is None
         True
+        >>> parse_tier('{"tier": "strong"', ["fast", "strong"])  # cut before its closing brace
+        'strong'
     """
     by_lower = {t.lower(): t for t in tiers}
     cleaned = text.strip(_STRIP)
     if cleaned.startswith("{"):
-        try:
-            value = json.loads(cleaned + ("" if cleaned.endswith("}") else "}"))
-        except json.JSONDecodeError:
-            return None
+        # an object cut before its closing brace is closed; stripping took the quote that closes
+        # its last string, so the object is also read from its brace with the quotes kept
+        value = _object(cleaned)
+        if value is None:
+            value = _object(text[text.index("{"):].rstrip(_STRIP.replace('"', "")))
         named = value.get("tier") if isinstance(value, dict) else None
         return by_lower.get(named.strip(_STRIP).lower()) if isinstance(named, str) else None
     return by_lower.get(cleaned.lower())
+
+
+def _object(text: str) -> object:
+    """``text`` read as JSON, a closing brace added when it has none (``None``: not JSON)."""
+    try:
+        return json.loads(text if text.endswith("}") else text + "}")
+    except json.JSONDecodeError:
+        return None
 
 
 class LLMRouterPolicy:
