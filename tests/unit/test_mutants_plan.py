@@ -6,12 +6,15 @@ bounds, pin settings or the exact reason a decision carries.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
 
 from steproute import ConfigError, Hint, RouterConfig, RoutingError, StepRequest
 from steproute._plan import Planner
+from steproute.guards import PII_THREAD_CHARS
 from steproute.pinning import PinSettings
 from steproute.policies import FixedPolicy
 from tests.conftest import mock_tiers
@@ -317,3 +320,68 @@ def test_without_a_file_relative_artefacts_are_read_from_the_working_directory(t
                           steps={"s": {"policy": "classifier", "artefact": "answer.steproute"}})
     p = Planner(config, lambda tier: tier, lambda tier, messages, n: "")
     assert p.policies["s"].name == "classifier"
+
+
+# -- the async path: what runs off the event loop, what the pin keeper is given ----------------------------
+
+
+def _arouted(p: Planner, request: StepRequest, followed: list[Any]) -> tuple[int, Any, Any]:
+    async def follow(plan, decision, req):
+        followed.append(req)
+        return decision, "the pin's action"
+
+    async def run():
+        return threading.get_ident(), *(await p.arouted(p.plan_of(request), request, follow))
+    return asyncio.run(run())
+
+
+def test_async_routing_asks_a_policy_that_calls_a_model_off_the_event_loop_and_hands_the_request_to_the_pin():
+    asked: list[int] = []
+
+    def ask_model(tier, messages, n):
+        asked.append(threading.get_ident())
+        return "standard"
+
+    config = RouterConfig(tiers=mock_tiers(), default="fast",
+                          steps={"s": {"policy": "llm", "router_tier": "fast", "fallback": "fast"}})
+    p = Planner(config, lambda tier: tier, ask_model)
+    request, followed = ask(thread="t-1"), []
+    loop, decision, action = _arouted(p, request, followed)
+    assert (decision.tier, decision.policy, action) == ("standard", "llm", "the pin's action")
+    assert followed == [request]                        # the turn pin mode reads the call's messages
+    assert len(asked) == 1 and asked[0] != loop         # the model call did not block the event loop
+
+
+def test_async_routing_decides_a_policy_that_calls_no_model_on_the_event_loop(monkeypatch):
+    p = planner(steps={"s": {"policy": "fixed", "tier": "standard"}})
+    request, followed, chose = ask(), [], []
+    policy = p.plan_of(request).policy
+    choose = policy.choose
+    monkeypatch.setattr(policy, "choose", lambda req: (chose.append(threading.get_ident()), choose(req))[1])
+    loop, decision, _ = _arouted(p, request, followed)
+    assert decision.tier == "standard" and followed == [request]
+    assert chose == [loop]
+
+
+def test_the_async_pii_scan_runs_off_the_event_loop_only_for_a_long_input(monkeypatch):
+    p = planner(guards={"pii": {"tier": "standard"}})
+    assert p.pii is not None
+    scanned: list[int] = []
+    detect = type(p.pii).detect
+    monkeypatch.setattr(type(p.pii), "detect", lambda self, req: (scanned.append(threading.get_ident()), detect(self, req))[1])
+
+    def scan(planner_: Planner, text: str) -> tuple[int, Any]:
+        request = ask(text=text, thread="t-1")
+
+        async def run():
+            return threading.get_ident(), await planner_.apii_decision(planner_.plan_of(request), request)
+        return asyncio.run(run())
+
+    mail = "mail ann@example.org "
+    at_limit = mail + "x" * (PII_THREAD_CHARS - len(mail))
+    for text, off_loop in ((at_limit, False), (at_limit + "x", True)):
+        loop, decision = scan(p, text)
+        assert (decision.tier, decision.guard, decision.thread, decision.reason) == (
+            "standard", "pii:email", "t-1", "pii guard: email detected; tier 'standard'")
+        assert (scanned[-1] != loop) is off_loop
+    assert scan(p, "hi")[1] is None and scan(planner(), at_limit + "x")[1] is None
