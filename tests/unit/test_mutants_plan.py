@@ -7,6 +7,7 @@ bounds, pin settings or the exact reason a decision carries.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from steproute import ConfigError, Hint, RouterConfig, RoutingError, StepRequest
 from steproute._plan import Planner
 from steproute.guards import PII_THREAD_CHARS
+from steproute.latency import TOTAL, LatencyBook
 from steproute.pinning import PinSettings
 from steproute.policies import FixedPolicy
 from tests.conftest import mock_tiers
@@ -385,3 +387,19 @@ def test_the_async_pii_scan_runs_off_the_event_loop_only_for_a_long_input(monkey
             "standard", "pii:email", "t-1", "pii guard: email detected; tier 'standard'")
         assert (scanned[-1] != loop) is off_loop
     assert scan(p, "hi")[1] is None and scan(planner(), at_limit + "x")[1] is None
+
+
+def test_decide_says_a_latency_move_once_in_the_log(caplog):
+    book = LatencyBook(TIERS, clock=lambda: 0.0)
+    book.observe("fast", "m", TOTAL, 2.3, now=0.0)
+    book.observe("standard", "m", TOTAL, 0.7, now=0.0)
+    p = Planner(RouterConfig(tiers=mock_tiers(), default="fast",
+                             steps={"s": {"policy": "fixed", "tier": "fast", "max_latency_ms": 1000}}),
+                lambda tier: tier, lambda tier, messages, n: "", latency=book)
+    note = "latency: 'fast' p95 2300 ms > max_latency_ms 1000, moved to 'standard'"
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        decisions = [p.decide(p.plan_of(ask()), ask()) for _ in range(2)]
+    for d in decisions:
+        assert (d.tier, d.latency_from, d.reason) == ("standard", "fast", f"fixed tier 'fast'; {note}")
+    assert [r.getMessage() for r in caplog.records if "latency" in r.getMessage()] == [
+        f"steproute: step 's': {note} (logged once)"]
