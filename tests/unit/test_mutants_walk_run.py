@@ -536,3 +536,27 @@ def test_a_pinned_model_is_preferred_only_on_the_pinned_tier():
     escalated = seen.router.complete(ask(thread="t1"))  # follows the pin, is rejected, escalates
     assert (escalated.decision.tier, escalated.decision.model) == ("strong", STRONG)
     assert [(c.tier, c.model) for c in seen.transport.calls][-2:] == [("fast", FAST), ("strong", STRONG)]
+
+
+def test_a_speculative_start_that_picks_a_tier_that_cannot_serve_the_call_and_none_above_can_restarts_where_it_began():
+    """The start policy picks `standard` (gpt-3.5-turbo cannot see), no stronger cascade tier is left:
+    the walk begins again at the speculative call's tier, and the reason says so."""
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.tier)
+        return f"{call.tier}:{call.model}"
+
+    router = StepRouter(RouterConfig(
+        tiers={"fast": {"models": [FAST]}, "standard": {"models": ["openai/gpt-3.5-turbo"]}, "strong": {"models": [STRONG]}},
+        default="fast", steps={"describe": {
+            "policy": "cascade", "tiers": ["fast", "standard"], "speculative": True,
+            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
+        transport=FunctionTransport(answer))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, image]}])))
+    assert (result.decision.tier, result.decision.model, result.completion.content) == ("fast", FAST, f"fast:{FAST}")
+    assert "speculative: rules picked 'standard', the 'fast' call was cancelled; it cannot serve the call: tier 'fast'" \
+        in result.decision.reason
+    assert answered == ["fast"]
