@@ -560,3 +560,28 @@ def test_a_speculative_start_that_picks_a_tier_that_cannot_serve_the_call_and_no
     assert "speculative: rules picked 'standard', the 'fast' call was cancelled; it cannot serve the call: tier 'fast'" \
         in result.decision.reason
     assert answered == ["fast"]
+
+
+def test_a_speculative_call_restarted_on_its_tier_still_tries_the_conversations_deployment_first():
+    """A re-evaluated pin kept on `fast` (its deployment, FAST2, served the conversation last): the
+    speculative call is cancelled, the walk restarts at `fast`, and FAST2 is tried first again."""
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.model)
+        return f"{call.tier}:{call.model}"
+
+    router = StepRouter(RouterConfig(
+        tiers={"fast": {"models": [FAST, FAST2]}, "standard": {"models": ["openai/gpt-3.5-turbo"]},
+               "strong": {"models": [STRONG]}},
+        default="fast", steps={"describe": {
+            "policy": "cascade", "tiers": ["fast", "standard"], "speculative": True,
+            "pinning": {"mode": "reevaluate", "after_seconds": 1},
+            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
+        transport=FunctionTransport(answer))
+    router.pin_store.put("t-1", "describe", Pin("fast", FAST2, "d-0", time.time() - 100))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
+    assert (result.decision.tier, result.decision.model, answered) == ("fast", FAST2, [FAST2])
+    assert "it cannot serve the call: tier 'fast'" in result.decision.reason
