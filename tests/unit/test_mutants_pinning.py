@@ -577,3 +577,13 @@ def test_without_warm_takes_only_the_pins_warm_note_off_the_reason():
     assert without_warm(warm, action).reason == "fixed tier 'fast'; needs vision"
     assert without_warm(warm, None) is warm
     assert without_warm(warm, replace(action, held=None)) is warm
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_turn_pin_followed_without_the_calls_messages_is_made_with_no_turn(sync):
+    keeper = PinKeeper(InMemoryPinStore(), RANK)
+    turn_plan = plan("turn")
+    d = decided("fast")
+    out, action = keeper.follow(turn_plan, d) if sync else asyncio.run(keeper.afollow(turn_plan, d))
+    assert (out.tier, action.made, action.held.turn) == ("fast", True, None)
+    assert keeper.store.get("t1", "answer").turn is None

@@ -585,3 +585,23 @@ def test_a_speculative_call_restarted_on_its_tier_still_tries_the_conversations_
         {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
     assert (result.decision.tier, result.decision.model, answered) == ("fast", FAST2, [FAST2])
     assert "it cannot serve the call: tier 'fast'" in result.decision.reason
+
+
+def test_a_pin_on_a_deployment_its_tier_no_longer_has_moves_to_the_one_that_answered_a_checked_call():
+    """The capability filter checks the call (an image); the pin names a deployment `fast` no longer
+    has: nothing the filter skipped, so the deployment that answers is a re-pin, as without the filter."""
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.model)
+        return "a cat"
+
+    router = StepRouter(RouterConfig(tiers={"fast": {"models": [FAST]}, "strong": {"models": [STRONG]}}, default="fast"),
+                        transport=FunctionTransport(answer))
+    router.pin_store.put("t-1", "look", Pin("fast", "openai/gone", "d-0", 0.0))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = router.complete(StepRequest("look", [{"role": "user", "content": [{"type": "text", "text": "what"}, image]}],
+                                         thread="t-1"))
+    assert (result.decision.tier, result.decision.model, result.decision.repinned, answered) == ("fast", FAST, True, [FAST])
+    pin = router.pin_store.get("t-1", "look")
+    assert (pin.tier, pin.model, pin.decision_id, pin.turns, pin.repins) == ("fast", FAST, "d-0", 1, 1)
