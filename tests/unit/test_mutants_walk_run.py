@@ -605,3 +605,24 @@ def test_a_pin_on_a_deployment_its_tier_no_longer_has_moves_to_the_one_that_answ
     assert (result.decision.tier, result.decision.model, result.decision.repinned, answered) == ("fast", FAST, True, [FAST])
     pin = router.pin_store.get("t-1", "look")
     assert (pin.tier, pin.model, pin.decision_id, pin.turns, pin.repins) == ("fast", FAST, "d-0", 1, 1)
+
+
+def test_an_async_capability_move_leaves_the_conversations_pin_on_its_own_tier_and_model():
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.model)
+        return "ok"
+
+    router = StepRouter(RouterConfig(tiers={"fast": {"models": ["openai/gpt-3.5-turbo"]}, "standard": {"models": [FAST]},
+                                            "strong": {"models": [STRONG]}}, default="fast"),
+                        transport=FunctionTransport(answer))
+    text = [{"role": "user", "content": "hello"}]
+    image = [{"role": "user", "content": [{"type": "text", "text": "what"},
+                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    assert asyncio.run(router.acomplete(StepRequest("chat", text, thread="t-1"))).decision.tier == "fast"
+    moved = asyncio.run(router.acomplete(StepRequest("chat", image, thread="t-1")))
+    assert (moved.decision.tier, moved.decision.model, moved.decision.repinned) == ("standard", FAST, False)
+    pin = router.pin_store.get("t-1", "chat")
+    assert (pin.tier, pin.model, pin.repins) == ("fast", "openai/gpt-3.5-turbo", 0)
+    assert answered == ["openai/gpt-3.5-turbo", FAST]
