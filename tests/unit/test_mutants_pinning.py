@@ -16,7 +16,8 @@ from steproute._pin_keeper import PinKeeper, preferred_model, without_warm
 from steproute._plan import StepPlan
 from steproute.pinning import InMemoryPinStore, Pin, PinAction, PinSettings, apply_pin, pin_after, warm_note
 from steproute.policies import FixedPolicy
-from steproute.types import Decision
+from steproute.turns import request_turn
+from steproute.types import Decision, StepRequest
 
 RANK = {"fast": 0, "standard": 1, "advanced": 2}
 MODELS = {"fast": "openai/fast-1", "standard": "openai/standard-1", "advanced": "openai/advanced-1"}
@@ -587,3 +588,19 @@ def test_a_turn_pin_followed_without_the_calls_messages_is_made_with_no_turn(syn
     out, action = keeper.follow(turn_plan, d) if sync else asyncio.run(keeper.afollow(turn_plan, d))
     assert (out.tier, action.made, action.held.turn) == ("fast", True, None)
     assert keeper.store.get("t1", "answer").turn is None
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_racing_first_turn_pin_of_the_same_turn_wins_and_the_call_follows_it(sync):
+    request = StepRequest("answer", [{"role": "user", "content": "book a table"}], thread="t1")
+    other = Pin("advanced", MODELS["advanced"], "d-other", 1.0, turn=request_turn(request))
+    store = RacingStore(other)
+    keeper = PinKeeper(store, RANK)
+    d = decided("fast")
+    turn_plan = plan("turn")
+    decision, action = (keeper.follow(turn_plan, d, request) if sync
+                        else asyncio.run(keeper.afollow(turn_plan, d, request)))
+    assert (decision.tier, decision.pinned, decision.reason) == (
+        "advanced", True, "pinned for this turn: tier 'advanced' (turn, group 'answer') by d-other")
+    assert action is not None and action.held == other and not action.made
+    assert store.get("t1", "answer") == other
