@@ -406,19 +406,24 @@ def test_decide_says_a_latency_move_once_in_the_log(caplog):
         f"steproute: step 's': {note} (logged once)"]
 
 
-def test_async_routing_says_when_the_pin_keeps_a_call_on_a_tier_over_the_runs_deadline(caplog):
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_routing_says_when_the_pin_keeps_a_call_on_a_tier_over_the_runs_deadline(caplog, asynchronous):
     book = LatencyBook(TIERS, clock=lambda: 0.0, wall_clock=lambda: 5000.0)
     book.observe("fast", "m", TOTAL, 0.4, now=0.0)
     p = Planner(RouterConfig(tiers=mock_tiers(), default="fast"), lambda tier: tier, lambda tier, messages, n: "",
                 latency=book)
 
-    async def follow(plan, decision, request):  # the thread's pin holds the call on `fast`
+    def follow(plan, decision, request):  # the thread's pin holds the call on `fast`
         return replace(decision, tier="fast", policy="pin", pinned=True, latency_from=None,
                        reason="pinned to tier 'fast'"), None
 
+    async def afollow(plan, decision, request):
+        return follow(plan, decision, request)
+
     request = ask(thread="t-1", metadata={DEADLINE_KEY: 5000.3})  # 300 ms left, fast's p95 is 400 ms
     with caplog.at_level(logging.WARNING, logger="steproute"):
-        decision, _ = asyncio.run(p.arouted(p.plan_of(request), request, follow))
+        decision, _ = (asyncio.run(p.arouted(p.plan_of(request), request, afollow)) if asynchronous
+                       else p.routed(p.plan_of(request), request, follow))
     note = "latency: 'fast' p95 400 ms > the run's deadline (300 ms left), kept by the pin"
     assert (decision.tier, decision.reason) == ("fast", f"pinned to tier 'fast'; {note}")
     assert f"steproute: step 's': {note} (logged once)" in [r.getMessage() for r in caplog.records]
