@@ -427,3 +427,22 @@ def test_routing_says_when_the_pin_keeps_a_call_on_a_tier_over_the_runs_deadline
     note = "latency: 'fast' p95 400 ms > the run's deadline (300 ms left), kept by the pin"
     assert (decision.tier, decision.reason) == ("fast", f"pinned to tier 'fast'; {note}")
     assert f"steproute: step 's': {note} (logged once)" in [r.getMessage() for r in caplog.records]
+
+
+def test_what_an_online_policy_says_after_the_walk_is_logged_once_per_step_and_note(caplog):
+    never = [{"when": {"keywords": ["prove"]}, "tier": "strong"}]
+    p = Planner(RouterConfig(tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini"}]},
+                                    "strong": {"models": [{"model": "openai/gpt-4o"}]}},
+                             default={"policy": "bandit", "explore": 0},
+                             steps={"s": {"policy": "rules", "rules": never}, "t": {"policy": "rules", "rules": never}}),
+                str, lambda tier, messages, n: "")
+    note = "bandit: feedback on this call is learnt for tier 'strong', which answered (decided 'fast')"
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for step in ("s", "t", "s", "t"):
+            request = ask(step)
+            plan = p.plan_of(request)
+            decision = p.decide(plan, request)
+            answered = p.answered(plan, replace(decision, tier="strong"))
+            assert answered.reason == f"{decision.reason}; {note}"
+    assert [r.getMessage() for r in caplog.records if "feedback" in r.getMessage()] == [
+        f"step 's': {note} (logged once)", f"step 't': {note} (logged once)"]
