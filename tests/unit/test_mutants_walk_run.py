@@ -626,3 +626,28 @@ def test_an_async_capability_move_leaves_the_conversations_pin_on_its_own_tier_a
     pin = router.pin_store.get("t-1", "chat")
     assert (pin.tier, pin.model, pin.repins) == ("fast", "openai/gpt-3.5-turbo", 0)
     assert answered == ["openai/gpt-3.5-turbo", FAST]
+
+
+def test_a_speculative_call_restarted_on_a_stronger_tier_tries_the_conversations_deployment_first_there_too():
+    """As above, but the walk restarts at `strong`, which also has FAST2: the restarted decision is
+    at `strong`, so the deployment that served the conversation last goes first there."""
+    answered: list[tuple[str, str]] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append((call.tier, call.model))
+        return f"{call.tier}:{call.model}"
+
+    router = StepRouter(RouterConfig(
+        tiers={"fast": {"models": [FAST, FAST2]}, "standard": {"models": ["openai/gpt-3.5-turbo"]},
+               "strong": {"models": [STRONG, FAST2]}},
+        default="fast", steps={"describe": {
+            "policy": "cascade", "tiers": ["fast", "standard", "strong"], "speculative": True,
+            "pinning": {"mode": "reevaluate", "after_seconds": 1},
+            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
+        transport=FunctionTransport(answer))
+    router.pin_store.put("t-1", "describe", Pin("fast", FAST2, "d-0", time.time() - 100))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
+    assert (result.decision.tier, result.decision.model, answered) == ("strong", FAST2, [("strong", FAST2)])
+    assert "it cannot serve the call: tier 'strong'" in result.decision.reason
