@@ -446,3 +446,29 @@ def test_what_an_online_policy_says_after_the_walk_is_logged_once_per_step_and_n
             assert answered.reason == f"{decision.reason}; {note}"
     assert [r.getMessage() for r in caplog.records if "feedback" in r.getMessage()] == [
         f"step 's': {note} (logged once)", f"step 't': {note} (logged once)"]
+
+
+def test_an_experiment_arms_plan_keeps_the_kind_the_call_declared():
+    p = planner(steps={"answer": "standard"},
+                experiment={"name": "x", "steps": ["answer"], "arms": {"a": None, "b": "advanced"}, "unit": "thread"})
+    for thread in ("t-1", "t-2", "t-3", "t-4"):
+        plan = p.plan_of(ask("answer", kind="chat", thread=thread))
+        assert plan.arm is not None and plan.arm.assigned and plan.kind == "chat"
+
+
+def test_a_decision_no_policy_made_is_not_handed_to_the_default_online_policy():
+    """A step with its own policy (rules) over a bandit default: a pin's or a guard's decision is
+    neither policy's, so the bandit is not told which tier answered it."""
+    p = Planner(RouterConfig(tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini"}]},
+                                    "strong": {"models": [{"model": "openai/gpt-4o"}]}},
+                             default={"policy": "bandit", "explore": 0},
+                             steps={"s": {"policy": "rules", "rules": [{"when": {"keywords": ["prove"]}, "tier": "strong"}]}}),
+                str, lambda tier, messages, n: "")
+    request = ask("s")
+    plan = p.plan_of(request)
+    decision = p.decide(plan, request)
+    assert p.decider(plan, decision) is p.default                     # the rules missed: the bandit decided
+    for policy in ("pin", "guard"):
+        other = replace(decision, policy=policy, tier="strong", reason="pinned to tier 'strong'")
+        assert p.decider(plan, other) is None
+        assert p.answered(plan, other).reason == "pinned to tier 'strong'"
