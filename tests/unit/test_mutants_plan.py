@@ -472,3 +472,15 @@ def test_a_decision_no_policy_made_is_not_handed_to_the_default_online_policy():
         other = replace(decision, policy=policy, tier="strong", reason="pinned to tier 'strong'")
         assert p.decider(plan, other) is None
         assert p.answered(plan, other).reason == "pinned to tier 'strong'"
+
+
+def test_an_experiment_arms_policy_without_a_match_asks_the_default():
+    p = planner(default="standard", steps={"answer": "fast"},
+                experiment={"name": "x", "steps": ["answer"], "unit": "thread", "split": {"c": 0, "a": 1},
+                            "arms": {"c": None, "a": {"policy": "rules", "rules": NEVER}}})
+    request = ask("answer", thread="t-1")
+    plan = p.plan_of(request)
+    decision = p.decide(plan, request)
+    assert (plan.arm.arm, plan.policy_is_default) == ("a", False)
+    assert (decision.tier, decision.policy, decision.reason) == (
+        "standard", "fixed", "experiment 'x', arm 'a': step policy had no match; default: fixed tier 'standard'")
