@@ -588,15 +588,16 @@ def test_a_speculative_call_restarted_on_its_tier_still_tries_the_conversations_
 
 
 def test_a_pin_on_a_deployment_its_tier_no_longer_has_moves_to_the_one_that_answered_a_checked_call():
-    """The capability filter checks the call (an image); the pin names a deployment `fast` no longer
-    has: nothing the filter skipped, so the deployment that answers is a re-pin, as without the filter."""
+    """The capability filter leaves out a deployment of `fast` (an image); the pin names one `fast` no
+    longer has: nothing the filter skipped, so the deployment that answers is a re-pin, as without the filter."""
     answered: list[str] = []
 
     def answer(call: TierCall) -> str:
         answered.append(call.model)
         return "a cat"
 
-    router = StepRouter(RouterConfig(tiers={"fast": {"models": [FAST]}, "strong": {"models": [STRONG]}}, default="fast"),
+    router = StepRouter(RouterConfig(tiers={"fast": {"models": [FAST, "openai/gpt-3.5-turbo"]}, "strong": {"models": [STRONG]}},
+                                     default="fast"),  # gpt-3.5-turbo cannot see: the filter keeps fast's first only
                         transport=FunctionTransport(answer))
     router.pin_store.put("t-1", "look", Pin("fast", "openai/gone", "d-0", 0.0))
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
