@@ -12,11 +12,12 @@ from dataclasses import replace
 
 import pytest
 
-from steproute._pin_keeper import PinKeeper, preferred_model
+from steproute._pin_keeper import PinKeeper, preferred_model, without_warm
 from steproute._plan import StepPlan
-from steproute.pinning import InMemoryPinStore, Pin, PinAction, PinSettings, apply_pin, pin_after
+from steproute.pinning import InMemoryPinStore, Pin, PinAction, PinSettings, apply_pin, pin_after, warm_note
 from steproute.policies import FixedPolicy
-from steproute.types import Decision
+from steproute.turns import request_turn
+from steproute.types import Decision, StepRequest
 
 RANK = {"fast": 0, "standard": 1, "advanced": 2}
 MODELS = {"fast": "openai/fast-1", "standard": "openai/standard-1", "advanced": "openai/advanced-1"}
@@ -554,3 +555,52 @@ def test_basestore_put_if_absent_returns_what_the_store_holds_after_the_write(sy
     mine = Pin("fast", "m", "d-1", 1.0)
     out = pins.put_if_absent("t", "g", mine) if sync else asyncio.run(pins.aput_if_absent("t", "g", mine))
     assert out == theirs
+
+
+# -- the warm deployment (the pin's deployment tried first) ---------------------------------------------
+
+
+def test_a_re_evaluated_pin_on_its_tier_adds_the_warm_note_to_the_decisions_reason():
+    d = decided("fast")
+    settings = PinSettings("reevaluate", "answer", after_seconds=1.0)
+    out, _ = apply_pin(d, Pin("fast", "openai/fast-2", "d-0", 0.0), settings, "t1", RANK, 0, 2, 5.0)
+    assert out.reason == ("fixed tier 'fast'; pin re-evaluated; "
+                          "deployment 'openai/fast-2' first (it served this conversation last)")
+    same, _ = apply_pin(d, Pin("fast", MODELS["fast"], "d-0", 0.0), settings, "t1", RANK, 0, 2, 5.0)
+    assert same.reason == "fixed tier 'fast'; pin re-evaluated"  # the tier's first deployment: nothing to say
+
+
+def test_without_warm_takes_only_the_pins_warm_note_off_the_reason():
+    held = Pin("fast", "openai/fast-2", "d-0", 0.0)
+    d = decided("fast")
+    warm = replace(d, reason=f"{d.reason}{warm_note('openai/fast-2')}; needs vision")
+    action = PinAction("t1", PinSettings("reevaluate", "answer", after_seconds=1.0), held, "replace", made=True, carried=True)
+    assert without_warm(warm, action).reason == "fixed tier 'fast'; needs vision"
+    assert without_warm(warm, None) is warm
+    assert without_warm(warm, replace(action, held=None)) is warm
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_turn_pin_followed_without_the_calls_messages_is_made_with_no_turn(sync):
+    keeper = PinKeeper(InMemoryPinStore(), RANK)
+    turn_plan = plan("turn")
+    d = decided("fast")
+    out, action = keeper.follow(turn_plan, d) if sync else asyncio.run(keeper.afollow(turn_plan, d))
+    assert (out.tier, action.made, action.held.turn) == ("fast", True, None)
+    assert keeper.store.get("t1", "answer").turn is None
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_racing_first_turn_pin_of_the_same_turn_wins_and_the_call_follows_it(sync):
+    request = StepRequest("answer", [{"role": "user", "content": "book a table"}], thread="t1")
+    other = Pin("advanced", MODELS["advanced"], "d-other", 1.0, turn=request_turn(request))
+    store = RacingStore(other)
+    keeper = PinKeeper(store, RANK)
+    d = decided("fast")
+    turn_plan = plan("turn")
+    decision, action = (keeper.follow(turn_plan, d, request) if sync
+                        else asyncio.run(keeper.afollow(turn_plan, d, request)))
+    assert (decision.tier, decision.pinned, decision.reason) == (
+        "advanced", True, "pinned for this turn: tier 'advanced' (turn, group 'answer') by d-other")
+    assert action is not None and action.held == other and not action.made
+    assert store.get("t1", "answer") == other

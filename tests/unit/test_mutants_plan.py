@@ -6,12 +6,18 @@ bounds, pin settings or the exact reason a decision carries.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from steproute import ConfigError, Hint, RouterConfig, RoutingError, StepRequest
 from steproute._plan import Planner
+from steproute.guards import PII_THREAD_CHARS
+from steproute.latency import DEADLINE_KEY, TOTAL, LatencyBook
 from steproute.pinning import PinSettings
 from steproute.policies import FixedPolicy
 from tests.conftest import mock_tiers
@@ -317,3 +323,164 @@ def test_without_a_file_relative_artefacts_are_read_from_the_working_directory(t
                           steps={"s": {"policy": "classifier", "artefact": "answer.steproute"}})
     p = Planner(config, lambda tier: tier, lambda tier, messages, n: "")
     assert p.policies["s"].name == "classifier"
+
+
+# -- the async path: what runs off the event loop, what the pin keeper is given ----------------------------
+
+
+def _arouted(p: Planner, request: StepRequest, followed: list[Any]) -> tuple[int, Any, Any]:
+    async def follow(plan, decision, req):
+        followed.append(req)
+        return decision, "the pin's action"
+
+    async def run():
+        return threading.get_ident(), *(await p.arouted(p.plan_of(request), request, follow))
+    return asyncio.run(run())
+
+
+def test_async_routing_asks_a_policy_that_calls_a_model_off_the_event_loop_and_hands_the_request_to_the_pin():
+    asked: list[int] = []
+
+    def ask_model(tier, messages, n):
+        asked.append(threading.get_ident())
+        return "standard"
+
+    config = RouterConfig(tiers=mock_tiers(), default="fast",
+                          steps={"s": {"policy": "llm", "router_tier": "fast", "fallback": "fast"}})
+    p = Planner(config, lambda tier: tier, ask_model)
+    request, followed = ask(thread="t-1"), []
+    loop, decision, action = _arouted(p, request, followed)
+    assert (decision.tier, decision.policy, action) == ("standard", "llm", "the pin's action")
+    assert followed == [request]                        # the turn pin mode reads the call's messages
+    assert len(asked) == 1 and asked[0] != loop         # the model call did not block the event loop
+
+
+def test_async_routing_decides_a_policy_that_calls_no_model_on_the_event_loop(monkeypatch):
+    p = planner(steps={"s": {"policy": "fixed", "tier": "standard"}})
+    request, followed, chose = ask(), [], []
+    policy = p.plan_of(request).policy
+    choose = policy.choose
+    monkeypatch.setattr(policy, "choose", lambda req: (chose.append(threading.get_ident()), choose(req))[1])
+    loop, decision, _ = _arouted(p, request, followed)
+    assert decision.tier == "standard" and followed == [request]
+    assert chose == [loop]
+
+
+def test_the_async_pii_scan_runs_off_the_event_loop_only_for_a_long_input(monkeypatch):
+    p = planner(guards={"pii": {"tier": "standard"}})
+    assert p.pii is not None
+    scanned: list[int] = []
+    detect = type(p.pii).detect
+    monkeypatch.setattr(type(p.pii), "detect", lambda self, req: (scanned.append(threading.get_ident()), detect(self, req))[1])
+
+    def scan(planner_: Planner, text: str) -> tuple[int, Any]:
+        request = ask(text=text, thread="t-1")
+
+        async def run():
+            return threading.get_ident(), await planner_.apii_decision(planner_.plan_of(request), request)
+        return asyncio.run(run())
+
+    mail = "mail ann@example.org "
+    at_limit = mail + "x" * (PII_THREAD_CHARS - len(mail))
+    for text, off_loop in ((at_limit, False), (at_limit + "x", True)):
+        loop, decision = scan(p, text)
+        assert (decision.tier, decision.guard, decision.thread, decision.reason) == (
+            "standard", "pii:email", "t-1", "pii guard: email detected; tier 'standard'")
+        assert (scanned[-1] != loop) is off_loop
+    assert scan(p, "hi")[1] is None and scan(planner(), at_limit + "x")[1] is None
+
+
+def test_decide_says_a_latency_move_once_in_the_log(caplog):
+    book = LatencyBook(TIERS, clock=lambda: 0.0)
+    book.observe("fast", "m", TOTAL, 2.3, now=0.0)
+    book.observe("standard", "m", TOTAL, 0.7, now=0.0)
+    p = Planner(RouterConfig(tiers=mock_tiers(), default="fast",
+                             steps={"s": {"policy": "fixed", "tier": "fast", "max_latency_ms": 1000}}),
+                lambda tier: tier, lambda tier, messages, n: "", latency=book)
+    note = "latency: 'fast' p95 2300 ms > max_latency_ms 1000, moved to 'standard'"
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        decisions = [p.decide(p.plan_of(ask()), ask()) for _ in range(2)]
+    for d in decisions:
+        assert (d.tier, d.latency_from, d.reason) == ("standard", "fast", f"fixed tier 'fast'; {note}")
+    assert [r.getMessage() for r in caplog.records if "latency" in r.getMessage()] == [
+        f"steproute: step 's': {note} (logged once)"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_routing_says_when_the_pin_keeps_a_call_on_a_tier_over_the_runs_deadline(caplog, asynchronous):
+    book = LatencyBook(TIERS, clock=lambda: 0.0, wall_clock=lambda: 5000.0)
+    book.observe("fast", "m", TOTAL, 0.4, now=0.0)
+    p = Planner(RouterConfig(tiers=mock_tiers(), default="fast"), lambda tier: tier, lambda tier, messages, n: "",
+                latency=book)
+
+    def follow(plan, decision, request):  # the thread's pin holds the call on `fast`
+        return replace(decision, tier="fast", policy="pin", pinned=True, latency_from=None,
+                       reason="pinned to tier 'fast'"), None
+
+    async def afollow(plan, decision, request):
+        return follow(plan, decision, request)
+
+    request = ask(thread="t-1", metadata={DEADLINE_KEY: 5000.3})  # 300 ms left, fast's p95 is 400 ms
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        decision, _ = (asyncio.run(p.arouted(p.plan_of(request), request, afollow)) if asynchronous
+                       else p.routed(p.plan_of(request), request, follow))
+    note = "latency: 'fast' p95 400 ms > the run's deadline (300 ms left), kept by the pin"
+    assert (decision.tier, decision.reason) == ("fast", f"pinned to tier 'fast'; {note}")
+    assert f"steproute: step 's': {note} (logged once)" in [r.getMessage() for r in caplog.records]
+
+
+def test_what_an_online_policy_says_after_the_walk_is_logged_once_per_step_and_note(caplog):
+    never = [{"when": {"keywords": ["prove"]}, "tier": "strong"}]
+    p = Planner(RouterConfig(tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini"}]},
+                                    "strong": {"models": [{"model": "openai/gpt-4o"}]}},
+                             default={"policy": "bandit", "explore": 0},
+                             steps={"s": {"policy": "rules", "rules": never}, "t": {"policy": "rules", "rules": never}}),
+                str, lambda tier, messages, n: "")
+    note = "bandit: feedback on this call is learnt for tier 'strong', which answered (decided 'fast')"
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for step in ("s", "t", "s", "t"):
+            request = ask(step)
+            plan = p.plan_of(request)
+            decision = p.decide(plan, request)
+            answered = p.answered(plan, replace(decision, tier="strong"))
+            assert answered.reason == f"{decision.reason}; {note}"
+    assert [r.getMessage() for r in caplog.records if "feedback" in r.getMessage()] == [
+        f"step 's': {note} (logged once)", f"step 't': {note} (logged once)"]
+
+
+def test_an_experiment_arms_plan_keeps_the_kind_the_call_declared():
+    p = planner(steps={"answer": "standard"},
+                experiment={"name": "x", "steps": ["answer"], "arms": {"a": None, "b": "advanced"}, "unit": "thread"})
+    for thread in ("t-1", "t-2", "t-3", "t-4"):
+        plan = p.plan_of(ask("answer", kind="chat", thread=thread))
+        assert plan.arm is not None and plan.arm.assigned and plan.kind == "chat"
+
+
+def test_a_decision_no_policy_made_is_not_handed_to_the_default_online_policy():
+    """A step with its own policy (rules) over a bandit default: a pin's or a guard's decision is
+    neither policy's, so the bandit is not told which tier answered it."""
+    p = Planner(RouterConfig(tiers={"fast": {"models": [{"model": "openai/gpt-4o-mini"}]},
+                                    "strong": {"models": [{"model": "openai/gpt-4o"}]}},
+                             default={"policy": "bandit", "explore": 0},
+                             steps={"s": {"policy": "rules", "rules": [{"when": {"keywords": ["prove"]}, "tier": "strong"}]}}),
+                str, lambda tier, messages, n: "")
+    request = ask("s")
+    plan = p.plan_of(request)
+    decision = p.decide(plan, request)
+    assert p.decider(plan, decision) is p.default                     # the rules missed: the bandit decided
+    for policy in ("pin", "guard"):
+        other = replace(decision, policy=policy, tier="strong", reason="pinned to tier 'strong'")
+        assert p.decider(plan, other) is None
+        assert p.answered(plan, other).reason == "pinned to tier 'strong'"
+
+
+def test_an_experiment_arms_policy_without_a_match_asks_the_default():
+    p = planner(default="standard", steps={"answer": "fast"},
+                experiment={"name": "x", "steps": ["answer"], "unit": "thread", "split": {"c": 0, "a": 1},
+                            "arms": {"c": None, "a": {"policy": "rules", "rules": NEVER}}})
+    request = ask("answer", thread="t-1")
+    plan = p.plan_of(request)
+    decision = p.decide(plan, request)
+    assert (plan.arm.arm, plan.policy_is_default) == ("a", False)
+    assert (decision.tier, decision.policy, decision.reason) == (
+        "standard", "fixed", "experiment 'x', arm 'a': step policy had no match; default: fixed tier 'standard'")

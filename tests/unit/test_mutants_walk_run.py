@@ -536,3 +536,119 @@ def test_a_pinned_model_is_preferred_only_on_the_pinned_tier():
     escalated = seen.router.complete(ask(thread="t1"))  # follows the pin, is rejected, escalates
     assert (escalated.decision.tier, escalated.decision.model) == ("strong", STRONG)
     assert [(c.tier, c.model) for c in seen.transport.calls][-2:] == [("fast", FAST), ("strong", STRONG)]
+
+
+def test_a_speculative_start_that_picks_a_tier_that_cannot_serve_the_call_and_none_above_can_restarts_where_it_began():
+    """The start policy picks `standard` (gpt-3.5-turbo cannot see), no stronger cascade tier is left:
+    the walk begins again at the speculative call's tier, and the reason says so."""
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.tier)
+        return f"{call.tier}:{call.model}"
+
+    router = StepRouter(RouterConfig(
+        tiers={"fast": {"models": [FAST]}, "standard": {"models": ["openai/gpt-3.5-turbo"]}, "strong": {"models": [STRONG]}},
+        default="fast", steps={"describe": {
+            "policy": "cascade", "tiers": ["fast", "standard"], "speculative": True,
+            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
+        transport=FunctionTransport(answer))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, image]}])))
+    assert (result.decision.tier, result.decision.model, result.completion.content) == ("fast", FAST, f"fast:{FAST}")
+    assert "speculative: rules picked 'standard', the 'fast' call was cancelled; it cannot serve the call: tier 'fast'" \
+        in result.decision.reason
+    assert answered == ["fast"]
+
+
+def test_a_speculative_call_restarted_on_its_tier_still_tries_the_conversations_deployment_first():
+    """A re-evaluated pin kept on `fast` (its deployment, FAST2, served the conversation last): the
+    speculative call is cancelled, the walk restarts at `fast`, and FAST2 is tried first again."""
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.model)
+        return f"{call.tier}:{call.model}"
+
+    router = StepRouter(RouterConfig(
+        tiers={"fast": {"models": [FAST, FAST2]}, "standard": {"models": ["openai/gpt-3.5-turbo"]},
+               "strong": {"models": [STRONG]}},
+        default="fast", steps={"describe": {
+            "policy": "cascade", "tiers": ["fast", "standard"], "speculative": True,
+            "pinning": {"mode": "reevaluate", "after_seconds": 1},
+            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
+        transport=FunctionTransport(answer))
+    router.pin_store.put("t-1", "describe", Pin("fast", FAST2, "d-0", time.time() - 100))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
+    assert (result.decision.tier, result.decision.model, answered) == ("fast", FAST2, [FAST2])
+    assert "it cannot serve the call: tier 'fast'" in result.decision.reason
+
+
+def test_a_pin_on_a_deployment_its_tier_no_longer_has_moves_to_the_one_that_answered_a_checked_call():
+    """The capability filter leaves out a deployment of `fast` (an image); the pin names one `fast` no
+    longer has: nothing the filter skipped, so the deployment that answers is a re-pin, as without the filter."""
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.model)
+        return "a cat"
+
+    router = StepRouter(RouterConfig(tiers={"fast": {"models": [FAST, "openai/gpt-3.5-turbo"]}, "strong": {"models": [STRONG]}},
+                                     default="fast"),  # gpt-3.5-turbo cannot see: the filter keeps fast's first only
+                        transport=FunctionTransport(answer))
+    router.pin_store.put("t-1", "look", Pin("fast", "openai/gone", "d-0", 0.0))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = router.complete(StepRequest("look", [{"role": "user", "content": [{"type": "text", "text": "what"}, image]}],
+                                         thread="t-1"))
+    assert (result.decision.tier, result.decision.model, result.decision.repinned, answered) == ("fast", FAST, True, [FAST])
+    pin = router.pin_store.get("t-1", "look")
+    assert (pin.tier, pin.model, pin.decision_id, pin.turns, pin.repins) == ("fast", FAST, "d-0", 1, 1)
+
+
+def test_an_async_capability_move_leaves_the_conversations_pin_on_its_own_tier_and_model():
+    answered: list[str] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append(call.model)
+        return "ok"
+
+    router = StepRouter(RouterConfig(tiers={"fast": {"models": ["openai/gpt-3.5-turbo"]}, "standard": {"models": [FAST]},
+                                            "strong": {"models": [STRONG]}}, default="fast"),
+                        transport=FunctionTransport(answer))
+    text = [{"role": "user", "content": "hello"}]
+    image = [{"role": "user", "content": [{"type": "text", "text": "what"},
+                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    assert asyncio.run(router.acomplete(StepRequest("chat", text, thread="t-1"))).decision.tier == "fast"
+    moved = asyncio.run(router.acomplete(StepRequest("chat", image, thread="t-1")))
+    assert (moved.decision.tier, moved.decision.model, moved.decision.repinned) == ("standard", FAST, False)
+    pin = router.pin_store.get("t-1", "chat")
+    assert (pin.tier, pin.model, pin.repins) == ("fast", "openai/gpt-3.5-turbo", 0)
+    assert answered == ["openai/gpt-3.5-turbo", FAST]
+
+
+def test_a_speculative_call_restarted_on_a_stronger_tier_tries_the_conversations_deployment_first_there_too():
+    """As above, but the walk restarts at `strong`, which also has FAST2: the restarted decision is
+    at `strong`, so the deployment that served the conversation last goes first there."""
+    answered: list[tuple[str, str]] = []
+
+    def answer(call: TierCall) -> str:
+        answered.append((call.tier, call.model))
+        return f"{call.tier}:{call.model}"
+
+    router = StepRouter(RouterConfig(
+        tiers={"fast": {"models": [FAST, FAST2]}, "standard": {"models": ["openai/gpt-3.5-turbo"]},
+               "strong": {"models": [STRONG, FAST2]}},
+        default="fast", steps={"describe": {
+            "policy": "cascade", "tiers": ["fast", "standard", "strong"], "speculative": True,
+            "pinning": {"mode": "reevaluate", "after_seconds": 1},
+            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
+        transport=FunctionTransport(answer))
+    router.pin_store.put("t-1", "describe", Pin("fast", FAST2, "d-0", time.time() - 100))
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+        {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
+    assert (result.decision.tier, result.decision.model, answered) == ("strong", FAST2, [("strong", FAST2)])
+    assert "it cannot serve the call: tier 'strong'" in result.decision.reason

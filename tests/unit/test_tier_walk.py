@@ -230,3 +230,10 @@ def test_every_note_and_every_refusal_kind_that_let_the_call_through_is_in_the_r
     reason = walk.answered(_decision(), "m/strong").reason
     assert reason.startswith("rules: short; first note; second note; tier 'fast' → 'standard' failed")
     assert reason.endswith("; fallback_on lists 'auth'; fallback_on lists 'bad_request')")
+
+
+def test_tiers_that_cannot_serve_the_call_are_left_out_of_the_chain_and_the_pool():
+    rules = walk_rules("fast", TIERS, 2, fallback="stronger", skip=("standard",))
+    assert (rules.chain, rules.pool, rules.error_moves) == (("fast", "strong"), ("fast", "strong"), 2)
+    cascade = walk_rules("fast", TIERS, 2, cascade=TIERS, skip=("fast",))
+    assert (cascade.chain, cascade.pool) == (("fast", "standard", "strong"), ("standard", "strong"))
