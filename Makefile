@@ -144,8 +144,8 @@ bench: $(STAMP)
 # the 2 cores (AGENT_THREADS=1); an idle machine is faster. Lower AGENT_*_TASKS for a shorter run.
 # A quick run: `python benchmarks/agent.py --workload gsm8k --tasks 5 --json`.
 .PHONY: bench-agent
-AGENT_GSM8K_TASKS ?= 20
-AGENT_BFCL_TASKS ?= 20
+AGENT_GSM8K_TASKS ?= 4
+AGENT_BFCL_TASKS ?= 10
 AGENT_THREADS ?= 2
 # model answers kept across runs (a stopped run resumes; `make clean` or deleting it starts afresh)
 AGENT_CACHE ?= .agent-cache/answers.jsonl
