@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -571,18 +572,7 @@ def test_a_speculative_call_restarted_on_its_tier_still_tries_the_conversations_
         answered.append(call.model)
         return f"{call.tier}:{call.model}"
 
-    router = StepRouter(RouterConfig(
-        tiers={"fast": {"models": [FAST, FAST2]}, "standard": {"models": ["openai/gpt-3.5-turbo"]},
-               "strong": {"models": [STRONG]}},
-        default="fast", steps={"describe": {
-            "policy": "cascade", "tiers": ["fast", "standard"], "speculative": True,
-            "pinning": {"mode": "reevaluate", "after_seconds": 1},
-            "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
-        transport=FunctionTransport(answer))
-    router.pin_store.put("t-1", "describe", Pin("fast", FAST2, "d-0", time.time() - 100))
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
-    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
-        {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
+    result = stale_pin_image_call([STRONG], ["fast", "standard"], answer)
     assert (result.decision.tier, result.decision.model, answered) == ("fast", FAST2, [FAST2])
     assert "it cannot serve the call: tier 'fast'" in result.decision.reason
 
@@ -638,17 +628,23 @@ def test_a_speculative_call_restarted_on_a_stronger_tier_tries_the_conversations
         answered.append((call.tier, call.model))
         return f"{call.tier}:{call.model}"
 
+    result = stale_pin_image_call([STRONG, FAST2], ["fast", "standard", "strong"], answer)
+    assert (result.decision.tier, result.decision.model, answered) == ("strong", FAST2, [("strong", FAST2)])
+    assert "it cannot serve the call: tier 'strong'" in result.decision.reason
+
+
+def stale_pin_image_call(strong_models: list[str], cascade: list[str], answer: Callable[[TierCall], Any]) -> Any:
+    """An image call on thread t-1, pinned long ago to fast's FAST2, under a speculative cascade over ``cascade``
+    whose start rule sends "prove" to standard (a tier that cannot take images)."""
     router = StepRouter(RouterConfig(
         tiers={"fast": {"models": [FAST, FAST2]}, "standard": {"models": ["openai/gpt-3.5-turbo"]},
-               "strong": {"models": [STRONG, FAST2]}},
+               "strong": {"models": strong_models}},
         default="fast", steps={"describe": {
-            "policy": "cascade", "tiers": ["fast", "standard", "strong"], "speculative": True,
+            "policy": "cascade", "tiers": cascade, "speculative": True,
             "pinning": {"mode": "reevaluate", "after_seconds": 1},
             "start": {"policy": "rules", "rules": [{"when": {"regex": "prove"}, "tier": "standard"}], "fallback": "fast"}}}),
         transport=FunctionTransport(answer))
     router.pin_store.put("t-1", "describe", Pin("fast", FAST2, "d-0", time.time() - 100))
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
-    result = asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
+    return asyncio.run(router.acomplete(StepRequest("describe", [{"role": "user", "content": [
         {"type": "text", "text": "prove it"}, image]}], thread="t-1")))
-    assert (result.decision.tier, result.decision.model, answered) == ("strong", FAST2, [("strong", FAST2)])
-    assert "it cannot serve the call: tier 'strong'" in result.decision.reason
