@@ -15,18 +15,9 @@ from steproute.policies import ChainPolicy, FixedPolicy, RulesPolicy, build_poli
 from steproute.policies.base import Choice, learn_extra_missing
 from steproute.policy_config import FixedPolicyConfig, RulesPolicyConfig
 from steproute.types import StepRequest
+from tests.unit.test_policies import req
 
 TOOL = {"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {}}}}
-
-
-def req(text: str = "hello", *, turns: int = 1, kind: str | None = None, tools: tuple = (), schema=None,
-        metadata=None) -> StepRequest:
-    messages = []
-    for i in range(turns):
-        messages.append({"role": "user", "content": text if i == turns - 1 else "earlier"})
-        if i < turns - 1:
-            messages.append({"role": "assistant", "content": "ok"})
-    return StepRequest("s", messages, kind=kind, tools=tools, response_schema=schema, metadata=metadata or {})
 
 
 def rules(*rule_list: dict, fallback: str | None = None) -> RulesPolicy:
