@@ -35,13 +35,18 @@ from steproute.evaluation import EvalRow, Outcome
 MIN_ROWS = 4
 """Fewest rows a fold's router is trained on (TF-IDF needs a few documents)."""
 
-__all__ = ["MIN_ROWS", "call_rows", "fold_of", "request_rows", "step_row", "step_tiers", "train_fold_artefacts"]
+__all__ = ["MIN_ROWS", "call_rows", "fold_of", "outside_fold", "request_rows", "step_row", "step_tiers", "train_fold_artefacts"]
 
 
 def fold_of(task_ids: Sequence[str], folds: int) -> dict[str, int]:
     """Each task's fold (round robin in the given order, which is already shuffled)."""
     k = max(1, min(folds, len(task_ids)))
     return {tid: i % k for i, tid in enumerate(task_ids)}
+
+
+def outside_fold(rows: Iterable[EvalRow], fold: Mapping[str, int], k: int) -> list[EvalRow]:
+    """The rows of tasks not in fold ``k`` (what fold ``k``'s router learns from)."""
+    return [r for r in rows if fold.get(str(r.meta.get("task"))) != k]
 
 
 def step_row(workload: str, task_id: str, step: str, kind: str | None, messages: Sequence[Mapping[str, Any]],
@@ -100,7 +105,7 @@ def train_fold_artefacts(rows: Sequence[EvalRow], fold: Mapping[str, int], tiers
 
     out: dict[int, tuple[Path | None, float]] = {}
     for k in sorted(set(fold.values())):
-        train = [r for r in rows if fold.get(str(r.meta.get("task"))) != k]
+        train = outside_fold(rows, fold, k)
         if not train:
             train = list(rows)
             log(f"{name} fold {k}: no other fold to train on; trained on every row (not cross-fitted)")

@@ -47,7 +47,7 @@ from _agent_configs import (
     router_config,
     tier_of_complexity,
 )
-from _agent_learned import call_rows, fold_of, request_rows, step_row, step_tiers, train_fold_artefacts
+from _agent_learned import call_rows, fold_of, outside_fold, request_rows, step_row, step_tiers, train_fold_artefacts
 from _agent_results import ConfigResult, TaskRun, summary_json
 from _agent_run import Runner
 from _agent_workloads import Workload, WorkloadError, load_workload
@@ -155,7 +155,7 @@ def _run_config(config: Configuration, runner: Runner, workload: Workload, fixed
         for task in workload.tasks:
             k = fold[workload.task_id(task)]
             if k not in tables:
-                train = [r for r in rows if fold.get(str(r.meta.get("task"))) != k] or rows
+                train = outside_fold(rows, fold, k) or rows
                 tables[k] = step_tiers(train, TIERS)
                 say(f"  per-step-measured fold {k}: " + ", ".join(f"{s}→{t}" for s, t in sorted(tables[k].items())))
             tiers = tables[k]
