@@ -92,14 +92,19 @@ async def speculate(run: WalkRun) -> asyncio.Task[Completion] | None:
         raise
     choice = policy.from_start(picked)
     rank = run.ctx.rank
-    tier = run.ctx.tiers[min(max(rank[choice.tier], run.plan.low), run.plan.high)]
-    if rank[tier] <= rank[pending.tier]:
-        run.walk.note(f"speculative: {start.name} agreed ({choice.reason})")
+    picked_tier = run.ctx.tiers[min(max(rank[choice.tier], run.plan.low), run.plan.high)]
+    tier = run.servable(picked_tier, pending.tier)
+    if rank[tier] <= rank[pending.tier]:  # agreed, or picked a tier that cannot serve the call and none above it can
+        said = "agreed" if tier == picked_tier else \
+            f"picked {picked_tier!r}, which cannot serve the call; the {pending.tier!r} call goes on"
+        run.walk.note(f"speculative: {start.name} {said} ({choice.reason})")
         return task
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, DispatchError):
         await task
-    run.cancelled(pending, tier, f"speculative: {start.name} picked {tier!r}, the {pending.tier!r} call was cancelled")
+    cannot = f"; it cannot serve the call: tier {tier!r}" if tier != picked_tier else ""
+    run.cancelled(pending, tier,
+                  f"speculative: {start.name} picked {picked_tier!r}, the {pending.tier!r} call was cancelled{cannot}")
     return None
 
 

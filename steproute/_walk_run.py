@@ -228,16 +228,20 @@ class WalkRun:
         if refused:
             tell_once(self.ctx, self.request.step, self.walk.tier, refused, "the tier's next deployment answered")
 
+    def servable(self, tier: str, fallback: str) -> str:
+        """``tier``, or, when the capability filter skips it, the next stronger tier of the walk that can serve
+        the call (``fallback`` when none can)."""
+        if self.capable is None or tier not in self.capable.skip:
+            return tier
+        rank = self.ctx.rank
+        return next((t for t in self.walk.rules.pool if rank[t] > rank[tier]), fallback)
+
     def cancelled(self, pending: Pending, tier: str, note: str) -> None:
         """A speculative call at ``pending.tier`` was cancelled: the walk begins at ``tier``."""
         deployment = self.ctx.dispatcher.first_deployment(pending.tier)
         self.record.attempted(self._at(pending.tier), model=deployment.model, provider=deployment.provider,
                               started_ns=pending.started_ns, error_type="cancelled",
                               attributes={CASCADE_ROLE: "speculative"})
-        if self.capable is not None and tier in self.capable.skip:  # start picked a tier that cannot serve the call
-            rank = self.ctx.rank
-            tier = next((t for t in self.walk.rules.pool if rank[t] > rank[tier]), pending.tier)
-            note += f"; it cannot serve the call: tier {tier!r}"
         self.walk.cancelled(deployment.model, note)
         self.walk.restart_at(tier)
         self.decision = replace(self.decision, tier=tier, model=self.ctx.dispatcher.first_deployment(tier).model)
