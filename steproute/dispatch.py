@@ -334,6 +334,10 @@ class Dispatcher:
     def tier(self, name: str) -> TierClient:
         return self._tiers[name]
 
+    def ask(self, tier: str, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> str:
+        """A short deterministic call through ``tier`` (step ``router``): what the ``llm`` policy routes with."""
+        return self._tiers[tier].complete("router", messages, {"max_tokens": max_tokens, "temperature": 0}).content
+
     def subset(self, tier: str, indices: tuple[int, ...]) -> TierClient:
         """A client of only the deployments of ``tier`` at ``indices`` (those that can serve a
         call, see :mod:`steproute.capabilities`), made once per set."""

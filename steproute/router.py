@@ -8,7 +8,6 @@ come in as :class:`~steproute.types.StepRequest` with OpenAI-format messages.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from steproute import _batch
 from steproute import _walk_drivers as drivers
 from steproute._budget_gate import BudgetGate
-from steproute._call import CallRecord
 from steproute._call_context import CallContext
+from steproute._call_start import CallStart
 from steproute._feedback import deliver_feedback, feedback_entry
-from steproute._pin_keeper import PinKeeper, preferred_model
-from steproute._plan import Planner, StepPlan
-from steproute._walk_run import WalkRun
+from steproute._pin_keeper import PinKeeper
+from steproute._plan import Planner
 from steproute.config import RouterConfig, load_config
 from steproute.decision_capture import open_decision_log
 from steproute.decision_log import DecisionLog
@@ -85,27 +83,38 @@ class StepRouter:
         self.config = config
         self.baseline = config.baseline_tier()
         self._dispatcher = Dispatcher(config, transport)
-        self._baseline_price = self._dispatcher.first_deployment(self.baseline).price
-        self._planner = Planner(config, lambda tier: self._dispatcher.first_deployment(tier).model, self._ask,
-                                self._dispatcher.latency)
+        self._planner = Planner(config, lambda tier: self._dispatcher.first_deployment(tier).model,
+                                self._dispatcher.ask, self._dispatcher.latency)
         self.tiers: tuple[str, ...] = self._planner.tiers
         self._rank, self._plan = self._planner.rank, self._planner.plan
         self.coverage: StepCoverage = self._planner.coverage
         """Which ``steps:`` entries calls have matched (:class:`~steproute.step_coverage.StepCoverage`)."""
-        self._pii = self._planner.pii
+        pii = self._planner.pii
         self._telemetry = Telemetry(tracer_provider, meter_provider, record_content=record_content,
-                                    redact=self._pii.redact if self._pii is not None else None, latency=self._dispatcher.latency)
-        self.decision_log: DecisionLog | None = open_decision_log(config, decision_log)
+                                    redact=pii.redact if pii is not None else None, latency=self._dispatcher.latency)
+        log = open_decision_log(config, decision_log)
         self._pins = PinKeeper(pin_store if pin_store is not None else InMemoryPinStore(
             max_entries=config.pinning.max_threads, ttl_seconds=config.pinning.ttl_seconds),
             self._rank, self._dispatcher.deployments)
-        self.shadow: ShadowRunner | None = shadow_runner(config, self._dispatcher, self.decision_log, meter_provider)
-        self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins, self._baseline_price,
+        self.shadow: ShadowRunner | None = shadow_runner(config, self._dispatcher, log, meter_provider)
+        self._calls = CallContext(config, self.tiers, self._rank, self._dispatcher, self._pins,
+                                  self._dispatcher.first_deployment(self.baseline).price,
                                   self.shadow, self._planner.answered)
         guards = config.guards
         self.budget_store: BudgetStore = budget_store if budget_store is not None else InMemoryBudgetStore()
         self._budget = BudgetGuard.from_config(guards.budgets, self.budget_store) if guards.budgets is not None else None
-        self._gate = BudgetGate(self._budget, self._dispatcher, self._rank, self._calls.capabilities.target)
+        gate = BudgetGate(self._budget, self._dispatcher, self._rank, self._calls.capabilities.target)
+        self._starts = CallStart(self._planner, self._pins, gate, self._calls, self._telemetry, log, blocking_budget=(
+            self._budget is not None and not isinstance(self.budget_store, InMemoryBudgetStore)))
+
+    @property
+    def decision_log(self) -> DecisionLog | None:
+        """Where each call's decision is written as a JSON line (``None``: nowhere)."""
+        return self._starts.decision_log
+
+    @decision_log.setter
+    def decision_log(self, log: DecisionLog | None) -> None:
+        self._starts.decision_log = log
 
     @property
     def pin_store(self) -> PinStore:
@@ -115,10 +124,6 @@ class StepRouter:
     @pin_store.setter
     def pin_store(self, store: PinStore) -> None:
         self._pins.store = store
-
-    def _ask(self, tier: str, messages: Sequence[Mapping[str, Any]], max_tokens: int) -> str:
-        """A short deterministic call through ``tier``: what the ``llm`` policy routes with."""
-        return self._dispatcher.tier(tier).complete("router", messages, {"max_tokens": max_tokens, "temperature": 0}).content
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> StepRouter:
@@ -139,54 +144,13 @@ class StepRouter:
     def route(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """:meth:`decide`, then the conversation's pin: the decision a call follows, and the pin it follows or has just
         made (``None``: no thread, or pinning off). A thread's first pin is written here, before the call is dispatched."""
-        return self._route(self._planner.plan_of(request), request)
-
-    def _route(self, plan: StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        guarded = self._planner.pii_decision(plan, request)
-        if guarded is not None:  # forced, and never pinned: the conversation's pin is for its ordinary calls
-            return guarded, None
-        return self._planner.routed(plan, request, self._pins.follow)  # decide, pin, then say what latency did
+        return self._starts.route(self._planner.plan_of(request), request)
 
     async def aroute(self, request: StepRequest) -> tuple[Decision, PinAction | None]:
         """Async :meth:`route` (the pin store is read with its async API)."""
-        return await self._aroute(self._planner.plan_of(request), request)
+        return await self._starts.aroute(self._planner.plan_of(request), request)
 
-    async def _aroute(self, plan: StepPlan, request: StepRequest) -> tuple[Decision, PinAction | None]:
-        guarded = await self._planner.apii_decision(plan, request)
-        if guarded is not None:
-            return guarded, None
-        return await self._planner.arouted(plan, request, self._pins.afollow)
-
-    # -- calling: plan → route (decide, pin) → budget → walk → record -----------------------
-
-    def _start(self, request: StepRequest, params: Mapping[str, Any]) -> WalkRun:
-        record = CallRecord(self._telemetry, self.decision_log, request)
-        try:
-            plan = self._planner.plan_of(request)
-            decision, action = self._route(plan, request)
-            decision = self._gate.admit(record, plan, request, decision, params)
-        except BaseException as exc:
-            record.failed(exc)
-            raise
-        return self._walk(record, plan, request, decision, action, params)
-
-    async def _astart(self, request: StepRequest, params: Mapping[str, Any]) -> WalkRun:
-        record = CallRecord(self._telemetry, self.decision_log, request)
-        try:
-            plan = self._planner.plan_of(request)
-            decision, action = await self._aroute(plan, request)
-            if self._budget is not None and not isinstance(self.budget_store, InMemoryBudgetStore):
-                decision = await asyncio.to_thread(self._gate.admit, record, plan, request, decision, params)
-            else:
-                decision = self._gate.admit(record, plan, request, decision, params)
-        except BaseException as exc:
-            record.failed(exc)
-            raise
-        return self._walk(record, plan, request, decision, action, params)
-
-    def _walk(self, record: CallRecord, plan: StepPlan, request: StepRequest, decision: Decision,
-              action: PinAction | None, params: Mapping[str, Any]) -> WalkRun:
-        return WalkRun(self._calls, record, plan, request, decision, action, params, preferred_model(action))
+    # -- calling: plan → route (decide, pin) → budget → walk (steproute._call_start) → record -----
 
     def complete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Decide and call. ``params`` are LiteLLM parameters (``tools``, ``temperature``, ...). When every deployment
@@ -196,7 +160,7 @@ class StepRouter:
         Raises:
             DispatchError: every tier the call could use failed.
         """
-        call = self._start(request, params)
+        call = self._starts.start(request, params)
         try:
             return drivers.run(call)
         except BaseException as exc:
@@ -205,7 +169,7 @@ class StepRouter:
 
     async def acomplete(self, request: StepRequest, **params: Any) -> RoutedCompletion:
         """Async :meth:`complete`."""
-        call = await self._astart(request, params)
+        call = await self._starts.astart(request, params)
         try:
             return await drivers.arun(call)
         except BaseException as exc:
@@ -214,13 +178,13 @@ class StepRouter:
 
     def stream(self, request: StepRequest, **params: Any) -> Generator[CompletionChunk | StreamSummary, None, None]:
         """Decide and stream: chunks, then one :class:`StreamSummary` (a cascade's judged attempts buffered, the last live)."""
-        call = self._start(request, params)
+        call = self._starts.start(request, params)
         yield from drivers.stream(call)
 
     async def astream(self, request: StepRequest, **params: Any
                       ) -> AsyncGenerator[CompletionChunk | StreamSummary, None]:
         """Async :meth:`stream`."""
-        call = await self._astart(request, params)
+        call = await self._starts.astart(request, params)
         items = drivers.astream(call)
         try:
             async for item in items:
@@ -251,8 +215,8 @@ class StepRouter:
             plan.policy, CascadePolicy)
 
     def _batch_calls(self, params: Mapping[str, Any]) -> _batch.BatchCalls:
-        return _batch.BatchCalls(self.runs_in_phases, lambda r: self._start(r, params),
-                                 lambda r: self._astart(r, params), lambda r: self.complete(r, **params),
+        return _batch.BatchCalls(self.runs_in_phases, lambda r: self._starts.start(r, params),
+                                 lambda r: self._starts.astart(r, params), lambda r: self.complete(r, **params),
                                  lambda r: self.acomplete(r, **params))
 
     def feedback(self, decision_id: str, quality: float, **extra: Any) -> None:
