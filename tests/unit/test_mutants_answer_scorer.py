@@ -34,6 +34,7 @@ log1p = math.log1p
     ("<<((-4*5))=-20>>", (1, 0)), ("<<((-4*5))=20>>", (1, 1)),
     ("<<((+4*5))=20>>", (0, 0)),  # unary plus is not read
     ("<<((1e3*2))=2000>>", (0, 0)),  # exponent notation is not arithmetic here
+    ("<<((2**3))=8>>", (0, 0)), ("<<((7//2))=3>>", (0, 0)), ("<<()=5>>", (0, 0)),  # nor powers, floor division, tuples
     ("<<((1/0))=0>>", (0, 0)), ("<<((4*))=20>>", (0, 0)), ("<<((a*5))=20>>", (0, 0)),
     ("<<((1,000*2))=2000>>", (1, 0)), ("<<((1,00*2))=200>>", (0, 0)),
     ("<<(($4*5))=20>>", (1, 0)), ("<<((50%*2))=100>>", (1, 0)),
@@ -44,6 +45,7 @@ log1p = math.log1p
     ("<<((1-1))=0.011>>", (1, 0)), ("<<((1-1))=0.0111>>", (1, 1)),
     ("<<((20000000+15))=20000000>>", (1, 0)), ("<<((20000000+50))=20000000>>", (1, 1)),
     ("<<((-20000000-15))=-20000000>>", (1, 0)),
+    ("<<((1000000+1))=1000000>>", (1, 0)), ("<<((1000000+1.5))=1000000>>", (1, 1)),  # exactly a millionth is right
     # a calculation that cannot be read is passed over, not the end of reading
     ("<<((a*5))=20>> and <<((2+2))=4>>", (1, 0)), ("<<((4*5))=x>> <<((2+2))=5>> <<((1+1))=3>>", (2, 2)),
     ("So 4 x 20 = 80 and 80 + 5 = 86.", (2, 1)),
@@ -102,6 +104,12 @@ def test_the_final_answer_is_the_last_one_stated():
     assert answer_features("", "no final answer, 5 5")[repeated] == 0.0
 
 
+def test_the_questions_numbers_are_found_in_the_answer_with_or_without_thousands_commas():
+    used = FEATURES.index("question_numbers_used")
+    assert answer_features("Sell 1,250 or 7,000 pears?", "1,250 pears")[used] == 0.5
+    assert answer_features("Sell 1250 or 7000 pears?", "7,000 pears")[used] == 0.5
+
+
 def test_short_and_empty_answers_and_questions():
     assert answer_features("5", "5") == pytest.approx([
         0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, log1p(1), log1p(1), 1.0, log1p(1), 0.0, 0.0, 100.0, 0.0, 0.0])
@@ -128,8 +136,8 @@ def test_the_probability_is_the_logistic_of_the_standardised_features():
     z = 0.5 + 3.0 * (0.0 - 0.5) / 2.0 - 1.0 * (log1p(len(QUESTION)) - 0.5) / 2.0
     assert s.probability(QUESTION, ANSWER) == pytest.approx(1 / (1 + math.exp(-z)), rel=1e-12)
     # clamped at ±50: a very sure scorer does not overflow
-    assert scorer(-800.0).probability("q", "a") == pytest.approx(1 / (1 + math.exp(50.0)), rel=1e-9)
-    assert scorer(-50.5).probability("q", "a") == pytest.approx(1 / (1 + math.exp(50.0)), rel=1e-9)
+    assert scorer(-800.0).probability("q", "a") == pytest.approx(1 / (1 + math.exp(50.0)), rel=1e-9, abs=0)
+    assert scorer(-50.5).probability("q", "a") == pytest.approx(1 / (1 + math.exp(50.0)), rel=1e-9, abs=0)
     assert scorer(800.0).probability("q", "a") == 1.0
     short = AnswerScorer((0.0,) * 15, (1.0,) * 15, (0.0,) * 15, 0.0, 0.5, {})
     with pytest.raises(ValueError):
@@ -197,3 +205,34 @@ def test_a_scorer_trained_on_other_features_is_refused_naming_the_file(tmp_path:
     path = save("arithmetic_wrong_any", n)  # a name, not a list
     with pytest.raises(ArtefactError, match=message(path, 0)):
         AnswerScorer.load(path)
+
+
+def _cascade_arrays(n: int = len(FEATURES)) -> dict[str, np.ndarray]:
+    return {"mean": np.zeros(n), "scale": np.ones(n), "coef": np.zeros(n), "intercept": np.array([0.0])}
+
+
+def test_an_artefact_of_another_kind_is_refused_naming_the_file(tmp_path: Path):
+    path = tmp_path / "e.steproute"
+    meta = {"labels": ["cheap", "strong"], "threshold": 0.5, "features": list(FEATURES), "members": []}
+    save_artefact(Artefact("ensemble", meta, _cascade_arrays()), path)
+    with pytest.raises(ArtefactError, match=f"^{path}: a 'ensemble' artefact, not a 'cascade' one$"):
+        AnswerScorer.load(path)
+
+
+def test_content_that_does_not_fit_the_scorer_is_an_error_naming_the_file(tmp_path: Path):
+    path = tmp_path / "c.steproute"
+    meta = {"labels": ["cheap", "strong"], "threshold": 0.5, "features": list(FEATURES), "length_scale": "long"}
+    save_artefact(Artefact("cascade", meta, _cascade_arrays()), path)
+    with pytest.raises(ArtefactError, match=f"^{path}: the artefact does not fit its policy \\(ValueError: "):
+        AnswerScorer.load(path)
+
+
+def test_a_plain_install_is_told_the_scorer_needs_the_learn_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "steproute.policies._artefact")
+    monkeypatch.setitem(sys.modules, "numpy", None)  # the artefact module's `import numpy` fails as without numpy
+    with pytest.raises(ImportError) as caught:
+        AnswerScorer.load(tmp_path / "c.steproute")
+    assert str(caught.value) == "signal 'scorer' needs the 'learn' extra (numpy is not installed): pip install 'steproute[learn]'"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -16,7 +16,7 @@ import pytest
 
 from steproute.evaluation import Target
 from steproute.evaluation._cascade_routing_train import train_cascade_routing
-from steproute.policies._artefact import Artefact, save_artefact
+from steproute.policies._artefact import Artefact, ArtefactError, save_artefact
 from steproute.policies.answer_scorer import ArithmeticSignal
 from steproute.policies.base import Choice
 from steproute.policies.cascade_value import CascadeRoutingPolicy, QualityModel, accepts, mixed, start_tier, start_values
@@ -81,6 +81,9 @@ def test_the_value_of_each_start_worked_out_by_hand():
     # E0 = 0.25 (0.5 + 0.5 · 0.44) + 0.75 · 0.5 - 0.5 · 0.1 = 0.505
     values = start_values(np.array([0.5, 0.6, 0.9]), np.array([0.1, 0.4, 1.0]), lam=0.5, kappa=0.25)
     np.testing.assert_allclose(values, [0.505, 0.44, 0.4], rtol=1e-12)
+    # the strongest tier's cost need not be 1: E1 = 0.9 - 0.5 · 2; E0 = max(0.5, -0.1) - 0.5 · 0.1
+    np.testing.assert_allclose(start_values(np.array([0.5, 0.9]), np.array([0.1, 2.0]), lam=0.5, kappa=0.0),
+                               [0.45, -0.1], rtol=1e-12)
     # escalating is worth less than nothing: the check counts it as 0, not as its negative value
     np.testing.assert_allclose(start_values(np.array([0.3, 0.2]), np.array([0.1, 1.0]), lam=1.0, kappa=0.5),
                                [0.2, -0.8], rtol=1e-12)
@@ -134,10 +137,14 @@ def test_the_mix_is_a_logistic_of_the_two_logits():
     want = 1 / (1 + math.exp(-(2.0 * logit(0.8) - 1.0 * logit(0.3) + 0.5)))
     assert float(mixed(np.array([2.0, -1.0, 0.5]), 0.8, 0.3)) == pytest.approx(want, rel=1e-12)
     # probabilities of 0 and 1 are clipped at 1e-6 from the ends
-    assert float(mixed(np.array([1.0, 0.0, 0.0]), 0.0, 0.5)) == pytest.approx(1e-6, rel=1e-9)
+    assert float(mixed(np.array([1.0, 0.0, 0.0]), 0.0, 0.5)) == pytest.approx(1e-6, rel=1e-9, abs=0)
     assert float(mixed(np.array([1.0, 0.0, 0.0]), 1.0, 0.5)) == pytest.approx(1 - 1e-6, rel=1e-12)
     assert float(mixed(np.array([0.0, 1.0, 0.0]), 0.5, 2.0)) == pytest.approx(1 - 1e-6, rel=1e-12)
     assert float(mixed(np.array([0.0, 1.0, 0.0]), 0.5, 1)) == pytest.approx(1 - 1e-6, rel=1e-12)
+    # single-precision estimates are read in double precision (float32's 0.3 is 0.30000001192…)
+    for scorer, pre in ((np.float32(0.3), 0.5), (0.5, np.float32(0.3))):
+        mix = np.array([1.0, 0.0, 0.0]) if pre == 0.5 else np.array([0.0, 1.0, 0.0])
+        assert float(mixed(mix, scorer, pre)) == pytest.approx(float(np.float32(0.3)), rel=1e-12, abs=0)
 
 
 # -- the policy ---------------------------------------------------------------------------------------
@@ -161,6 +168,14 @@ def test_the_policy_keeps_its_settings():
     assert (p.lam, p.kappa, p.combine, p.max_concurrency) == (1.0, 0.0, "any", 3)
     assert [s.name for s in p.signals] == ["hedging"]
     assert policy([0.5] * 3).max_concurrency == 8 and policy([0.5] * 3).combine == "all"
+
+
+def test_an_estimator_that_gives_other_tiers_than_the_cascades_is_an_error_not_a_choice():
+    model = QualityModel(np.array([0.1, 0.4, 1.0]), *(np.array([IDENTITY] * 4),) * 2, np.array([IDENTITY] * 2),
+                         np.array([IDENTITY] * 2), np.zeros((2, 3)))
+    p = CascadeRoutingPolicy(TIERS, Fixed([0.9, 0.1, 0.1, 0.1]), Scorer(0.5), model, lam=0.1, kappa=0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        p.choose(ask())
 
 
 def test_a_cheap_start_says_its_value_word_for_word():
@@ -237,6 +252,27 @@ def test_a_signal_that_rejects_is_the_verdict_and_one_that_passes_leaves_it_to_t
     assert right.reason.startswith("estimated quality 0.43 (scorer 0.6) >= ")
 
 
+def test_the_signals_are_given_the_request_and_the_probe():
+    from steproute.policies.confidence import JudgeSignal, SchemaSignal
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    request = StepRequest("s", [{"role": "user", "content": "n?"}], response_schema=schema)
+    p = policy([0.1, 0.8, 0.85], signals=(SchemaSignal(),))
+    assert p.judge(request, Answer('{"n": "two"}'), On("mid")).reason == "schema=0; schema below threshold"
+    assert p.judge(request, Answer('{"n": 2}'), On("mid")).reason.startswith("estimated quality 0.43 (scorer 0.6) >= ")
+
+    class Judging(On):
+        def ask(self, tier: str, messages: Any, max_tokens: int) -> str:
+            return self.reply
+
+    probe = Judging("mid")
+    probe.reply = "no"  # type: ignore[attr-defined]
+    judged = policy([0.1, 0.8, 0.85], signals=(JudgeSignal("fast"),))
+    assert judged.judge(request, Answer('{"n": 2}'), probe).reason == "judge=0; judge below threshold"
+    probe.reply = "yes"  # type: ignore[attr-defined]
+    assert judged.judge(request, Answer('{"n": 2}'), probe).accepted is True
+
+
 def test_estimates_are_made_once_per_request_until_256_others_were_decided():
     p = policy([0.1, 0.8, 0.85])
     estimator: Fixed = p.estimator  # type: ignore[assignment]
@@ -288,6 +324,11 @@ def test_an_artefact_gives_its_labels_lambda_kappa_and_arrays(artefact_path: Pat
     part = {k.partition(".")[2]: v for k, v in a.items() if k.startswith("classifier.")}
     classifier = ClassifierPolicy(Artefact("classifier", meta["classifier"], part))
     np.testing.assert_array_equal(p.estimator.scores(ask()), classifier.scores(ask()))  # type: ignore[attr-defined]
+    # an array's name is what follows its part's prefix, dots and all
+    extra = Artefact(artefact.policy, meta, {**a, "scorer.old.intercept": np.array([5.0]), "classifier.old.coef": a["costs"]})
+    kept = CascadeRoutingPolicy.of(extra)
+    assert kept.scorer.intercept == float(a["scorer.intercept"][0])
+    np.testing.assert_array_equal(kept.estimator.scores(ask()), p.estimator.scores(ask()))  # type: ignore[attr-defined]
     given = CascadeRoutingPolicy.of(artefact, ("fast", "strong"), lam=0.75, signals=(HedgingSignal(),), combine="any")
     assert (given.tiers, given.lam, given.kappa, given.combine) == (("fast", "strong"), 0.75, p.kappa, "any")
     assert [s.name for s in given.signals] == ["hedging"]
@@ -299,3 +340,13 @@ def test_load_passes_its_tiers_lambda_signals_and_combine_on(artefact_path: Path
     assert (p.tiers, p.lam, p.combine, [s.name for s in p.signals]) == (("fast", "strong"), 0.75, "any", ["hedging"])
     default = CascadeRoutingPolicy.load(str(artefact_path))
     assert default.tiers == ("cheap", "strong") and default.combine == "all" and default.signals == ()
+
+
+def test_load_refuses_another_kind_and_names_the_file_when_the_content_does_not_fit(artefact_path: Path, tmp_path: Path):
+    other = tmp_path / "e.steproute"
+    save_artefact(Artefact("ensemble", {"labels": ["cheap", "strong"], "threshold": 0.5, "members": []}, {}), other)
+    with pytest.raises(ArtefactError, match=f"^{other}: a 'ensemble' artefact, not a 'cascade_routing' one$"):
+        CascadeRoutingPolicy.load(str(other))
+    with pytest.raises(ArtefactError, match=f"^{artefact_path}: the artefact does not fit its policy \\(ValueError: "
+                                            "the quality model covers 2 tiers; the cascade has 3\\)$"):
+        CascadeRoutingPolicy.load(str(artefact_path), TIERS)
