@@ -169,3 +169,59 @@ def test_load_takes_the_tiers_and_threshold_given(tmp_path):
         from steproute.policies.semantic import SemanticPolicy
 
         SemanticPolicy.load(path)
+    with pytest.raises(ArtefactError) as info:  # the policy's own error on the content, with the file's name
+        KnnPolicy.load(path, ["a", "b", "c"])
+    assert str(info.value) == (f"{path}: the artefact does not fit its policy (ValueError: the artefact estimates 2 tiers "
+                               "(fast, strong); 3 given (a, b, c))")
+
+
+def test_load_refuses_an_artefact_of_another_kind(tmp_path):
+    path = tmp_path / "other.steproute"
+    meta = {k: v for k, v in BASE_META.items() if k != "labels"}
+    save_artefact(Artefact("semantic", {**meta, "labels": ["fast", "strong"], "neighbours": 1, "temperature": 1.0,
+                                        "prior_weight": 0.0, "same_step_bonus": 0.0},
+                           {"embeddings": np.eye(2), "quality": np.ones((2, 2)), "step_ids": np.zeros(2, dtype=np.int32),
+                            "steps": pack_strings(["a"])}), path)
+    with pytest.raises(ArtefactError) as info:
+        KnnPolicy.load(path)
+    assert str(info.value) == f"{path}: a 'semantic' artefact, not a 'knn' one"
+
+
+def test_the_nearest_are_found_among_more_references_than_numpy_sorts_outright():
+    """Past 256 elements ``argpartition`` really partitions: the k-th nearest must be its pivot."""
+    rng = np.random.default_rng(3)
+    n = 300
+    angles = rng.permutation(n) * (np.pi / n)  # distinct points on a half circle, stored in no order
+    references = np.zeros((n, 4), dtype=np.float16)
+    references[:, 0], references[:, 1] = np.cos(angles), np.sin(angles)
+    quality = np.stack([rng.random(n), rng.random(n)], axis=1)
+    arrays = {"references": references, "quality": quality, "step_ids": np.zeros(n, dtype=np.int32),
+              "steps": pack_strings(["a"]), "step_mean": np.array([[0.5, 0.5]]), "global_mean": np.array([0.5, 0.5]),
+              "hand_mean": np.zeros(0), "hand_scale": np.ones(0)}
+    query = np.array([np.cos(1.0), np.sin(1.0)])
+    d2 = ((references.astype(np.float64)[:, :2] - query) ** 2).sum(axis=1)
+    for k in (1, 2, 3, 7):
+        policy = KnnPolicy(Artefact("knn", {**BASE_META, "k": k}, arrays))
+        nearest = np.argsort(d2)[:k]
+        np.testing.assert_allclose(policy.estimate(query, None, [], "a"), quality[nearest].mean(axis=0), rtol=1e-9)
+
+
+def test_a_request_without_earlier_turns_has_no_context_even_where_empty_text_has_a_vector():
+    """MiniLM gives the empty text a vector (the static encoder gives zeros): no earlier turn must mean no context."""
+    encoder = get_encoder("all-minilm-l6-v2")
+    dim = encoder.dim
+    references = np.zeros((3, 2 * dim + 7), dtype=np.float16)
+    references[:, :dim] = encoder.encode(["What is the capital of Peru?", "Prove the series converges.", "Hello"])
+    references[:, dim:2 * dim] = 0.5 * encoder.encode(["", "earlier turn", "Hello"])
+    arrays = {"references": references, "quality": np.array([[1.0, 1.0], [0.0, 1.0], [0.5, 0.0]]),
+              "step_ids": np.zeros(3, dtype=np.int32), "steps": pack_strings(["a"]), "step_mean": np.array([[0.5, 0.5]]),
+              "global_mean": np.array([0.5, 0.5]), "hand_mean": np.zeros(7), "hand_scale": np.ones(7)}
+    meta = {**BASE_META, "encoder": "all-minilm-l6-v2", "embedding_dim": dim, "k": 3, "weighting": "distance",
+            "distance_floor": 0.01}
+    policy = KnnPolicy(Artefact("knn", meta, arrays))
+    request = StepRequest("a", [{"role": "user", "content": "Is Lima the capital of Peru?"}])
+    query = encoder.encode_one("Is Lima the capital of Peru?")
+    np.testing.assert_allclose(policy.scores(request), policy.estimate(query, None, hand_features(
+        "Is Lima the capital of Peru?", "", 1), "a"), rtol=1e-6)
+    assert not np.allclose(policy.scores(request), policy.estimate(query, encoder.encode_one(""), hand_features(
+        "Is Lima the capital of Peru?", "", 1), "a"), rtol=1e-6)
