@@ -105,3 +105,16 @@ def test_terms_are_the_words_then_the_adjacent_pairs():
     assert terms(["solo"]) == ["solo"] and terms([]) == []
     assert analyse("Prove it, then PROVE it!") == ["prove", "it", "then", "prove", "it", "prove it", "it then",
                                                    "then prove", "prove it"]
+
+
+def test_load_refuses_an_artefact_of_another_kind(tmp_path):
+    from steproute.policies._artefact import Artefact, ArtefactError, pack_strings
+
+    path = tmp_path / "other.steproute"
+    save_artefact(Artefact("semantic", {"labels": list(MODELS), "threshold": 0.0, "neighbours": 1, "temperature": 1.0,
+                                        "prior_weight": 0.0, "same_step_bonus": 0.0, "encoder": "wordllama-l2-256"},
+                           {"embeddings": np.eye(2), "quality": np.ones((2, 2)), "step_ids": np.zeros(2, dtype=np.int32),
+                            "steps": pack_strings(["a"])}), path)
+    with pytest.raises(ArtefactError) as info:
+        ClassifierPolicy.load(path)
+    assert str(info.value) == f"{path}: a 'semantic' artefact, not a 'classifier' one"
