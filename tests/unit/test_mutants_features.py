@@ -164,3 +164,31 @@ def test_minilm_loads_offline_and_quietly_and_gives_unit_rows(monkeypatch, capfd
     np.testing.assert_allclose(one, rows[2], atol=1e-5)
     empty = encoder.encode([])
     assert empty.shape == (0, 384) and empty.dtype == np.float32
+
+
+LEARN_EXTRA = r"^learned policies need the 'learn' extra: pip install 'steproute\[learn\]'$"
+
+
+def test_without_wordllama_the_static_encoder_names_the_extra(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=LEARN_EXTRA):
+        StaticEncoder()
+
+
+def test_a_wordllama_without_a_folder_is_no_install_either(monkeypatch):
+    import importlib.util
+    from importlib.machinery import ModuleSpec
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: ModuleSpec(name, None, is_package=True))
+    with pytest.raises(ImportError, match=LEARN_EXTRA):
+        StaticEncoder()
+
+
+def test_without_safetensors_the_static_encoder_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "safetensors", None)  # `from safetensors import ...` raises ImportError
+    with pytest.raises(ImportError, match=LEARN_EXTRA):
+        StaticEncoder()
