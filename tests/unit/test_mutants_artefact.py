@@ -273,6 +273,7 @@ ACCEPTED = [
     ("knn", set_array("step_ids", np.array([0, 1, 1, 1])), {}),
     ("knn", set_meta(k=1, prior_strength=0.0, distance_floor=1e-9, weighting="distance"), {}),
     ("knn", set_meta(embedding_dim=1), {"hand": 3}),
+    ("knn", lambda m, a: a.update(references=np.zeros((4, 4)), hand_mean=np.zeros(0), hand_scale=np.ones(0)), {}),
     ("knn", set_array("step_ids", np.array([0, 0, 0, 0], dtype=np.uint8)), {}),
     ("ensemble", lambda m, a: m["members"][1].update(weight=0), {}),
     ("cascade", set_array("mean", np.zeros(3, dtype=bool)), {}),
