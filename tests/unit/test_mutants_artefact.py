@@ -455,6 +455,10 @@ def test_each_array_is_read_from_its_own_npy(tmp_path):
     assert arrays_error({"s.npy": short}) == "array 's': its header claims more data than it holds"
     short2 = npy(np.arange(10.0), (2, 0))[:-1]
     assert arrays_error({"s2.npy": short2}) == "array 's2': its header claims more data than it holds"
+    header = io.BytesIO()  # 2**32 × 2**32 elements: 2**64, which a 64-bit product wraps to 0
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**32, 2**32)})
+    assert arrays_error({"huge.npy": header.getvalue() + bytes(16)}) == \
+        "array 'huge': its header claims more data than it holds"
     assert arrays_error({"g.npy": b"\x93NUMPY\x09\x00junk"}).startswith("array 'g' is not a NumPy array (")
     assert arrays_error({"g.npy": b"junk"}).startswith("array 'g' is not a NumPy array (")
 
