@@ -397,6 +397,10 @@ def test_the_size_limits_hold_at_their_bounds(tmp_path, monkeypatch):
     assert load_artefact(path).policy == "cascade"
     monkeypatch.setattr(_artefact, "MAX_FILE_BYTES", size - 1)
     assert refused(path) == "the file is larger than 0 MiB, the artefact limit"
+    big_file = tmp_path / "big.steproute"
+    big_file.write_bytes(bytes((1 << 20) + 1))  # refused on its size alone, unread
+    monkeypatch.setattr(_artefact, "MAX_FILE_BYTES", 1 << 20)
+    assert refused(big_file) == "the file is larger than 1 MiB, the artefact limit"
     monkeypatch.setattr(_artefact, "MAX_FILE_BYTES", 256 << 20)
     monkeypatch.setattr(_artefact, "MAX_META_BYTES", len(meta))
     assert load_artefact(path).policy == "cascade"
