@@ -161,9 +161,11 @@ bench-agent: $(STAMP) bench-agent-deps local-models
 # named `steproute.pinning.xǁInMemoryPinStoreǁget__mutmut_1`). On a shared machine:
 # `make mutate MUTMUT_CHILDREN=1`. Survivors: `.venv/bin/mutmut results`, one of them:
 # `.venv/bin/mutmut show NAME`. Scores and the equivalent mutants: docs/architecture.md.
+# OMP_NUM_THREADS=1: torch (the MiniLM tests) run with OpenMP threads in mutmut's parent leaves each
+# forked mutant that runs torch again waiting on a lock forever (until mutmut's timeout calls it killed).
 .PHONY: mutate
 MUTANTS ?=
 MUTMUT_CHILDREN ?= 2
 mutate: $(STAMP)
-	env -u PYTHONPATH LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
+	env -u PYTHONPATH LITELLM_LOCAL_MODEL_COST_MAP=True OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
 	$(BIN)/mutmut results

@@ -94,7 +94,6 @@ class KnnPolicy(ScoringPolicy):
         self.hand_weight = float(meta["hand_weight"])
         self.step_penalty = float(meta["step_penalty"])
         self.distance_floor = float(meta["distance_floor"])
-        self._dim = d
         self._encoder = get_encoder(meta["encoder"])
 
     @classmethod
