@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
+from langgraph.store.base import Item, PutOp
 from langgraph.store.memory import InMemoryStore
 
 from steproute.config import RouterConfig
@@ -409,3 +411,27 @@ def test_a_seed_makes_the_draws_reproducible():
 
     first = run()
     assert run() == first and len(set(first)) == 3
+
+
+def test_one_read_takes_at_most_100000_items():
+    store = BanditStore(InMemoryStore())
+    namespace = ("steproute", "bandit", "answer")
+    store.store.batch([PutOp(namespace, f"r{i:06}", {"tiers": {"fast": [1.0, 1.0]}}) for i in range(100_001)])
+    assert store.read("answer") == {"fast": (100_000.0, 100_000.0)}
+
+
+class ListStore:
+    """A store (any ``BaseStore``) whose items may hold what LangGraph's in-memory store would refuse."""
+
+    def __init__(self, *values: object) -> None:
+        now = datetime.now(timezone.utc)
+        self.items = [Item(value=v, key=f"k{i}", namespace=("steproute", "bandit", "answer"), created_at=now,
+                           updated_at=now) for i, v in enumerate(values)]
+
+    def search(self, namespace, *, limit):
+        return self.items
+
+
+def test_an_item_whose_value_is_no_mapping_counts_as_nothing():
+    store = BanditStore(ListStore(["fast", 1, 1], {"tiers": {"fast": [1.0, 2.0]}}))
+    assert store.read("answer") == {"fast": (1.0, 2.0)}
