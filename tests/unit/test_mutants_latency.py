@@ -1,3 +1,127 @@
 """Tests that kill mutmut mutants of steproute/latency.py (see docs/architecture.md, "Mutation testing")."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from steproute.latency import DEADLINE_KEY, TOTAL, TTFT, LatencyBook, LatencyStat, LatencyWindow, budget_of, choose_tier
+
+
+def test_a_deadline_of_this_epoch_is_read_against_the_wall_clock():
+    now = 2_000_000_000.0
+    assert budget_of(None, now + 0.5, now) == (500.0, "the run's deadline (500 ms left)")
+
+
+def test_a_deadline_exactly_a_year_ahead_is_still_one():
+    year = 366 * 86400.0
+    assert budget_of(None, year, 0.0) == (year * 1000.0, f"the run's deadline ({year * 1000.0:.0f} ms left)")
+
+
+def metrics_of(reader: InMemoryMetricReader) -> dict[str, Any]:
+    return {m.name: m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+
+
+def test_the_book_exports_each_observation_and_each_deployments_p50_and_p95_in_seconds():
+    reader = InMemoryMetricReader()
+    book = LatencyBook(("fast", "strong"), clock=lambda: 10.0)
+    book.export(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    for seconds in (0.1, 0.2, 0.3):
+        book.observe("fast", "openai/gpt-4o-mini", TOTAL, seconds, now=9.0)
+    book.observe("strong", "openai/gpt-4o", TTFT, 0.5, now=9.0)
+    metrics = metrics_of(reader)
+    histogram = metrics["steproute.deployment.latency"]
+    assert (histogram.unit, histogram.description) == (
+        "s", "Latency of each deployment's calls: total and, for streams, time to first token")
+    points = {tuple(sorted(p.attributes.items())): p for p in histogram.data.data_points}
+    fast = (("gen_ai.request.model", "openai/gpt-4o-mini"), ("steproute.latency.kind", "total"), ("steproute.tier", "fast"))
+    strong = (("gen_ai.request.model", "openai/gpt-4o"), ("steproute.latency.kind", "ttft"), ("steproute.tier", "strong"))
+    assert set(points) == {fast, strong}
+    assert (points[fast].count, points[fast].sum, points[strong].count) == (3, pytest.approx(0.6), 1)
+    for name, fast_value, strong_value in (("p50", 0.2, 0.5), ("p95", 0.3, 0.5)):
+        gauge = metrics[f"steproute.deployment.latency.{name}"]
+        assert (gauge.unit, gauge.description) == ("s", f"Observed {name} latency of each deployment (decayed window)")
+        values = {tuple(sorted(p.attributes.items())): p.value for p in gauge.data.data_points}
+        assert values == {fast: pytest.approx(fast_value), strong: pytest.approx(strong_value)}
+
+
+def test_a_step_limit_equal_to_the_time_left_names_the_step_limit():
+    assert budget_of(500, 100.5, 100.0) == (500, "max_latency_ms 500")
+    assert budget_of(501, 100.5, 100.0) == (500.0, "the run's deadline (500 ms left)")
+
+
+def test_a_cascade_adds_the_next_tier_not_another():
+    p95 = {"fast": 300.0, "standard": 900.0, "strong": 100.0}
+    assert choose_tier(("fast", "standard", "strong"), p95, 1000, "max_latency_ms 1000", judged=True) == (
+        "standard", "latency: 'fast' p95 300 ms + an escalation to 'standard' p95 900 ms > max_latency_ms 1000, "
+                    "moved to 'standard'")
+
+
+def test_a_passed_deadline_is_said_as_no_time_left():
+    book = LatencyBook(("fast", "strong"), clock=lambda: 10.0, wall_clock=lambda: 100.0)
+    book.observe("fast", "m", TOTAL, 0.3, now=9.0)
+    book.observe("strong", "m", TOTAL, 0.9, now=9.0)
+    for deadline in (99.0, 100.0004):  # passed; less than a millisecond left
+        assert book.check("answer", "fast", {DEADLINE_KEY: deadline}, None, 1, None) == (
+            "fast", "latency: no allowed tier fits the run's deadline (0 ms left) ('fast' p95 300 ms, 'strong' p95 900 ms); "
+                    "the fastest is 'fast', kept")
+
+
+def test_an_observation_exactly_max_age_old_is_forgotten():
+    window = LatencyWindow(size=8, half_life_s=10, max_age_s=60)
+    window.add(100, now=0.0)
+    assert (window.count(now=59.5), window.count(now=60.0)) == (1, 0)
+    assert window.quantiles(now=60.0) is None and window.quantiles(now=61.0) is None  # empty, asked again
+    window.add(100, now=30.0)
+    window.add(200, now=0.0)  # ended earlier, booked later (another thread): out of order
+    assert window.quantiles(now=60.0) == (100.0, 100.0)
+
+
+def test_a_cascade_fits_when_the_tier_and_its_escalation_take_the_budget_exactly():
+    assert choose_tier(("fast", "standard"), {"fast": 300.0, "standard": 700.0}, 1000, "max_latency_ms 1000",
+                       judged=True) is None
+
+
+def test_a_p95_of_0_ms_is_the_fastest():
+    assert choose_tier(("fast", "standard"), {"fast": 0.5, "standard": 0.0}, 0.0, "the run's deadline (0 ms left)",
+                       judged=False) == ("standard", "latency: no allowed tier fits the run's deadline (0 ms left) "
+                                                     "('fast' p95 0 ms, 'standard' p95 0 ms); the fastest is 'standard'")
+
+
+def test_the_book_knows_nothing_of_a_tier_or_kind_it_does_not_have():
+    book = LatencyBook(("fast",))
+    book.observe("fast", "m", TOTAL, 0.1, now=0.0)
+    assert book.quantiles("nope", 1.0) is None and book.quantiles("fast", 1.0, kind="nope") is None
+
+
+def test_stats_give_each_deployments_p50_p95_and_count():
+    book = LatencyBook(("fast",))
+    for seconds in (0.1, 0.2, 0.3):
+        book.observe("fast", "m", TOTAL, seconds, now=0.0)
+    assert book.stats(now=1.0) == [LatencyStat("fast", "m", TOTAL, 200.0, 300.0, 3)]
+
+
+def test_a_cumulative_weight_short_of_the_quantile_by_the_float_slack_reaches_it():
+    # weights 0.9999999999980002 and 1.0: the first is exactly half the total less 1e-12
+    window = LatencyWindow(size=8, half_life_s=1.0, max_age_s=60)
+    window.add(100, now=-2.885111353808645e-12)
+    window.add(200, now=0.0)
+    assert window.quantiles(now=0.0) == (100.0, 200.0)
+
+
+def test_weights_are_relative_to_the_newest_observation_on_a_clock_far_from_0():
+    window = LatencyWindow(size=8, half_life_s=60, max_age_s=300)
+    window.add(100, now=100_000.0)  # a monotonic clock after a day of uptime
+    window.add(300, now=100_120.0)  # weights 1/4 and 1
+    assert window.quantiles(now=100_121.0) == (300.0, 300.0)
+
+
+def test_a_call_of_0_seconds_is_observed():
+    book = LatencyBook(("fast",))
+    book.observe("fast", "m", TOTAL, 0.0, now=0.0)
+    book.observe("fast", "m", TOTAL, float("nan"), now=0.0)  # not a time: ignored
+    book.observe("fast", "m", TOTAL, -1.0, now=0.0)
+    assert book.quantiles("fast", 1.0) == (0.0, 0.0) and book.stats(1.0)[0].count == 1
