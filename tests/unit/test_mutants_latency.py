@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from steproute.latency import DEADLINE_KEY, TOTAL, TTFT, LatencyBook, LatencyStat, LatencyWindow, budget_of, choose_tier
+from steproute.types import Decision
 
 
 def test_a_deadline_of_this_epoch_is_read_against_the_wall_clock():
@@ -125,3 +128,32 @@ def test_a_call_of_0_seconds_is_observed():
     book.observe("fast", "m", TOTAL, float("nan"), now=0.0)  # not a time: ignored
     book.observe("fast", "m", TOTAL, -1.0, now=0.0)
     assert book.quantiles("fast", 1.0) == (0.0, 0.0) and book.stats(1.0)[0].count == 1
+
+
+def pinned_book() -> LatencyBook:
+    book = LatencyBook(("fast", "strong"), clock=lambda: 1.0, wall_clock=lambda: 100.0)
+    book.observe("fast", "m", TOTAL, 0.3, now=0.0)
+    return book
+
+
+def test_only_a_pinned_decision_is_said_to_be_kept_over_its_budget():
+    book = pinned_book()
+    fixed = Decision("answer", None, "fast", "m", "fixed", "hint tier 'fast'")
+    assert book.settle(fixed, None, {}, 200) is fixed
+    pinned = replace(fixed, pinned=True, reason="pinned to tier 'fast'")
+    assert book.settle(pinned, None, None, None) is pinned  # no budget at all: no metadata, no limit
+    for within in (300, 500):  # the tier's p95 (300 ms) fits: nothing to say
+        assert book.settle(pinned, None, {}, within) is pinned
+    assert book.settle(replace(pinned, tier="strong"), None, {}, 200).reason == "pinned to tier 'fast'"  # not observed
+    assert book.settle(pinned, None, None, 200).reason == (
+        "pinned to tier 'fast'; latency: 'fast' p95 300 ms > max_latency_ms 200, kept by the pin")
+
+
+def test_a_bad_deadline_met_when_settling_a_pin_is_said_naming_the_step(caplog):
+    book = pinned_book()
+    pinned = Decision("answer", None, "fast", "m", "pin", "pinned to tier 'fast'", pinned=True)
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        assert book.settle(pinned, None, {DEADLINE_KEY: "soon"}, None) is pinned
+    assert [r.getMessage() for r in caplog.records] == [
+        "steproute: step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
+        "the deadline is ignored (logged once)"]
