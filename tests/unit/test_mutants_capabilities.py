@@ -14,7 +14,7 @@ import json
 import pytest
 
 from steproute._litellm import litellm
-from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, needs_of, phrase
+from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, missing, needs_of, phrase
 
 
 def tokens(text: str) -> int:
@@ -92,7 +92,7 @@ def test_a_long_text_of_few_tokens_counts_at_least_a_token_for_five_bytes():
 
 
 def test_the_estimate_before_counting_is_the_cheap_bound_over_8_plus_max_tokens():
-    needs = needs_of([{"role": "user", "content": "x" * 21}], {"max_tokens": 100})  # bound 25: 3 tokens
+    needs = needs_of([{"role": "user", "content": "x" * 21}], {"max_tokens": 100})  # bound 28: 3 tokens
     assert needs.estimate() == 103
     assert phrase("window", needs) == "needs a context window of at least 103 tokens"
 
@@ -116,3 +116,39 @@ def test_a_json_tier_has_tools_and_schemas_by_emulation_only():
     f = CapabilityFilter({"json": [lacking], "plain": [lacking]}, ("json",))
     assert (f.tiers_having("tools"), f.tiers_having("response_schema")) == (("json",), ("json",))
     assert (f.tiers_having("vision"), f.tiers_having("audio")) == ((), ())
+
+
+def test_fits_decides_by_the_cheap_bounds_when_they_can_and_counts_only_between_them():
+    def needs():
+        return needs_of([{"role": "user", "content": "x" * 96}], {"max_tokens": 10})  # bound 103: 12 to 103 tokens
+
+    n = needs().input_tokens()
+    assert 12 + 7 <= n < 103 - 10
+    for window, fits, counted in ((113, True, False), (112, True, True), (22, False, True), (21, False, False),
+                                  (n + 10, True, True), (n + 9, False, True)):
+        asked = needs()
+        assert (asked.fits(window), asked.counted is not None) == (fits, counted), window
+    asked = needs()
+    assert asked.fits(n, output=0) and not asked.fits(n)
+
+
+def test_a_limit_is_met_exactly_and_a_deployments_own_max_tokens_counts_in_the_window():
+    plain = needs_of([{"role": "user", "content": "x" * 96}], {})  # bound 103: the count decides from 13 to 102
+    n = plain.input_tokens()
+    assert missing(Facts(max_input_tokens=n, known=True), plain, emulated=False) is None  # no max_tokens: nothing added
+    asked = needs_of([], {"max_tokens": 5000})
+    assert missing(Facts(max_output_tokens=5000, known=True), asked, emulated=False) is None
+    assert missing(Facts(max_output_tokens=4999, known=True), asked, emulated=False) == "output"
+    own = Facts(max_input_tokens=n + 999, default_output=1000, known=True)  # its own max_tokens: 1000
+    assert missing(own, plain, emulated=False) == "window"
+    assert missing(Facts(max_input_tokens=n + 1000, default_output=1000, known=True), plain, emulated=False) is None
+
+
+def test_the_cheap_bound_never_claims_a_fit_the_count_refuses():
+    """The bound counts the reply's 3 tokens as the count does: a short message ("hi": 1 token, 2
+    bytes) in a window one token short of its count does not fit."""
+    needs = needs_of([{"role": "user", "content": "hi"}], {})
+    n = needs_of([{"role": "user", "content": "hi"}], {}).input_tokens()
+    assert needs.bound >= n
+    assert missing(Facts(max_input_tokens=n - 1, known=True), needs, emulated=False) == "window"
+    assert missing(Facts(max_input_tokens=n, known=True), needs, emulated=False) is None
