@@ -35,10 +35,10 @@ IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}
 
 
 def test_the_input_tokens_are_the_texts_count_plus_each_message_the_reply_and_each_image():
-    messages = [{"role": "user", "content": [{"type": "text", "text": "hello world"}, IMAGE, "a bare string",
-                                             {"type": "text", "text": 5}]},
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hello"}, IMAGE, "a bare string",
+                                             {"type": "text", "text": 5}, {"type": "text", "text": "world"}]},
                 {"role": "assistant", "content": "ok"}]
-    assert needs_of(messages, {}).input_tokens() == tokens("hello world\nok") + 4 * 2 + 3 + 85
+    assert needs_of(messages, {}).input_tokens() == tokens("hello\nworld\nok") + 4 * 2 + 3 + 85
 
 
 def test_tool_calls_arguments_and_a_legacy_function_call_are_counted_with_the_text():
@@ -64,9 +64,8 @@ def long_needs(text: str) -> tuple[int, int]:
 
 
 def test_a_text_of_count_chars_is_counted_whole():
-    text = "abcd" * 4096  # exactly COUNT_CHARS characters
-    assert long_needs(text)[0] == tokens(text) + 4 + 3
-    assert long_needs(text[:-1])[0] == tokens(text[:-1]) + 4 + 3
+    text = " " * 16_384  # exactly COUNT_CHARS characters, 128 tokens: an estimate would say 16,384 / 5
+    assert long_needs(text)[0] == tokens(text) + 4 + 3 == 128 + 7
 
 
 def test_a_long_text_is_estimated_from_eight_slices_first_and_last_among_them_rounded_up():
@@ -152,3 +151,10 @@ def test_the_cheap_bound_never_claims_a_fit_the_count_refuses():
     assert needs.bound >= n
     assert missing(Facts(max_input_tokens=n - 1, known=True), needs, emulated=False) == "window"
     assert missing(Facts(max_input_tokens=n, known=True), needs, emulated=False) is None
+
+
+def test_a_call_is_trivial_only_when_its_bound_and_max_tokens_fit_the_smallest_window():
+    f = CapabilityFilter({"fast": [Facts(max_input_tokens=500, known=True)], "strong": [Facts(known=True)]}, ())
+    hi = [{"role": "user", "content": "hi"}]
+    assert f.trivial(needs_of(hi, {"max_tokens": 100}))
+    assert not f.trivial(needs_of(hi, {"max_tokens": 1000}))
