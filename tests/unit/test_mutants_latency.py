@@ -157,3 +157,17 @@ def test_a_bad_deadline_met_when_settling_a_pin_is_said_naming_the_step(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "steproute: step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
         "the deadline is ignored (logged once)"]
+
+
+def test_a_pin_kept_over_its_budget_is_said_even_after_a_move_to_a_tier_named_pin(caplog):
+    """What the log says once is keyed by its kind: a move to a tier called ``pin`` is not the pin's note."""
+    book = LatencyBook(("fast", "pin"), clock=lambda: 1.0)
+    book.observe("fast", "m", TOTAL, 0.3, now=0.0)
+    moved = Decision("answer", None, "pin", "m", "rules", "rule picked 'fast'", latency_from="fast")
+    pinned = Decision("answer", None, "fast", "m", "pin", "pinned to tier 'fast'", pinned=True)
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        book.settle(moved, "latency: 'fast' p95 300 ms > max_latency_ms 200, moved to 'pin'", {}, 200)
+        book.settle(pinned, None, {}, 200)
+    assert [r.getMessage() for r in caplog.records] == [
+        "steproute: step 'answer': latency: 'fast' p95 300 ms > max_latency_ms 200, moved to 'pin' (logged once)",
+        "steproute: step 'answer': latency: 'fast' p95 300 ms > max_latency_ms 200, kept by the pin (logged once)"]
