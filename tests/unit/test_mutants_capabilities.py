@@ -158,3 +158,5 @@ def test_a_call_is_trivial_only_when_its_bound_and_max_tokens_fit_the_smallest_w
     hi = [{"role": "user", "content": "hi"}]
     assert f.trivial(needs_of(hi, {"max_tokens": 100}))
     assert not f.trivial(needs_of(hi, {"max_tokens": 1000}))
+    exact = needs_of(hi, {"max_tokens": 100})
+    assert CapabilityFilter({"fast": [Facts(max_input_tokens=exact.bound + 100, known=True)]}, ()).trivial(exact)
