@@ -14,7 +14,7 @@ import json
 import pytest
 
 from steproute._litellm import litellm
-from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, missing, needs_of, phrase
+from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, Needs, missing, needs_of, phrase
 
 
 def tokens(text: str) -> int:
@@ -160,3 +160,10 @@ def test_a_call_is_trivial_only_when_its_bound_and_max_tokens_fit_the_smallest_w
     assert not f.trivial(needs_of(hi, {"max_tokens": 1000}))
     exact = needs_of(hi, {"max_tokens": 100})
     assert CapabilityFilter({"fast": [Facts(max_input_tokens=exact.bound + 100, known=True)]}, ()).trivial(exact)
+    assert CapabilityFilter({"fast": [Facts(max_output_tokens=100, known=True)]}, ()).trivial(exact)
+
+
+def test_needs_built_by_hand_count_no_tools_unless_given():
+    messages = [{"role": "user", "content": "hello"}]
+    needs = Needs(messages, False, False, False, False, 0, 100, 0)
+    assert needs.input_tokens() == tokens("hello") + 4 + 3
