@@ -10,6 +10,7 @@ never below its bytes / 5.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -167,3 +168,17 @@ def test_needs_built_by_hand_count_no_tools_unless_given():
     messages = [{"role": "user", "content": "hello"}]
     needs = Needs(messages, False, False, False, False, 0, 100, 0)
     assert needs.input_tokens() == tokens("hello") + 4 + 3
+
+
+def test_tools_that_are_not_plain_json_are_sized_as_sent_and_unsizable_ones_as_nothing():
+    hi = [{"role": "user", "content": "hi"}]
+    dated = [{"type": "function", "function": {"name": "f", "parameters": {"default": datetime(2026, 1, 1)}}}]
+    assert needs_of(hi, {"tools": dated}).bound == 3 + 4 + 2 + len(json.dumps(dated, default=str))
+    circular: list[object] = []
+    circular.append(circular)
+    assert needs_of(hi, {"tools": circular}).bound == 3 + 4 + 2
+
+
+def test_a_plain_call_needs_neither_vision_nor_audio():
+    needs = needs_of([{"role": "user", "content": "hi"}], {})
+    assert needs.vision is False and needs.audio is False
