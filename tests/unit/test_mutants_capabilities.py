@@ -182,3 +182,8 @@ def test_tools_that_are_not_plain_json_are_sized_as_sent_and_unsizable_ones_as_n
 def test_a_plain_call_needs_neither_vision_nor_audio():
     needs = needs_of([{"role": "user", "content": "hi"}], {})
     assert needs.vision is False and needs.audio is False
+
+
+def test_a_legacy_function_calls_arguments_are_in_the_bound():
+    legacy = {"role": "assistant", "content": None, "function_call": {"name": "g", "arguments": '{"day": 1}'}}
+    assert needs_of([legacy], {}).bound == 3 + 4 + len('{"day": 1}')
