@@ -187,3 +187,13 @@ def test_a_plain_call_needs_neither_vision_nor_audio():
 def test_a_legacy_function_calls_arguments_are_in_the_bound():
     legacy = {"role": "assistant", "content": None, "function_call": {"name": "g", "arguments": '{"day": 1}'}}
     assert needs_of([legacy], {}).bound == 3 + 4 + len('{"day": 1}')
+
+
+def test_the_bound_adds_every_messages_bytes_arguments_and_images():
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"city": "Paris"}'}}
+    messages = [{"role": "assistant", "content": "x", "tool_calls": [call]},
+                {"role": "user", "content": ["bare", {"type": "text", "text": "ab"}, IMAGE, IMAGE,
+                                             {"type": "text", "text": "cdé"}]}]
+    needs = needs_of(messages, {})
+    assert needs.bound == 3 + (4 + len('{"city": "Paris"}') + 1) + (4 + 2 + 4 + 2 * 85)
+    assert needs.images == 2 and needs.vision is True
