@@ -171,3 +171,20 @@ def test_a_pin_kept_over_its_budget_is_said_even_after_a_move_to_a_tier_named_pi
     assert [r.getMessage() for r in caplog.records] == [
         "steproute: step 'answer': latency: 'fast' p95 300 ms > max_latency_ms 200, moved to 'pin' (logged once)",
         "steproute: step 'answer': latency: 'fast' p95 300 ms > max_latency_ms 200, kept by the pin (logged once)"]
+
+
+def test_each_budget_and_set_of_observations_has_its_own_choice():
+    book = LatencyBook(("fast", "strong"), clock=lambda: 1.0)
+    book.observe("fast", "m", TOTAL, 0.3, now=0.0)
+    for limit in (200, 250, 200):
+        assert book.check("answer", "fast", {}, limit, 1, None) == (
+            "strong", f"latency: 'fast' p95 300 ms > max_latency_ms {limit}, moved to 'strong' (no observations yet)")
+
+
+def test_a_bad_deadline_is_said_once_per_step(caplog):
+    book = LatencyBook(("fast", "strong"), clock=lambda: 1.0)
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for step in ("plan", "answer", "plan"):
+            book.check(step, "fast", {DEADLINE_KEY: "soon"}, None, 1, None)
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["steproute", "steproute"]
+    assert ["'plan'" in caplog.records[0].getMessage(), "'answer'" in caplog.records[1].getMessage()] == [True, True]
