@@ -197,7 +197,7 @@ class Needs:
         self.output_tokens = output_tokens
         """``max_tokens`` asked (0: none)."""
         self.bound = bound
-        """At least as many as the input tokens: UTF-8 bytes of the text, per message and image costs."""
+        """At least as many as the input tokens: UTF-8 bytes of the text, per message, image and reply costs."""
         self.images = images
         self.counted: int | None = None
         """The input tokens counted with LiteLLM's tokenizer, once a window needed them."""
@@ -306,11 +306,11 @@ def needs_of(messages: Sequence[Mapping[str, Any]], params: Mapping[str, Any]) -
     Example:
         >>> needs = needs_of([{"role": "user", "content": "hi"}], {"tools": [{"type": "function"}], "max_tokens": 50})
         >>> needs.tools, needs.vision, needs.output_tokens, needs.bound
-        (True, False, 50, 28)
+        (True, False, 50, 31)
     """
     vision = audio = False
     images = 0
-    bound = 0
+    bound = 3  # the reply's priming tokens, as the count has them
     for message in messages:
         content = message.get("content")
         bound += _MESSAGE_TOKENS

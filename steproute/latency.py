@@ -379,7 +379,7 @@ class LatencyBook:
             return decision
         budget_ms, by_deadline = budget  # type: ignore[misc]
         kept = f"latency: {decision.tier!r} p95 {q[1]:.0f} ms > {_label(budget_ms, by_deadline)}, kept by the pin"
-        self._say((step, decision.tier, "pin"), kept)
+        self._say((step, decision.tier), kept)  # a move's key is (step, from, to): no tier name can collide
         return replace(decision, reason=f"{decision.reason}; {kept}")
 
     def _say(self, told: tuple[str, ...], note: str) -> None:

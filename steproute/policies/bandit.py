@@ -127,6 +127,8 @@ class BanditPolicy:
                              f"not one of the bandit's tiers ({', '.join(self.tiers)})")
         if budget_usd_per_day is not None and costs is None:
             raise ValueError("bandit: 'budget_usd_per_day' needs 'costs' (what a call of each tier costs)")
+        if budget_usd_per_day is not None and not budget_usd_per_day > 0:
+            raise ValueError(f"bandit: 'budget_usd_per_day' must be more than 0 (got {budget_usd_per_day:g})")
         self.explore, self.cost_weight, self.budget = explore, cost_weight, budget_usd_per_day
         self.costs = {t: float((costs or {}).get(t, 0.0)) for t in self.tiers}
         self.prior, self.prior_strength = prior, prior_strength
