@@ -188,3 +188,27 @@ def test_a_bad_deadline_is_said_once_per_step(caplog):
             book.check(step, "fast", {DEADLINE_KEY: "soon"}, None, 1, None)
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["steproute", "steproute"]
     assert ["'plan'" in caplog.records[0].getMessage(), "'answer'" in caplog.records[1].getMessage()] == [True, True]
+
+
+def test_a_book_from_config_keeps_the_configured_window_and_half_life():
+    from steproute.config import LatencyConfig
+
+    book = LatencyBook.from_config(("fast", "strong"), LatencyConfig(window=2, half_life_s=1.0, max_age_s=300.0))
+    for ms in (900, 100, 200):  # the window keeps the last two
+        book.observe("fast", "m", TOTAL, ms / 1000, now=0.0)
+    assert book.quantiles("fast", 1.0) == (100.0, 200.0)
+    book.observe("strong", "m", TOTAL, 1.0, now=0.0)
+    book.observe("strong", "m", TOTAL, 0.1, now=10.0)  # ten half-lives later: the slow call weighs 1/1024
+    assert book.quantiles("strong", 11.0) == (100.0, 100.0)
+
+
+def test_two_different_bad_deadlines_on_one_step_are_each_said(caplog):
+    book = LatencyBook(("fast", "strong"), clock=lambda: 1.0, wall_clock=lambda: 100.0)
+    with caplog.at_level(logging.WARNING, logger="steproute"):
+        for deadline in ("soon", 1e12, "later", 2e12):  # not a number; milliseconds since the epoch
+            assert book.check("answer", "fast", {DEADLINE_KEY: deadline}, None, 1, None) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "steproute: step 'answer': run metadata 'steproute_deadline' is not a number of seconds since the epoch; "
+        "the deadline is ignored (logged once)",
+        "steproute: step 'answer': run metadata 'steproute_deadline' is more than a year ahead (milliseconds since the "
+        "epoch?); it is read as seconds since the epoch, so the deadline is ignored (logged once)"]
