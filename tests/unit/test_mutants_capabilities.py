@@ -15,7 +15,8 @@ from datetime import datetime
 import pytest
 
 from steproute._litellm import litellm
-from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, Needs, missing, needs_of, phrase
+from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, Needs, facts_of, missing, needs_of, phrase
+from steproute.config import DeploymentConfig
 
 
 def tokens(text: str) -> int:
@@ -197,3 +198,24 @@ def test_the_bound_adds_every_messages_bytes_arguments_and_images():
     needs = needs_of(messages, {})
     assert needs.bound == 3 + (4 + len('{"city": "Paris"}') + 1) + (4 + 2 + 4 + 2 * 85)
     assert needs.images == 2 and needs.vision is True
+
+
+def test_a_mapped_limit_of_0_is_no_limit_and_one_of_1_is_one():
+    assert facts_of(DeploymentConfig(model="openai/omni-moderation-latest")).max_output_tokens is None  # mapped as 0
+    # a model registered with LiteLLM (a unique name: the registration lasts the process)
+    litellm().register_model({"steproute-test/one-token-model": {
+        "max_input_tokens": 1, "max_output_tokens": 1, "litellm_provider": "openai", "mode": "chat",
+        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}})
+    facts = facts_of(DeploymentConfig(model="steproute-test/one-token-model"))
+    assert (facts.max_input_tokens, facts.max_output_tokens, facts.known) == (1, 1, True)
+
+
+def test_a_model_mapped_with_audio_input_has_audio():
+    assert facts_of(DeploymentConfig(model="openai/gpt-4o-audio-preview")).audio is True
+    assert facts_of(DeploymentConfig(model="openai/gpt-4o-mini")).audio is False
+
+
+def test_a_deployments_own_max_completion_tokens_is_its_default_output():
+    assert facts_of(DeploymentConfig(model="openai/gpt-4o-mini", max_completion_tokens=700)).default_output == 700
+    assert facts_of(DeploymentConfig(model="openai/gpt-4o-mini", max_tokens=500,
+                                     max_completion_tokens=700)).default_output == 500
