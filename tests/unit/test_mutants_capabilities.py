@@ -15,7 +15,17 @@ from datetime import datetime
 import pytest
 
 from steproute._litellm import litellm
-from steproute.capabilities import CapabilityError, CapabilityFilter, Facts, Needs, facts_of, missing, needs_of, phrase
+from steproute.capabilities import (
+    CapabilityError,
+    CapabilityFilter,
+    Facts,
+    Needs,
+    facts_of,
+    missing,
+    needs_of,
+    phrase,
+    tokens_of,
+)
 from steproute.config import DeploymentConfig
 
 
@@ -219,3 +229,17 @@ def test_a_deployments_own_max_completion_tokens_is_its_default_output():
     assert facts_of(DeploymentConfig(model="openai/gpt-4o-mini", max_completion_tokens=700)).default_output == 700
     assert facts_of(DeploymentConfig(model="openai/gpt-4o-mini", max_tokens=500,
                                      max_completion_tokens=700)).default_output == 500
+
+
+def test_max_tokens_values_are_read_as_whole_tokens_and_anything_else_as_none():
+    assert [tokens_of(v) for v in ("8000", " 8000\n", 512, 512.9)] == [8000, 8000, 512, 512]
+    # a separator character str.strip removes but int() alone refuses: stripped first
+    assert tokens_of("\x1c8000\x1f") == 8000
+    assert [tokens_of(v) for v in (None, True, False, "lots", [5], float("inf"), 0, -5, "-5")] == [0] * 9
+
+
+def test_a_calls_max_completion_tokens_is_its_output_when_max_tokens_is_not_set():
+    hi = [{"role": "user", "content": "hi"}]
+    assert needs_of(hi, {"max_completion_tokens": 700}).output_tokens == 700
+    assert needs_of(hi, {"max_tokens": 500, "max_completion_tokens": 700}).output_tokens == 500
+    assert needs_of(hi, {"max_tokens": 0, "max_completion_tokens": "700"}).output_tokens == 700
