@@ -243,3 +243,21 @@ def test_a_calls_max_completion_tokens_is_its_output_when_max_tokens_is_not_set(
     assert needs_of(hi, {"max_completion_tokens": 700}).output_tokens == 700
     assert needs_of(hi, {"max_tokens": 500, "max_completion_tokens": 700}).output_tokens == 500
     assert needs_of(hi, {"max_tokens": 0, "max_completion_tokens": "700"}).output_tokens == 700
+
+
+def test_a_call_with_no_max_tokens_fills_a_window_to_its_last_token_when_no_deployment_sets_one():
+    hi = needs_of([{"role": "user", "content": "hi"}], {})
+    assert CapabilityFilter({"fast": [Facts(max_input_tokens=hi.bound, known=True)]}, ()).trivial(hi)
+    assert not CapabilityFilter({"fast": [Facts(max_input_tokens=hi.bound - 1, known=True)]}, ()).trivial(hi)
+    assert CapabilityFilter({"fast": [Facts(max_output_tokens=0, known=True)]}, ()).trivial(hi)
+
+
+def test_a_filter_of_no_deployments_finds_every_call_trivial():
+    assert CapabilityFilter({}, ()).trivial(needs_of([{"role": "user", "content": "hi"}], {"max_tokens": 10}))
+
+
+def test_only_a_json_tier_leaves_tools_and_schemas_out_of_what_nobody_knows():
+    f = CapabilityFilter({"json": [Facts()], "plain": [Facts()]}, ("json",))
+    everything = ("vision", "audio", "tools", "response_schema", "max_input_tokens", "max_output_tokens")
+    assert f.unknown("plain", 0) == everything
+    assert f.unknown("json", 0) == ("vision", "audio", "max_input_tokens", "max_output_tokens")
