@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -212,3 +214,30 @@ def test_two_different_bad_deadlines_on_one_step_are_each_said(caplog):
         "the deadline is ignored (logged once)",
         "steproute: step 'answer': run metadata 'steproute_deadline' is more than a year ahead (milliseconds since the "
         "epoch?); it is read as seconds since the epoch, so the deadline is ignored (logged once)"]
+
+
+def test_two_threads_making_a_deployments_first_window_together_both_count():
+    barrier, lock, waits = threading.Barrier(2, timeout=5), threading.Lock(), [2]
+
+    class MeetingName(str):
+        """A model name whose first two hashes (one a thread's lookup of its deployment's window)
+        wait for each other, and whose later ones (under the book's lock) wait 0.2 s: both threads
+        then look the window up before either makes it. The real code passes whatever the timing."""
+
+        def __hash__(self) -> int:
+            with lock:
+                first, waits[0] = waits[0] > 0, waits[0] - 1
+            if first:
+                barrier.wait()
+            else:
+                time.sleep(0.2)
+            return str.__hash__(self)
+
+    book = LatencyBook(("fast",))
+    model = MeetingName("openai/gpt-4o-mini")
+    threads = [threading.Thread(target=book.observe, args=("fast", model, TOTAL, s, 0.0)) for s in (0.1, 0.2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert book.stats(now=1.0) == [LatencyStat("fast", "openai/gpt-4o-mini", TOTAL, 100.0, 200.0, 2)]
