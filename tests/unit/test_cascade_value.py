@@ -119,13 +119,18 @@ def _rows() -> list[EvalRow]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def artefact_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_artefact(directory: Path) -> Path:
+    """A cascade-routing artefact trained on :func:`_rows` (cheap, strong), saved in ``directory``."""
     artefact = train_cascade_routing(_rows(), ("cheap", "strong"), folds=3, target=Target(quality_ratio=0.9),
                                      embedding_cache=False)
-    path = tmp_path_factory.mktemp("croute") / "routing.steproute"
+    path = directory / "routing.steproute"
     save_artefact(artefact, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def artefact_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return trained_artefact(tmp_path_factory.mktemp("croute"))
 
 
 def test_the_artefact_round_trips_and_replays_as_the_policy_runs(artefact_path: Path):

@@ -14,15 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from steproute.evaluation import Target
-from steproute.evaluation._cascade_routing_train import train_cascade_routing
 from steproute.policies._artefact import Artefact, ArtefactError, save_artefact
 from steproute.policies.answer_scorer import ArithmeticSignal
 from steproute.policies.base import Choice
 from steproute.policies.cascade_value import CascadeRoutingPolicy, QualityModel, accepts, mixed, start_tier, start_values
 from steproute.policies.confidence import Answer, HedgingSignal
 from steproute.types import StepRequest
-from tests.unit.test_cascade_value import _rows
+from tests.unit.test_cascade_value import trained_artefact
 
 TIERS = ("fast", "mid", "strong")
 IDENTITY = (0.0, 1.0)
@@ -299,11 +297,7 @@ def test_estimates_are_made_once_per_request_until_256_others_were_decided():
 
 @pytest.fixture(scope="module")
 def artefact_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    artefact = train_cascade_routing(_rows(), ("cheap", "strong"), folds=3, target=Target(quality_ratio=0.9),
-                                     embedding_cache=False)
-    path = tmp_path_factory.mktemp("croute") / "routing.steproute"
-    save_artefact(artefact, path)
-    return path
+    return trained_artefact(tmp_path_factory.mktemp("croute"))
 
 
 def test_an_artefact_gives_its_labels_lambda_kappa_and_arrays(artefact_path: Path):
