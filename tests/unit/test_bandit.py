@@ -31,10 +31,11 @@ def _request(hint: Hint | None = None) -> StepRequest:
     return StepRequest("answer", [{"role": "user", "content": "hi"}], hint=hint or Hint())
 
 
-def _teach(bandit: BanditPolicy, tier: str, quality: float, times: int, step: str = "answer") -> None:
+def teach(bandit: BanditPolicy, tier: str, quality: float, times: int, step: str = "answer") -> None:
+    """``times`` decisions of ``step`` at ``tier``, each rated ``quality`` (what the bandit learns from)."""
     for i in range(times):
         decision = Decision(step=step, kind=None, tier=tier, model="m", policy="bandit", reason="",
-                            id=f"{tier}-{quality}-{i}-{time.monotonic_ns()}")
+                            id=f"{step}-{tier}-{quality}-{i}-{time.monotonic_ns()}")
         bandit.decided(decision)
         assert bandit.learn({"type": "feedback", "id": decision.id, "quality": quality})
 
@@ -42,8 +43,8 @@ def _teach(bandit: BanditPolicy, tier: str, quality: float, times: int, step: st
 def test_feedback_updates_the_posterior_of_the_decisions_step_and_tier():
     bandit = BanditPolicy(TIERS)
     assert bandit.posterior("answer")["mid"] == (1.0, 1.0)
-    _teach(bandit, "mid", 1.0, 3)
-    _teach(bandit, "mid", 0.25, 1)
+    teach(bandit, "mid", 1.0, 3)
+    teach(bandit, "mid", 0.25, 1)
     assert bandit.posterior("answer")["mid"] == (1.0 + 3.25, 1.0 + 0.75)
     assert bandit.posterior("answer")["fast"] == (1.0, 1.0)
     assert bandit.posterior("other")["mid"] == (1.0, 1.0)  # per step
@@ -68,17 +69,17 @@ def test_feedback_counts_once_per_decision():
 
 def test_exploitation_takes_the_best_posterior_mean():
     bandit = BanditPolicy(TIERS, explore=0.0, seed=3)
-    _teach(bandit, "fast", 0.0, 20)
-    _teach(bandit, "mid", 1.0, 20)
-    _teach(bandit, "strong", 0.5, 20)
+    teach(bandit, "fast", 0.0, 20)
+    teach(bandit, "mid", 1.0, 20)
+    teach(bandit, "strong", 0.5, 20)
     choices = {bandit.choose(_request()).tier for _ in range(200)}
     assert choices == {"mid"}
 
 
 def test_the_reward_takes_cost_off_quality():
     bandit = BanditPolicy(TIERS, explore=0.0, costs={"fast": 0.0, "mid": 0.0, "strong": 0.01}, cost_weight=50)
-    _teach(bandit, "strong", 1.0, 30)
-    _teach(bandit, "mid", 0.9, 30)
+    teach(bandit, "strong", 1.0, 30)
+    teach(bandit, "mid", 0.9, 30)
     assert bandit.choose(_request()).tier == "mid"  # strong's 0.97 − 0.5 is below mid's 0.88
 
 
@@ -94,7 +95,7 @@ def test_the_explored_share_never_goes_over_the_cap_in_1000_decisions():
 
 def test_reason_says_explore_or_exploit_with_the_posterior_means():
     bandit = BanditPolicy(("fast", "strong"), explore=1.0, seed=1)
-    _teach(bandit, "fast", 1.0, 3)
+    teach(bandit, "fast", 1.0, 3)
     reasons = [bandit.choose(_request()).reason for _ in range(300)]
     explore = [r for r in reasons if r.startswith("bandit explore 'strong'")]
     exploit = [r for r in reasons if r.startswith("bandit exploit 'fast'")]
@@ -116,7 +117,7 @@ def test_a_capped_exploration_is_said_on_the_reason_and_once_in_the_log(caplog):
 def test_the_budget_stops_exploration_and_says_so():
     bandit = BanditPolicy(("fast", "strong"), explore=1.0, costs={"fast": 0.0, "strong": 0.01},
                           budget_usd_per_day=0.03, seed=2)
-    _teach(bandit, "fast", 1.0, 2)
+    teach(bandit, "fast", 1.0, 2)
     choices = [bandit.choose(_request()) for _ in range(200)]
     assert sum(c.tier == "strong" for c in choices) == 3  # three explorations at $0.01 extra each
     assert any("budget $0.03/day for exploration spent" in c.reason for c in choices)
@@ -165,7 +166,7 @@ def test_a_stale_cache_is_read_again_in_the_background():
     a = BanditPolicy(TIERS, store=store, explore=0.0)
     b = BanditPolicy(TIERS, store=store, explore=0.0, refresh_seconds=0.01)
     assert b.choose(_request()).tier == "fast"
-    _teach(a, "strong", 1.0, 5)
+    teach(a, "strong", 1.0, 5)
     deadline = time.monotonic() + 5
     while b.choose(_request()).tier != "strong":
         assert time.monotonic() < deadline, "the background read never brought the other replica's feedback"
@@ -223,9 +224,9 @@ def test_converges_to_the_cheap_tier_over_a_real_router_with_litellm():
 def test_each_replica_writes_its_own_item_and_a_reader_adds_them_up():
     store = BanditStore(InMemoryStore())
     a, b = BanditPolicy(TIERS, store=store), BanditPolicy(TIERS, store=store)
-    _teach(a, "strong", 1.0, 3)
-    _teach(b, "strong", 0.0, 2)
-    _teach(a, "strong", 1.0, 1)  # a rewrites its own item; b's stays
+    teach(a, "strong", 1.0, 3)
+    teach(b, "strong", 0.0, 2)
+    teach(a, "strong", 1.0, 1)  # a rewrites its own item; b's stays
     reader = BanditPolicy(TIERS, store=store)
     reader.refresh("answer")
     assert reader.posterior("answer")["strong"] == (1.0 + 4.0, 1.0 + 2.0)

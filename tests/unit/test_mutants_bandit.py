@@ -19,18 +19,11 @@ from steproute.config import RouterConfig
 from steproute.policies.bandit import BanditPolicy, BanditStore, share_bandit_store
 from steproute.router import StepRouter
 from steproute.types import Decision, Hint, StepRequest
+from tests.unit.test_bandit import teach
 
 
 def request(step: str = "answer") -> StepRequest:
     return StepRequest(step, [{"role": "user", "content": "hi"}])
-
-
-def teach(bandit: BanditPolicy, tier: str, quality: float, times: int, step: str = "answer") -> None:
-    for i in range(times):
-        decision = Decision(step=step, kind=None, tier=tier, model="m", policy="bandit", reason="",
-                            id=f"{step}-{tier}-{quality}-{i}-{time.monotonic_ns()}")
-        bandit.decided(decision)
-        assert bandit.learn({"type": "feedback", "id": decision.id, "quality": quality})
 
 
 class Share:
