@@ -221,7 +221,11 @@ def test_a_mapped_limit_of_0_is_no_limit_and_one_of_1_is_one():
 
 
 def test_a_model_mapped_with_audio_input_has_audio():
-    assert facts_of(DeploymentConfig(model="openai/gpt-4o-audio-preview")).audio is True
+    # registered, not taken from LiteLLM's map: the map's audio models change between releases
+    litellm().register_model({"steproute-test/audio-model": {
+        "max_input_tokens": 1000, "max_output_tokens": 100, "litellm_provider": "openai", "mode": "chat",
+        "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "supports_audio_input": True}})
+    assert facts_of(DeploymentConfig(model="steproute-test/audio-model")).audio is True
     assert facts_of(DeploymentConfig(model="openai/gpt-4o-mini")).audio is False
 
 
