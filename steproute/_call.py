@@ -24,7 +24,7 @@ from steproute._decision_counter import count_decision
 from steproute.decision_capture import redacted_messages, redacted_text, request_shape
 from steproute.errors import Attempt, BudgetExceeded, DispatchError, shown
 from steproute.pricing import Price, call_cost, estimate_usage
-from steproute.telemetry import STREAM_ABANDONED, USAGE_ESTIMATED, error_type
+from steproute.telemetry import DECISION_REASON, STREAM_ABANDONED, TIER, USAGE_ESTIMATED, error_type
 
 if TYPE_CHECKING:
     from steproute.decision_log import DecisionLog
@@ -83,6 +83,15 @@ class CallRecord:
         :meth:`failed` closes the record, into the log."""
         self.decision = decision
         self._telemetry.decided(self._route, decision, time.perf_counter() - self._started)
+
+    def walked(self, decision: Decision) -> None:
+        """The tier walk ended in an error: ``decision`` (the tier it ended at; on its reason, each
+        tier tried and why none answered) goes on the ``route`` span and, when :meth:`failed`
+        closes the record, into the log."""
+        self.decision = decision
+        self.annotate({TIER: decision.tier, DECISION_REASON: decision.reason})
+        self._telemetry.cascaded(self._route, decision)
+        self._telemetry.fell_back(self._route, decision)
 
     def refused(self, decision: Decision, error: BaseException, *, held_to: str | None = None) -> BaseException:
         """The tenant's budget refused the call before any model call: ``decision`` (the tier
@@ -292,6 +301,9 @@ class CallRecord:
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, spent, 0.0)
             entry["error"] = type(error).__name__
+            if decision.cascade:
+                entry["attempts"] = decision.attempts
+                entry["cascade"] = [a.as_dict() for a in decision.cascade]
             if decision.guard == "budget:refused":
                 entry["outcome"] = "refused"
             if attempts:

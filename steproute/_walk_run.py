@@ -170,7 +170,11 @@ class WalkRun:
         """Every deployment of the attempt's tier failed: book it and move on, or raise the
         call's error (the walk's rules: ``tier_fallback``, ``fallback_on``, the chain's end)."""
         deployment = self.ctx.dispatcher.first_deployment(pending.tier)
-        next_tier = self.walk.failed_over(error, deployment.model)  # raises when the walk ends here
+        try:
+            next_tier = self.walk.failed_over(error, deployment.model)  # raises when the walk ends here
+        except DispatchError:
+            self.record.walked(self.walk.gave_up(self.decision, deployment.model, error))
+            raise
         attributes = {CASCADE_ROLE: "attempt"} if self.judged else None
         self.record.tier_failed(self._at(pending.tier), error.attempts, attributes=attributes,
                                 error_type=type(error).__name__, deployment=deployment)

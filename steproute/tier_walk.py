@@ -170,6 +170,28 @@ class TierWalk:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
+    def gave_up(self, decision: Decision, model: str, error: DispatchError) -> Decision:
+        """The decision of a call whose walk ended in ``error`` at the current tier (``model``: its
+        first deployment), once :meth:`failed_over` raised it: at that tier, with the walk's notes
+        and, when the walk had moved (cancelled, fell back, escalated), each tier tried and why
+        none answered."""
+        reason = self._noted(decision.reason)
+        if not self.attempts:  # it failed where it was decided
+            return replace(decision, reason=reason)
+        last = CascadeAttempt(self.tier, model, None, reason=f"failed: {failure_note(error.attempts) or type(error).__name__}")
+        chain = (*self.attempts, last)
+        why = "; ".join(f"{a.tier}: {a.reason}" for a in chain)
+        reason += f"; no tier answered: {' → '.join(a.tier for a in chain)} ({why})"
+        fallback_from = self.failed[0] if self.error_moves else None
+        if not self.rules.judged:
+            return replace(decision, tier=self.tier, model=model, reason=reason, fallback_from=fallback_from)
+        called = chain[1:] if self._speculated else chain
+        return replace(decision, tier=self.tier, model=model, reason=reason, fallback_from=fallback_from,
+                       escalated_from=called[0].tier if self.escalated else None, attempts=len(chain), cascade=chain)
+
+    def _noted(self, reason: str) -> str:
+        return reason + "".join(f"; {n}" for n in self.notes)
+
     # -- the answer ----------------------------------------------------------------------------
 
     @property
@@ -181,7 +203,7 @@ class TierWalk:
         """The decision of the call, answered at the current tier by ``model``; ``last`` the
         answering attempt of a judged walk (its verdict, or unjudged at the chain's last tier)."""
         tier = self.tier
-        reason = decision.reason + "".join(f"; {n}" for n in self.notes)
+        reason = self._noted(decision.reason)
         fallback_from = self.failed[0] if self.failed else None
         if not self.rules.judged:
             if self.failed:

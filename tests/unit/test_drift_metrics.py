@@ -62,5 +62,5 @@ def test_decisions_are_counted_by_step_tier_escalation_fallback_and_outcome():
         key("calc", "fast", False, False, "answered"): 2,
         key("calc", "strong", False, True, "answered"): 1,
         key("extract", "strong", True, False, "answered"): 1,
-        key("broken", "fast", False, False, "failed"): 1,
+        key("broken", "strong", False, True, "failed"): 1,  # fell back to strong, which failed too
     }

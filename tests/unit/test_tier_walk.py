@@ -217,6 +217,50 @@ def test_an_escalation_after_a_speculative_restart_starts_where_the_walk_restart
     assert decided.cascade[0] == CascadeAttempt("fast", "m/fast", None, reason="speculative call cancelled")
 
 
+def test_a_walk_that_fails_where_it_was_decided_keeps_its_decision_with_its_notes():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="none"), TIERS)
+    walk.note("first note")
+    walk.note("second note")
+    error = _error("fast")
+    with pytest.raises(DispatchError):
+        walk.failed_over(error, "m/fast")
+    pinned = replace(_decision(), model="m/fast-2")  # the conversation's deployment, tried first: still named
+    assert walk.gave_up(pinned, "m/fast", error) == replace(pinned, reason="rules: short; first note; second note")
+
+
+def test_a_walk_that_restarted_escalated_and_failed_names_each_tier_and_where_it_escalated_from():
+    walk = TierWalk(walk_rules("fast", TIERS, 2, cascade=TIERS), TIERS)
+    walk.cancelled("m/fast", "speculative: rules picked 'standard'")
+    walk.restart_at("standard")
+    walk.rejected(CascadeAttempt("standard", "m/standard", False, cost_usd=0.002, reason="hedged"))
+    bare = DispatchError("plan", "strong", ())  # no attempt to name (every deployment cooling down)
+    with pytest.raises(DispatchError):
+        walk.failed_over(bare, "m/strong")
+    decided = walk.gave_up(_decision(), "m/strong", bare)
+    assert (decided.tier, decided.model, decided.escalated_from, decided.fallback_from, decided.attempts) == (
+        "strong", "m/strong", "standard", None, 3)
+    assert decided.cascade[-1] == CascadeAttempt("strong", "m/strong", None, reason="failed: DispatchError")
+    assert decided.reason == ("rules: short; speculative: rules picked 'standard'; no tier answered: fast → standard"
+                              " → strong (fast: speculative call cancelled; standard: hedged; strong: failed: "
+                              "DispatchError)")
+
+
+@pytest.mark.parametrize(("cascade", "tiers"), [(None, ("fast", "standard")), (TIERS, TIERS)])
+def test_a_walk_whose_every_tier_failed_fell_back_from_the_first(cascade, tiers):
+    walk = TierWalk(walk_rules("fast", TIERS, 2, fallback="next" if cascade is None else None, cascade=cascade),
+                    TIERS)
+    *moved, end = tiers
+    for tier in moved:
+        walk.failed_over(_error(tier), f"m/{tier}")
+    last = _error(end)
+    with pytest.raises(DispatchError):
+        walk.failed_over(last, f"m/{end}")
+    decided = walk.gave_up(_decision(), f"m/{end}", last)
+    assert (decided.tier, decided.model, decided.fallback_from, decided.escalated_from) == (end, f"m/{end}", "fast", None)
+    assert [a.tier for a in decided.cascade] == ([] if cascade is None else list(tiers))
+    assert decided.reason.endswith(f"{end}: failed: m/{end}: RateLimitError)")
+
+
 def test_every_note_and_every_refusal_kind_that_let_the_call_through_is_in_the_reason():
     bad = ProviderFailure("bad_request", "BadRequestError", "Unsupported parameter.")
     refused = ProviderAuthError("plan", "standard", (Attempt("m/standard", "BadRequestError", "openai",
