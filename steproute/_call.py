@@ -207,9 +207,6 @@ class CallRecord:
         count_decision(self._telemetry.decisions, decision, "answered")
         if self._log is not None:
             entry = self._entry(decision, usage, cost_usd, baseline_cost_usd)
-            if decision.cascade:
-                entry["attempts"] = decision.attempts
-                entry["cascade"] = [a.as_dict() for a in decision.cascade]
             if failed_attempts:
                 entry["failed_attempts"] = [{"model": a.model, "error_type": a.error_type} for a in failed_attempts]
             if self._log.include_prompts and response is not None:
@@ -301,9 +298,6 @@ class CallRecord:
         if self._log is not None and decision is not None:
             entry = self._entry(decision, None, spent, 0.0)
             entry["error"] = type(error).__name__
-            if decision.cascade:
-                entry["attempts"] = decision.attempts
-                entry["cascade"] = [a.as_dict() for a in decision.cascade]
             if decision.guard == "budget:refused":
                 entry["outcome"] = "refused"
             if attempts:
@@ -339,6 +333,8 @@ class CallRecord:
             "trace_id": self._telemetry.trace_id(self._route),
             **request_shape(request),
         }
+        if decision.cascade:  # a judged walk's attempts, answered or failed
+            entry.update(attempts=decision.attempts, cascade=[a.as_dict() for a in decision.cascade])
         if (arm := decision.experiment) is not None:  # an A/B experiment's arm (steproute report --by arm)
             entry.update(experiment=arm.name, arm=arm.arm, control_arm=arm.control, assigned=arm.assigned, unit=arm.unit)
         if self._log is not None and self._log.include_prompts:
